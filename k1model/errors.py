@@ -1,0 +1,30 @@
+"""Errors a user can act on. The CLI prints them as one line (exit status 2)."""
+from __future__ import annotations
+
+
+class K1Error(Exception):
+    """Base class for errors with a message that says what is wrong and how to fix it."""
+
+
+class ConfigError(K1Error, ValueError):
+    """A params/config value is unknown or out of range. Subclasses ValueError for the API."""
+
+
+class DataError(K1Error):
+    """Data is missing, unreachable or malformed."""
+
+
+class CheckpointError(K1Error):
+    """A checkpoint is corrupt, or belongs to a different configuration."""
+
+
+class NonFiniteLossError(K1Error, FloatingPointError):
+    """The training loss became NaN/inf; the step was not applied."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(
+            f"non-finite loss {loss} at step {step}; the update was not applied. "
+            "Lower method.learning_rate or check the data; the last good checkpoint is kept."
+        )
+        self.step = step
+        self.loss = loss
