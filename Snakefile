@@ -1,0 +1,41 @@
+# K-1 pipeline (DESIGN.md §5): data -> runs (variant x seed) -> attribution -> analysis
+# -> figures -> paper. Thin: every rule is one call of the library's `k1` command.
+#
+#   snakemake --cores all --resources gpu=1                        # default CPU profile
+#   snakemake --cores all --resources gpu=1 --config params_file=params/paper.yaml
+#   snakemake --profile workflow/profiles/slurm --config params_file=params/paper.yaml
+#
+# See docs/pipeline.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params/default.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    variant="|".join(VARIANTS),
+    seed=r"\d+",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/paper.smk"
+
+
+rule all:
+    """Default target: every run, the tables, figures and the paper."""
+    default_target: True
+    localrule: True
+    input:
+        rules.runs.input,
+        rules.analysis.input,
+        rules.paper.output,

@@ -1,0 +1,154 @@
+# Shared set-up of the K-1 pipeline: which params file is used, its validation, the
+# per-stage fingerprints that drive Snakemake's `params` rerun trigger, and the lists of
+# targets. No rules here (rules live in the other .smk files); no science anywhere.
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# --------------------------------------------------------------------------------------
+# Which params file?  The `k1` commands read the params file themselves (the library owns
+# the meaning of every key), so Snakemake must use exactly that file too:
+#   snakemake ...                                     -> params/default.yaml
+#   snakemake --config params_file=params/tiny.yaml   -> that file
+#   snakemake --configfile params/paper.yaml          -> that file
+# Pipeline-only settings (never written in a params file) are given with --config:
+#   params_file=FILE   the params file (see above)
+#   data_root=DIR      root folder for `data.source: local` (else $K1_DATA_ROOT / data.local.root)
+# --------------------------------------------------------------------------------------
+PIPELINE_KEYS = ("params_file", "data_root")
+DEFAULT_PARAMS_FILE = "params/default.yaml"
+SCHEMA = "../schemas/params.schema.yaml"
+
+
+def _relative(path):
+    """A path relative to the working directory when it lies below it (stable params/logs)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _pick_params_file():
+    cli = dict(workflow.config_settings.config or {})
+    extra = sorted(set(cli) - set(PIPELINE_KEYS))
+    if extra:
+        raise WorkflowError(
+            f"--config {extra[0]}=...: only {', '.join(PIPELINE_KEYS)} may be set with --config. "
+            "The k1 commands read the params file itself, so edit a params file (copy "
+            f"{DEFAULT_PARAMS_FILE}) and select it with --config params_file=FILE."
+        )
+    if cli.get("params_file"):
+        return _relative(cli["params_file"])
+    files = list(workflow.overwrite_configfiles or [])
+    if len(files) > 1:
+        raise WorkflowError(
+            "give one params file: --configfile FILE (or --config params_file=FILE), not "
+            + ", ".join(map(str, files))
+        )
+    if files:
+        return _relative(files[0])
+    return DEFAULT_PARAMS_FILE
+
+
+def _load_params(path):
+    import yaml
+
+    if not Path(path).is_file():
+        raise WorkflowError(f"params file not found: {path} (set it with --config params_file=FILE)")
+    with open(path, encoding="utf-8") as fh:
+        params = yaml.safe_load(fh)
+    if not isinstance(params, dict):
+        raise WorkflowError(f"params file {path} must hold a mapping of sections")
+    return params
+
+
+def _dotted(path_items):
+    out = ""
+    for item in path_items:
+        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else str(item))
+    return out
+
+
+def _validate_params(params, path):
+    """Validate against the JSON schema at start-up; one clear line naming the key."""
+    import jsonschema
+
+    try:
+        validate(params, SCHEMA)
+    except WorkflowError as err:
+        cause = next((a for a in err.args if isinstance(a, jsonschema.ValidationError)), None)
+        if cause is None:
+            raise
+        where = _dotted(cause.absolute_path) or "(top level)"
+        if cause.validator == "additionalProperties":
+            unknown = sorted(set(cause.instance) - set(cause.schema.get("properties", {})))
+            allowed = ", ".join(cause.schema.get("properties", {}))
+            keys = ", ".join(f"{where}.{k}" if cause.absolute_path else k for k in unknown)
+            raise WorkflowError(
+                f"invalid params file {path}: unknown key {keys}; allowed keys here: {allowed}"
+            ) from None
+        raise WorkflowError(f"invalid params file {path}: {where}: {cause.message}") from None
+
+
+PARAMS_FILE = _pick_params_file()
+PARAMS = _load_params(PARAMS_FILE)
+_validate_params(PARAMS, PARAMS_FILE)
+# From here on `config` is exactly the (validated) params file that every k1 call reads.
+config.clear()
+config.update(PARAMS)
+DATA_ROOT = (workflow.config_settings.config or {}).get("data_root")
+
+VARIANTS = list(config["experiment"]["variants"])
+SEEDS = [int(s) for s in config["experiment"]["seeds"]]
+DOMAINS = list(config["data"]["domains"])
+DEVICE = str(config["train"].get("device", "cpu"))
+# One GPU per training/attribution job when the params ask for CUDA ("auto" may use one).
+GPUS_PER_RUN = 1 if (DEVICE == "auto" or DEVICE.startswith("cuda")) else 0
+
+# Rules call the `k1` console script. Make sure the one installed beside the Python that
+# runs Snakemake is found, also when the virtual environment is not activated.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ.update(PATH=os.pathsep.join([_BIN, os.environ.get("PATH", "")]))
+
+
+def fingerprint(*sections):
+    """Short stable hash of some params sections. Used as a `params` entry of a rule, so that
+    editing one section reruns exactly the rules that read it (rerun trigger `params`)
+    and nothing upstream; the whole params file is deliberately not a rule input."""
+    blob = json.dumps({s: config[s] for s in sections}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resolved_data_root():
+    """What `k1 prepare` will use as the root for local corpora ('' when not local)."""
+    if config["data"].get("source") != "local":
+        return ""
+    root = DATA_ROOT or os.environ.get("K1_DATA_ROOT") or (config["data"].get("local") or {}).get("root")
+    return str(root or "")
+
+
+def data_root_arg():
+    return f"--data-root '{DATA_ROOT}'" if DATA_ROOT else ""
+
+
+# ------------------------------------------------------------------ file layout (targets)
+PREPARED = "data/prepared"
+RUNS = "results/runs"
+RUN_DIR = f"{RUNS}/{{variant}}/seed{{seed}}"
+
+
+def prepared_files():
+    return [f"{PREPARED}/manifest.json"] + [
+        f"{PREPARED}/{domain}/{split}.bin" for domain in DOMAINS for split in ("train", "valid", "test")
+    ]
+
+
+def run_files(name):
+    return [f"{RUNS}/{v}/seed{s}/{name}" for v in VARIANTS for s in SEEDS]

@@ -1,0 +1,27 @@
+# Stage 1: data. Reads only the `data:` section of the params file (its fingerprint is a
+# rule param, so editing model/method/train/analysis does not rerun data preparation).
+
+
+rule prepare_data:
+    output:
+        manifest=f"{PREPARED}/manifest.json",
+        splits=[f for f in prepared_files() if not f.endswith("manifest.json")],
+    log:
+        "logs/prepare_data.log",
+    params:
+        file=PARAMS_FILE,
+        data_cfg=fingerprint("data"),
+        data_root=resolved_data_root(),
+        data_root_arg=data_root_arg(),
+        out=lambda wildcards, output: Path(output.manifest).parent,
+    conda:
+        "../envs/k1.yaml"
+    shell:
+        "k1 prepare --params {params.file} --out {params.out} {params.data_root_arg} > {log} 2>&1"
+
+
+rule data:
+    """Target: the prepared data of every domain (`snakemake data`)."""
+    localrule: True
+    input:
+        rules.prepare_data.output,
