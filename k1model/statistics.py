@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import math
+import re
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ __all__ = [
     "TEST_NAMES",
     "TABLE_GROUPS",
     "KEY_METRICS",
+    "fmt_num",
+    "fmt_p",
+    "fmt_ci",
 ]
 
 # --------------------------------------------------------------------------- registry
@@ -649,7 +653,8 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisConfig) -> tuple[pd.DataFrame, 
     better_lower = df.mean_diff < 0
     variant_better = np.where(df.direction == "lower", better_lower, df.mean_diff > 0)
     df["significant"] = sig.fillna(False).astype(bool)
-    df["better"] = np.where(~df["significant"], "none", np.where(variant_better, "variant", "reference"))
+    df["better"] = np.where(p.isna(), "n/a", np.where(~df["significant"], "none",
+                                                      np.where(variant_better, "variant", "reference")))
     return df[_COMPARISON_COLUMNS], notes
 
 
@@ -687,11 +692,19 @@ def fmt_ci(mean: Any, lo: Any, hi: Any) -> str:
     return f"{fmt_num(mean)} [{fmt_num(lo)}, {fmt_num(hi)}]"
 
 
+_NUMERIC_CELL = re.compile(r"^(n/a|[-+<]?\d.*)$")
+
+
+def _is_numeric_column(col: pd.Series) -> bool:
+    """Right-align a column whose cells all look like numbers (or n/a)."""
+    return bool(len(col)) and all(_NUMERIC_CELL.match(str(v)) for v in col)
+
+
 def markdown_table(df: pd.DataFrame, notes: Sequence[str] = ()) -> str:
     """A GitHub-flavoured Markdown table of string cells, then notes as a list."""
     cells = df.astype(str).map(lambda s: s.replace("|", "\\|").replace("\n", " "))
     header = "| " + " | ".join(str(c) for c in df.columns) + " |"
-    align = "|" + "|".join(":---" if df[c].dtype == object else "---:" for c in df.columns) + "|"
+    align = "|" + "|".join("---:" if _is_numeric_column(df[c]) else ":---" for c in df.columns) + "|"
     lines = [header, align] + ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
     if df.empty:
         lines.append("| " + " | ".join("" for _ in df.columns) + " |")
@@ -712,7 +725,7 @@ def _tex(s: Any) -> str:
 
 def latex_table(df: pd.DataFrame, caption: str, label: str, notes: Sequence[str] = ()) -> str:
     """A booktabs table (needs \\usepackage{booktabs}); hand-formatted so no jinja2 is needed."""
-    spec = "".join("l" if df[c].dtype == object else "r" for c in df.columns)
+    spec = "".join("r" if _is_numeric_column(df[c]) else "l" for c in df.columns)
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{_tex(caption)}}}",
              rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(_tex(c) for c in df.columns) + r" \\", r"\midrule"]
@@ -770,9 +783,9 @@ def _comparison_display(comp: pd.DataFrame) -> pd.DataFrame:
         "reference": comp.reference, "variant": comp.variant, "metric": comp.metric,
         "n": comp.n_pairs.astype(int).astype(str),
         "diff [95% CI]": [fmt_ci(r.mean_diff, r.diff_ci_low, r.diff_ci_high) for r in comp.itertuples()],
-        "Wilcoxon p": comp.wilcoxon_p.map(fmt_p), "Holm": comp.wilcoxon_p_holm.map(fmt_p),
-        "paired t p": comp.ttest_paired_p.map(fmt_p), "Holm ": comp.ttest_paired_p_holm.map(fmt_p),
-        "Welch p": comp.welch_p.map(fmt_p), "Holm  ": comp.welch_p_holm.map(fmt_p),
+        "Wilcoxon p": comp.wilcoxon_p.map(fmt_p), "Wilcoxon p (Holm)": comp.wilcoxon_p_holm.map(fmt_p),
+        "paired t p": comp.ttest_paired_p.map(fmt_p), "paired t p (Holm)": comp.ttest_paired_p_holm.map(fmt_p),
+        "Welch p": comp.welch_p.map(fmt_p), "Welch p (Holm)": comp.welch_p_holm.map(fmt_p),
         "g": comp.hedges_g.map(lambda v: fmt_num(v, 3)), "g_z": comp.hedges_g_paired.map(lambda v: fmt_num(v, 3)),
         "P(improve) [CI]": [fmt_ci(r.poi, r.poi_ci_low, r.poi_ci_high) for r in comp.itertuples()],
         "better": comp.better,
@@ -886,7 +899,10 @@ def aggregate(params: str | Path | Mapping[str, Any], runs: str | Path, out: str
     ] + notes
     _write_table(tables, "comparisons", comp, _comparison_display(comp),
                  "Paired comparisons against the reference variants", comp_notes_tbl, written)
-    key = comp[comp.metric.isin(KEY_METRICS)]
+    # key metrics only, and each pair of references once (in the family of the earlier reference)
+    ref_rank = {r: i for i, r in enumerate(cfg.references)}
+    dup = comp.variant.map(lambda v: ref_rank.get(v, len(ref_rank))) < comp.reference.map(ref_rank)
+    key = comp[comp.metric.isin(KEY_METRICS) & ~dup]
     _write_table(tables, "comparisons_key", key, _comparison_display(key),
                  "Key comparisons against the reference variants", comp_notes_tbl, written)
     for group, caption in TABLE_GROUPS.items():

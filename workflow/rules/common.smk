@@ -82,8 +82,8 @@ def _validate_params(params, path):
     try:
         validate(params, SCHEMA)
     except WorkflowError as err:
-        cause = next((a for a in err.args if isinstance(a, jsonschema.ValidationError)), None)
-        if cause is None:
+        cause = err.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
             raise
         where = _dotted(cause.absolute_path) or "(top level)"
         if cause.validator == "additionalProperties":
@@ -118,12 +118,31 @@ if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ.update(PATH=os.pathsep.join([_BIN, os.environ.get("PATH", "")]))
 
 
-def fingerprint(*sections):
-    """Short stable hash of some params sections. Used as a `params` entry of a rule, so that
-    editing one section reruns exactly the rules that read it (rerun trigger `params`)
-    and nothing upstream; the whole params file is deliberately not a rule input."""
-    blob = json.dumps({s: config[s] for s in sections}, sort_keys=True, default=str)
+def fingerprint(*keys):
+    """Short stable hash of some params sections or dotted keys ("data", "model.max_seq_len").
+    Used as a `params` entry of a rule, so that editing a section reruns exactly the rules
+    that read it (rerun trigger `params`) and nothing upstream; the whole params file is
+    deliberately not a rule input."""
+    picked = {}
+    for key in keys:
+        value = config
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        picked[key] = value
+    blob = json.dumps(picked, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# analysis.* keys read by `k1 attribute` (k1model/probes.py DEFAULT_ANALYSIS); the other
+# analysis keys (bootstrap, tests) only concern `k1 aggregate` and must not rerun the probes.
+PROBE_KEYS = [
+    f"analysis.{key}"
+    for key in (
+        "rng_seed", "probe_batch_size", "resample_batches", "fault_agents", "fault_batches",
+        "fault_loss_increase", "fault_noise", "randomisation_batches", "windows", "window_steps",
+        "permutations",
+    )
+]
 
 
 def resolved_data_root():

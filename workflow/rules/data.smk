@@ -1,5 +1,6 @@
-# Stage 1: data. Reads only the `data:` section of the params file (its fingerprint is a
-# rule param, so editing model/method/train/analysis does not rerun data preparation).
+# Stage 1: data. Reads only the `data:` section of the params file, and model.max_seq_len
+# (every split must hold one window). Their fingerprint is a rule param, so editing
+# anything else (method/train/analysis/...) does not rerun data preparation.
 
 
 rule prepare_data:
@@ -10,7 +11,7 @@ rule prepare_data:
         "logs/prepare_data.log",
     params:
         file=PARAMS_FILE,
-        data_cfg=fingerprint("data"),
+        data_cfg=fingerprint("data", "model.max_seq_len"),
         data_root=resolved_data_root(),
         data_root_arg=data_root_arg(),
         out=lambda wildcards, output: Path(output.manifest).parent,

@@ -38,7 +38,7 @@ rule attribute:
         "logs/attribute/{variant}/seed{seed}.log",
     params:
         file=PARAMS_FILE,
-        probe_cfg=fingerprint("analysis"),
+        probe_cfg=fingerprint(*PROBE_KEYS),
         data=lambda wildcards, input: Path(input.manifest).parent,
         run=lambda wildcards, input: Path(input.metrics).parent,
     threads: 1

@@ -1,0 +1,213 @@
+"""The Snakemake pipeline (Snakefile, workflow/, params/): lint, start-up validation of the
+params file, and an end-to-end run on params/tiny.yaml in a temporary copy of the workflow.
+
+Snakemake is found as `python -m snakemake` (same environment as the tests) or on PATH;
+the tests skip cleanly when it is not installed (`pip install -e .[pipeline]`).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _snakemake_command() -> list[str] | None:
+    if importlib.util.find_spec("snakemake") is not None:
+        return [sys.executable, "-m", "snakemake"]
+    exe = shutil.which("snakemake")
+    return [exe] if exe else None
+
+
+SNAKEMAKE = _snakemake_command()
+pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install -e .[pipeline])")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Snakefile, workflow/ and params/ in a fresh directory (outputs land there, not in the repo)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "Snakefile", dest / "Snakefile")
+    shutil.copytree(ROOT / "workflow", dest / "workflow")
+    shutil.copytree(ROOT / "params", dest / "params")
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("K1_DATA_ROOT", None)
+    env.setdefault("MPLBACKEND", "Agg")
+    cmd = [*SNAKEMAKE, "--snakefile", str(workdir / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def output(proc: subprocess.CompletedProcess) -> str:
+    return proc.stdout + proc.stderr
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    counts: dict[str, int] = {}
+    block = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
+    for line in block.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+# ------------------------------------------------------------------------------ structure
+
+
+def test_lint_is_clean(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wd, "--lint")
+    text = output(proc)
+    assert proc.returncode == 0, text
+    assert "Lints for" not in text, text
+
+
+def test_dry_run_lists_every_job_of_the_default_profile(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wd, "-n", "--cores", "2")
+    assert proc.returncode == 0, output(proc)
+    params = yaml.safe_load((ROOT / "params/default.yaml").read_text())
+    n_runs = len(params["experiment"]["variants"]) * len(params["experiment"]["seeds"])
+    counts = job_counts(output(proc))
+    assert counts == {"prepare_data": 1, "train": n_runs, "attribute": n_runs, "aggregate": 1,
+                      "figures": 1, "paper": 1, "all": 1}, counts
+
+
+@pytest.mark.parametrize("profile", ["default", "paper"])
+def test_every_params_profile_is_valid(tmp_path, profile):
+    wd = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wd, "-n", "--cores", "2", "--config", f"params_file=params/{profile}.yaml")
+    assert proc.returncode == 0, output(proc)
+
+
+def test_cuda_params_request_a_gpu_and_slurm_profile_dry_runs(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wd, "-n", "--profile", str(wd / "workflow/profiles/slurm"),
+                     "--config", "params_file=params/paper.yaml")
+    text = output(proc)
+    assert proc.returncode == 0, text
+    train_jobs = [block for block in text.split("\nrule ") if block.startswith("train:")]
+    assert train_jobs and all("gpu=1" in block for block in train_jobs), text[:3000]
+
+
+def test_tiny_runs_on_cpu_without_gpu_resource(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wd, "-n", "-p", "--cores", "2", "--config", "params_file=params/tiny.yaml")
+    text = output(proc)
+    assert proc.returncode == 0, text
+    assert "gpu=1" not in text
+    assert "k1 train --params params/tiny.yaml" in text
+
+
+BAD_PARAMS = [
+    # (what, edit of the parsed tiny params, text the error must contain)
+    ("unknown variant", lambda p: p["experiment"].update(variants=["k1_full", "k2_turbo"]), "k2_turbo"),
+    ("negative steps", lambda p: p["train"].update(steps_per_phase=-5), "train.steps_per_phase"),
+    ("unknown key", lambda p: p["method"].update(learning_rat=0.1), "method.learning_rat"),
+    ("missing section", lambda p: p.pop("model"), "model"),
+]
+
+
+@pytest.mark.parametrize("what,edit,expected", BAD_PARAMS, ids=[b[0] for b in BAD_PARAMS])
+def test_bad_params_fail_at_start_up_naming_the_key(tmp_path, what, edit, expected):
+    wd = copy_workflow(tmp_path / "wf")
+    params = yaml.safe_load((wd / "params/tiny.yaml").read_text())
+    edit(params)
+    (wd / "params/bad.yaml").write_text(yaml.safe_dump(params))
+    proc = snakemake(wd, "-n", "--cores", "1", "--config", "params_file=params/bad.yaml")
+    text = output(proc)
+    assert proc.returncode != 0, text
+    assert expected in text, text
+    assert "params/bad.yaml" in text, text
+    assert not (wd / "data").exists() and not (wd / "results").exists()
+
+
+def test_config_overrides_other_than_pipeline_keys_are_refused(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wd, "-n", "--cores", "1", "--config", "train={'steps_per_phase': 3}")
+    assert proc.returncode != 0
+    assert "params_file" in output(proc)
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("pipeline") / "wf")
+    proc = snakemake(wd, "--cores", "2", "--config", "params_file=params/tiny.yaml")
+    logs = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted((wd / "logs").rglob("*.log"))) \
+        if (wd / "logs").exists() else ""
+    assert proc.returncode == 0, output(proc)[-6000:] + logs
+    return wd
+
+
+@pytest.mark.slow
+def test_end_to_end_outputs_exist(tiny_run):
+    wd = tiny_run
+    params = yaml.safe_load((wd / "params/tiny.yaml").read_text())
+    assert (wd / "data/prepared/manifest.json").is_file()
+    for domain in params["data"]["domains"]:
+        for split in ("train", "valid", "test"):
+            assert (wd / f"data/prepared/{domain}/{split}.bin").stat().st_size > 0
+    for variant in params["experiment"]["variants"]:
+        for seed in params["experiment"]["seeds"]:
+            run = wd / f"results/runs/{variant}/seed{seed}"
+            for name in ("metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt", "attribution.json"):
+                assert (run / name).is_file(), run / name
+    assert (wd / "results/tidy.csv").stat().st_size > 0
+    assert (wd / "results/summary.json").stat().st_size > 0
+    assert list((wd / "results/tables").glob("*.csv")) and list((wd / "results/tables").glob("*.md"))
+    assert list((wd / "results/figures").glob("*.png"))
+    assert (wd / "paper/paper.md").stat().st_size > 0
+    assert (wd / "paper/numbers.json").stat().st_size > 0
+    for rule in ("prepare_data", "aggregate", "figures", "paper"):
+        assert (wd / f"logs/{rule}.log").is_file()
+
+
+@pytest.mark.slow
+def test_end_to_end_second_run_is_a_no_op(tiny_run):
+    proc = snakemake(tiny_run, "-n", "--cores", "2", "--config", "params_file=params/tiny.yaml")
+    assert proc.returncode == 0, output(proc)
+    assert "Nothing to be done" in output(proc), output(proc)
+
+
+@pytest.mark.slow
+def test_end_to_end_training_param_edit_reruns_training_not_data(tiny_run, tmp_path):
+    # Dry run against an edited copy of the params (the finished run's outputs are reused).
+    wd = tiny_run
+    params = yaml.safe_load((wd / "params/tiny.yaml").read_text())
+    params["train"]["steps_per_phase"] += 1
+    (wd / "params/tiny_edit.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy2(wd / "params/tiny.yaml", tmp_path / "tiny.yaml")
+    try:
+        # same file name, edited content: only the train section changed
+        shutil.copy2(wd / "params/tiny_edit.yaml", wd / "params/tiny.yaml")
+        proc = snakemake(wd, "-n", "--cores", "2", "--config", "params_file=params/tiny.yaml")
+    finally:
+        shutil.copy2(tmp_path / "tiny.yaml", wd / "params/tiny.yaml")
+    counts = job_counts(output(proc))
+    n_runs = len(params["experiment"]["variants"]) * len(params["experiment"]["seeds"])
+    assert proc.returncode == 0, output(proc)
+    assert "prepare_data" not in counts, counts
+    assert counts.get("train") == n_runs and counts.get("paper") == 1, counts
+
+
+@pytest.mark.slow
+def test_end_to_end_report(tiny_run):
+    proc = snakemake(tiny_run, "--cores", "1", "--config", "params_file=params/tiny.yaml",
+                     "--report", "report.zip")
+    assert proc.returncode == 0, output(proc)
+    assert (tiny_run / "report.zip").stat().st_size > 0

@@ -1,0 +1,139 @@
+"""`k1 figures` and `k1 paper` on fake runs: files are produced, the paper quotes summary.json exactly."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fake_runs import write_fake_runs, write_manifest, write_params
+from k1model import paper as P
+from k1model.cli import main
+from k1model.errors import K1Error
+from k1model.statistics import aggregate, fmt_num, fmt_p, load_analysis_config
+
+FIGURES = ("learning_curves", "forgetting_heatmaps", "forgetting", "sparsity", "update_frequency",
+           "attribution_stability", "planted_faults", "responsibility_tree")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("k1")
+    write_fake_runs(root / "results" / "runs", steps_per_phase=10, eval_interval=5)
+    params = write_params(root / "params.yaml")
+    write_manifest(root / "data")
+    aggregate(params, root / "results" / "runs", root / "results")
+    argv = ["figures", "--params", str(params), "--runs", str(root / "results" / "runs"),
+            "--results", str(root / "results"), "--out", str(root / "results" / "figures")]
+    assert main(argv) == 0
+    argv = ["paper", "--params", str(params), "--results", str(root / "results"), "--data", str(root / "data"),
+            "--out", str(root / "paper")]
+    assert main(argv) == 0
+    return {"root": root, "params": params, "results": root / "results", "paper": root / "paper"}
+
+
+def test_figures_are_written(built):
+    figdir = built["results"] / "figures"
+    for name in FIGURES:
+        png, pdf = figdir / f"{name}.png", figdir / f"{name}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert pdf.read_bytes()[:5] == b"%PDF-", name
+    index = json.loads((figdir / "figures.json").read_text())
+    assert set(index["figures"]) == set(FIGURES) and index["notes"] == []
+
+
+def test_figures_skip_absent_attribution_with_a_note(tmp_path, monkeypatch):
+    from k1model import plots
+
+    monkeypatch.setattr(plots, "save_figure", lambda fig, figdir, name: [figdir / f"{name}.png"])  # no drawing: fast
+    write_fake_runs(tmp_path / "runs", variants=("k1_full", "dense"), seeds=(0, 1), steps_per_phase=6,
+                    eval_interval=3, attribution=False)
+    params = write_params(tmp_path / "p.yaml", variants=("k1_full", "dense"), seeds=(0, 1))
+    aggregate(params, tmp_path / "runs", tmp_path / "res")
+    res = plots.make_figures(params, tmp_path / "runs", tmp_path / "res", tmp_path / "fig")
+    assert "planted_faults" not in res["figures"] and "attribution_stability" not in res["figures"]
+    assert "update_frequency" in res["figures"] and "responsibility_tree" in res["figures"]
+    assert any("attribution" in n and "skipped" in n for n in res["notes"])
+
+
+def _at(doc, path):
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+def test_paper_numbers_equal_summary(built):
+    summary = json.loads((built["results"] / "summary.json").read_text())
+    numbers = json.loads((built["paper"] / "numbers.json").read_text())["numbers"]
+    text = (built["paper"] / "paper.md").read_text()
+    assert len(numbers) >= 10
+    for key, entry in numbers.items():
+        value = _at(summary, entry["source"])
+        assert entry["value"] == value, key
+        fmt = fmt_p if key.endswith(("_p", "_p_holm", "_min_p")) else fmt_num
+        assert entry["text"] == fmt(value), key
+        assert entry["text"] in text, key
+    # the headline comparison is quoted from summary.json
+    assert "comparisons.k1_full.dense.forgetting.wilcoxon_p_holm" in numbers
+    assert f"k1_full {fmt_num(summary['k1_full']['forgetting']['mean'])}" in text
+
+
+def test_paper_sections_and_negative_results(built):
+    text = (built["paper"] / "paper.md").read_text()
+    for section in ("## Abstract", "## Method", "## Experimental setup", "## Results", "## Limitations",
+                    "## Reproducibility"):
+        assert section in text
+    # 3 seeds: nothing can be significant under Wilcoxon, and the paper says so
+    assert "no significant difference" in text and "smallest attainable Wilcoxon p is 0.25" in text
+    assert "significantly lower" not in text
+    assert "../results/figures/forgetting_heatmaps.png" in text
+    assert "*Table 1: Language modelling and forgetting" in text
+    assert "`analysis.bootstrap_resamples` | 400" in text  # hyperparameters from the params file
+    assert "sha256" in text and "domains.prose.files.train.bytes" in text  # data manifest
+
+
+def test_paper_is_deterministic(built, tmp_path):
+    P.render_paper(built["params"], built["results"], built["root"] / "data", tmp_path / "again")
+    # same relative layout is not needed for numbers.json; paper links are relative, so compare numbers
+    assert (tmp_path / "again" / "numbers.json").read_bytes() == (built["paper"] / "numbers.json").read_bytes()
+    P.render_paper(built["params"], built["results"], built["root"] / "data", tmp_path / "again2")
+    assert (tmp_path / "again" / "paper.md").read_bytes() == (tmp_path / "again2" / "paper.md").read_bytes()
+
+
+def test_paper_needs_its_inputs(built, tmp_path):
+    with pytest.raises(K1Error, match="manifest.json"):
+        P.render_paper(built["params"], built["results"], tmp_path / "nodata", tmp_path / "out")
+
+
+def _summary(mean_a, mean_b, p_holm, n=10, direction="lower"):
+    ci = lambda m: {"mean": m, "ci_low": m - 0.01, "ci_high": m + 0.01, "n": n}  # noqa: E731
+    return {
+        "n_seeds": n, "metrics": {"forgetting": {"direction": direction, "unit": "bpb"}},
+        "k1_full": {"forgetting": ci(mean_a)}, "dense": {"forgetting": ci(mean_b)},
+        "comparisons": {"k1_full": {"dense": {"forgetting": {
+            "mean_diff": mean_b - mean_a, "n_pairs": n, "wilcoxon_p_holm": p_holm,
+            "ttest_paired_p_holm": p_holm, "wilcoxon_min_p": 2.0 ** (1 - n)}}}},
+    }
+
+
+@pytest.mark.parametrize("mean_a, mean_b, p, status, phrase", [
+    (0.1, 0.3, 0.004, "supported", "significantly lower forgetting"),
+    (0.3, 0.1, 0.004, "contradicted", "which contradicts"),
+    (0.1, 0.3, 0.2, "no significant difference", "no significant difference"),
+    (0.1, 0.3, None, "no significant difference", "test was undefined"),
+])
+def test_claim_sentences_follow_the_numbers(built, mean_a, mean_b, p, status, phrase):
+    cfg = load_analysis_config(built["params"])
+    claim = P.CLAIMS[0]
+    nums = P.Numbers(_summary(mean_a, mean_b, p))
+    got, short, sentence = P._claim_sentence(nums, claim, cfg)
+    assert got == status and phrase in sentence
+    assert fmt_num(mean_a) in short
+
+
+def test_claim_not_measured(built):
+    cfg = load_analysis_config(built["params"])
+    s = _summary(0.1, 0.3, 0.01)
+    s["dense"]["forgetting"]["n"] = 0
+    status, _, sentence = P._claim_sentence(P.Numbers(s), P.CLAIMS[0], cfg)
+    assert status == "not measured" and "dense" in sentence
