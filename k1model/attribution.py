@@ -17,6 +17,8 @@
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -65,7 +67,7 @@ def _per_config_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
 @torch.no_grad()
 def loo_deltas(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor,
-               chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+               chunk: int = 8, outs: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched LOO: returns (full-tree loss, Δ per agent), both on the model's device.
 
     For every agent j we keep `alt[j]`: its output under each bypass config k on the
@@ -73,13 +75,20 @@ def loo_deltas(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor,
     once on `alt[parent]` stacked along the batch dimension, then appends its own bypass
     config (output = its unchanged input). Leaf mean under config k = full mean plus the
     change of the leaves inside k's subtree.
+
+    `outs`: the agents' outputs of an unbypassed forward of the current weights on `idx`
+    in eval-equivalent mode (dropout 0), e.g. kept from the training forward
+    (`AgentTree.forward_with_outputs`); saves re-running the full tree. Default: computed here.
     """
     was_training = model.training
     model.eval()
     try:
         topo = model.topology
         h0 = model.embed(idx)
-        outs = model.run_tree(h0)
+        if outs is None:
+            outs = model.run_tree(h0)
+        elif len(outs) != len(topo):
+            raise ValueError(f"outs has {len(outs)} agent outputs, the model has {len(topo)} agents")
         B, T, D = h0.shape
         alt: list[torch.Tensor | None] = [None] * len(topo)
         alt[0] = h0.unsqueeze(0)  # config "bypass root": root outputs its input
@@ -91,9 +100,12 @@ def loo_deltas(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor,
         leaves = topo.leaves
         full_sum = torch.stack([outs[i] for i in leaves]).sum(0)
         delta_sum = torch.zeros(len(topo), B, T, D, device=h0.device, dtype=h0.dtype)
-        for leaf in leaves:
-            path = torch.tensor(list(reversed(topo.ancestors(leaf))) + [leaf], device=h0.device)
-            delta_sum.index_add_(0, path, alt[leaf] - outs[leaf].unsqueeze(0))
+        paths = [list(reversed(topo.ancestors(leaf))) + [leaf] for leaf in leaves]
+        path_index = torch.tensor([k for p in paths for k in p], device=h0.device)  # one host->device copy
+        start = 0
+        for leaf, path in zip(leaves, paths):
+            delta_sum.index_add_(0, path_index[start:start + len(path)], alt[leaf] - outs[leaf].unsqueeze(0))
+            start += len(path)
             if leaf:  # free memory early: leaves have no children
                 alt[leaf] = None
         n = len(leaves)

@@ -1138,7 +1138,6 @@ def prepare(
             "split_rule": SPLIT_RULE,
         }
         write_json(tmp / "manifest.json", manifest)
-        os.chmod(tmp / "manifest.json", 0o644)  # readable like the .bin files (mkstemp makes 0600)
         _swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ __all__ = ["Numbers", "Claim", "CLAIMS", "render_paper", "cli_paper"]
 #: tables embedded in the results section, in order (name → heading)
 RESULT_TABLES: tuple[tuple[str, str], ...] = (
     ("forgetting", "Language modelling and forgetting"),
+    ("lm", "Per-domain bpb and training loss"),
     ("sparsity", "Update sparsity"),
     ("attribution", "Attribution stability"),
     ("faults", "Planted faults"),
@@ -71,7 +71,11 @@ class Numbers:
 
 @dataclass(frozen=True)
 class Claim:
-    """A hypothesis of the K-1 idea: `variant` beats `reference` on `metric`."""
+    """A hypothesis of the K-1 idea: `variant` beats `reference` on `metric`.
+
+    With reference "chance" the variant's CI is compared with the chance level of the metric
+    (1 / number of agents for top-1 fault accuracy), since no other variant is the baseline.
+    """
 
     name: str
     metric: str
@@ -89,8 +93,8 @@ CLAIMS: tuple[Claim, ...] = (
           "choosing the path by attribution forgets less than a random path of the same sparsity"),
     Claim("sparse_updates", "sparsity_param_fraction", "k1_full", "dense",
           "K-1 changes a smaller fraction of agent parameters per step than dense training"),
-    Claim("fault_finding", "attr_fault_top1_hybrid", "k1_full", "random_path",
-          "hybrid attribution of a K-1-trained tree names a planted faulty agent more often than in a random-path-trained one"),
+    Claim("fault_finding", "attr_fault_top1_hybrid", "k1_full", "chance",
+          "hybrid attribution names a planted faulty agent (top-1) more often than chance"),
 )
 
 
@@ -120,14 +124,45 @@ def _overlap(nums: Numbers, a: str, b: str, metric: str) -> bool | None:
     return not (hi_a < lo_b or hi_b < lo_a)
 
 
-def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any) -> tuple[str, str, str]:
+def _chance_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None) -> tuple[str, str, str]:
+    """A one-variant claim against a chance level: decided by whether the bootstrap CI excludes it."""
+    stats_ = nums.get(claim.variant, claim.metric)
+    if claim.variant not in nums.summary:
+        text = f"{claim.variant} is not in experiment.variants, so this was not tested."
+        return "not measured", text, f"The claim that {claim.statement} was not tested: {text}"
+    if not stats_ or not stats_.get("n") or chance is None:
+        text = f"`{claim.metric}` was not measured for {claim.variant}, so this could not be tested."
+        return "not measured", text, f"The claim that {claim.statement} could not be tested: {text}"
+    value = f"{claim.variant} {nums.ci(claim.variant, claim.metric)} vs chance {fmt_num(chance)}"
+    lo, hi = stats_.get("ci_low"), stats_.get("ci_high")
+    conf = f"{cfg.confidence:.0%}"
+    if lo is not None and lo > chance:
+        return "supported", f"above chance ({value}).", (
+            f"{claim.variant}'s {claim.metric} was above chance: {value} (the {conf} bootstrap CI excludes chance), "
+            f"which supports the claim that {claim.statement}.")
+    if hi is not None and hi < chance:
+        return "contradicted", f"below chance ({value}).", (
+            f"{claim.variant}'s {claim.metric} was below chance: {value} (the {conf} bootstrap CI excludes chance), "
+            f"which contradicts the claim that {claim.statement}.")
+    return "no significant difference", f"not distinguishable from chance ({value}).", (
+        f"There was no significant difference between {claim.variant}'s {claim.metric} and chance ({value}; the "
+        f"{conf} bootstrap CI includes chance); the claim that {claim.statement} is not supported by these runs.")
+
+
+def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None = None) -> tuple[str, str, str]:
     """(status, short, long) for one claim, all derived from summary.json.
 
     status ∈ supported, contradicted, no significant difference, not measured.
     """
+    if claim.reference == "chance":
+        return _chance_sentence(nums, claim, cfg, chance)
     info = nums.get("metrics", claim.metric) or {}
     unit = info.get("unit", "")
     unit_s = f" {unit}" if unit and unit not in ("fraction", "p") else ""
+    absent = [v for v in (claim.variant, claim.reference) if v not in nums.summary]
+    if absent:
+        text = f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not in experiment.variants, so this was not tested."
+        return "not measured", text, f"The claim that {claim.statement} was not tested: {text}"
     a_stats, b_stats = nums.get(claim.variant, claim.metric), nums.get(claim.reference, claim.metric)
     if not a_stats or not b_stats or not a_stats.get("n") or not b_stats.get("n"):
         missing = [v for v, s in ((claim.variant, a_stats), (claim.reference, b_stats)) if not s or not s.get("n")]
@@ -250,6 +285,7 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     p = cfg.params
     nums = Numbers(summary)
     variants = [v for v in cfg.variants if v in summary]
+    others = [v for v in variants if v != "k1_full"]
     n_seeds = nums.q("n_seeds")
     conf = f"{cfg.confidence:.0%}"
     method, model, train = p.get("method", {}) or {}, p.get("model", {}) or {}, p.get("train", {}) or {}
@@ -259,7 +295,7 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     # ---- claims
     claims = {}
     for c in CLAIMS:
-        status, short, sentence = _claim_sentence(nums, c, cfg)
+        status, short, sentence = _claim_sentence(nums, c, cfg, 1.0 / _n_agents(branching) if branching else None)
         claims[c.name] = {"status": status, "short": short, "sentence": sentence, "metric": c.metric,
                           "variant": c.variant, "reference": c.reference}
     tested = {k: v for k, v in claims.items() if v["status"] != "not measured"}
@@ -278,13 +314,12 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     L.append(
         f"K-1 trains a tree of small transformer agents and, at every step, updates only the agents on the path "
         f"blamed for the error, with proportional learning rates and a trust-based cooldown. We compare it with "
-        f"{len(variants) - 1} ablations and controls ({', '.join(v for v in variants if v != 'k1_full')}) on a "
+        f"{len(others)} other variant{'s' if len(others) != 1 else ''} ({', '.join(others)}) on a "
         f"continual-learning sequence of {len(domains)} domains ({' → '.join(domains)}), with {n_seeds} seeds "
         f"per variant, {conf} stratified-bootstrap confidence intervals and Holm-corrected paired tests "
         f"(primary test: {TEST_NAMES[cfg.primary_test]}, α = {cfg.alpha:g}). "
-        f"Of {len(tested)} tested claims, {len(supported)} were supported, {len(against)} contradicted and "
-        f"{len(null)} showed no significant difference"
-        + (f"; {len(claims) - len(tested)} could not be tested" if len(tested) < len(claims) else "") + ".\n")
+        f"Claims tested: {len(tested)} of {len(claims)}; supported: {len(supported)}, contradicted: {len(against)}, "
+        f"no significant difference: {len(null)}.\n")
     for c in CLAIMS:
         L.append(f"- *{c.statement[0].upper()}{c.statement[1:]}*: {claims[c.name]['short']}")
     L.append("")

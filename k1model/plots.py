@@ -243,24 +243,36 @@ def metric_points(summary: Mapping[str, Any], tidy: pd.DataFrame, metrics: Seque
     pal = _palette(cfg.variants)
     ncols = min(4, len(present))
     nrows = math.ceil(len(present) / ncols)
-    fig = Figure(figsize=(2.6 * ncols + 0.4, 2.6 * nrows), layout="constrained")
+    fig = Figure(figsize=(3.0 * ncols + 0.4, 2.7 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, m in zip(axes, present):
         info, _ = metric_info(m)
         sub = tidy[(tidy.metric == m) & tidy.value.notna()]
         order = list(cfg.variants)
-        sns.stripplot(data=sub, x="variant", y="value", hue="variant", order=order, hue_order=order, palette=pal,
-                      ax=ax, size=3.5, alpha=0.55, jitter=0.12, legend=False)
+        # seed dots with a fixed jitter (seaborn's stripplot jitter draws from the global RNG: not reproducible)
+        jitter = np.random.default_rng(cfg.rng_seed)
+        for i, v in enumerate(order):
+            vals = sub.loc[sub.variant == v, "value"].to_numpy(float)
+            ax.scatter(i + jitter.uniform(-0.12, 0.12, vals.size), vals, s=14, color=pal[v], alpha=0.6,
+                       linewidths=0, zorder=3)
+        ax.set_xticks(range(len(order)), order)
         for i, v in enumerate(order):
             s = (summary.get(v) or {}).get(m) or {}
             if not s.get("n"):
-                ax.text(i, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=7, color="0.4")
+                ax.text(i, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=7, color="0.4",
+                        in_layout=False)
                 continue
             mean, lo, hi = s["mean"], s.get("ci_low"), s.get("ci_high")
             yerr = None if lo is None else [[mean - lo], [hi - mean]]
             ax.errorbar([i], [mean], yerr=yerr, fmt="o", color="black", ms=5, capsize=4, lw=1.2, zorder=5)
         arrow = "↓" if info.direction == "lower" else "↑"
-        ax.set_title(f"{m} {arrow}")
+        ax.set_xlim(-0.5, len(order) - 0.5)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ys = sub.value.to_numpy(float)
+        if ys.size and np.ptp(ys) <= 1e-9 * max(1.0, float(np.abs(ys).max())):  # (near-)constant: no float-noise axis
+            c = float(ys.mean())
+            ax.set_ylim(c - 0.05 * max(abs(c), 0.02), c + 0.05 * max(abs(c), 0.02))
+        ax.set_title(f"{m.removeprefix('attr_')} {arrow}", fontsize=9)
         ax.set_xlabel("")
         ax.set_ylabel(info.unit)
         ax.tick_params(axis="x", rotation=30)

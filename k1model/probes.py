@@ -46,7 +46,7 @@ attr_specialisation_nmi/_p    culprit × domain, see below.
 Planted faults
 --------------
 For each agent k of the fault set (all agents; `analysis.fault_agents` caps the number for
-big trees by taking evenly spaced agents in breadth-first order), agent k's residual output
+big trees, stratified by level: `fault_agent_set`), agent k's residual output
 projections (`attn.proj.weight`, `out.weight`) are damaged in place and restored afterwards:
 
     W <- W + a · RMS(W) · ε,   ε ~ N(0, 1) fixed per fault (numpy, seeded by rng_seed, run seed, k)
@@ -91,11 +91,12 @@ independently from the two culprit distributions are in the details.
 
 Domain specialisation
 ---------------------
-From steps.csv.gz: culprit agent × training-phase domain contingency table. The culprit is
-the last agent of the error path (drill-down variants and random_path: the logged `culprit`;
-random_path is the control, its culprits are random by construction); flat_topk has no path,
-its "culprit" is the highest-scoring agent among those it updated; dense has none (null).
-Steps without a culprit (every candidate in cooldown) are left out.
+From steps.csv.gz: culprit × training-phase domain contingency table. Drill-down variants and
+random_path: the logged culprit (last agent of the error path), counting only steps whose path
+reached a leaf (a path cut short because every child was in cooldown ends at an agent that
+attribution did not choose; those steps are counted in the details); random_path is the
+control, its culprits are random by construction. flat_topk has no path: its "culprit" is the
+highest-scoring agent among those it updated (any level). dense has none (null).
 
     NMI = I(C; D) / ((H(C) + H(D)) / 2)         (arithmetic-mean normalisation, as sklearn's default)
 
@@ -126,7 +127,7 @@ import pandas as pd
 import torch
 
 from k1model.attribution import GradScorer, hybrid_scores, loo_deltas
-from k1model.errors import CheckpointError, ConfigError, DataError
+from k1model.errors import ConfigError, DataError
 from k1model.io import write_json
 from k1model.selection import drill_down
 from k1model.tree import AgentTree, Topology
@@ -135,7 +136,9 @@ from k1model.variants import get_variant
 __all__ = [
     "DEFAULT_ANALYSIS",
     "METHODS",
+    "SCALAR_NAMES",
     "probe_config",
+    "average_ranks",
     "spearman",
     "blame_stats",
     "path_agreement",
@@ -148,7 +151,11 @@ __all__ = [
     "batch_attribution",
     "resample_probe",
     "planted_faults",
+    "calibrate_fault",
+    "fault_agent_set",
+    "walk_probability",
     "randomisation_probe",
+    "read_steps",
     "attribute_run",
     "cli_attribute",
 ]
@@ -158,7 +165,7 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
     "rng_seed": 0,
     "probe_batch_size": None,  # null = train.batch_size
     "resample_batches": 12,
-    "fault_agents": None,  # null = every agent; an integer caps the fault set (evenly spaced, BFS order)
+    "fault_agents": None,  # null = every agent; an integer caps the fault set (stratified by level)
     "fault_batches": 2,
     "fault_loss_increase": 0.3,  # nats: every fault is calibrated to raise the loss on the fault batches this much
     "fault_noise": None,  # a number = fixed noise amplitude (in units of the weight's RMS), no calibration
@@ -396,7 +403,8 @@ def grad_loo_agreement(steps: pd.DataFrame, names: Sequence[str]) -> dict[str, A
         "per_step": [{"step": int(s), "domain": d, "rho": r}
                      for s, d, r in zip(rows["step"], rows["domain"], blame)],
         "importance_mean": float(np.nanmean(importance)) if np.isfinite(importance).any() else math.nan,
-        "importance_what": "Spearman rho between g_k and |Delta_k| (does the gradient track how much an agent matters?)",
+        "importance_what": "Spearman rho between g_k and |Delta_k| "
+                           "(does the gradient track how much an agent matters?)",
     }
 
 
@@ -439,33 +447,43 @@ def _top_selected(steps: pd.DataFrame, names: Sequence[str]) -> list[str]:
 
 
 def specialisation(steps: pd.DataFrame, names: Sequence[str], selection: str, n_permutations: int,
-                   seed: Any) -> dict[str, Any]:
-    """Culprit × domain contingency, NMI and permutation p-values (see the module docstring)."""
+                   seed: Any, leaves: Sequence[str] | None = None) -> dict[str, Any]:
+    """Culprit × domain contingency, NMI and permutation p-values (see the module docstring).
+
+    For path variants only steps whose path reached a leaf count when `leaves` is given (a path
+    cut short by cooldown ends at an agent that was not chosen by attribution)."""
     if selection == "all":
         return {"defined": False, "reason": "dense updates every agent: there is no culprit", "nmi": math.nan,
                 "p": math.nan}
     if selection == "topk":
         labels, rule = _top_selected(steps, names), "highest-scoring agent among the top-K updated (flat_topk)"
+        candidates = list(names)
     else:
         labels = [str(c) for c in steps["culprit"]]
         rule = "logged culprit (last agent of the error path)" + (
             "; random by construction (control)" if selection == "random_path" else "")
+        candidates = list(leaves) if leaves is not None else list(names)
+        if leaves is not None:
+            rule += "; steps whose path was cut short by cooldown (culprit not a leaf) left out"
     domains = [str(d) for d in steps["domain"]]
-    keep = [i for i, c in enumerate(labels) if c]
-    agents = [n for n in names if any(labels[i] == n for i in keep)]
-    doms = list(dict.fromkeys(domains[i] for i in keep))
-    table = np.zeros((len(agents), len(doms)), dtype=np.int64)
-    rows = np.array([agents.index(labels[i]) for i in keep], dtype=np.int64)
+    keep = [i for i, c in enumerate(labels) if c in candidates]
+    doms = list(dict.fromkeys(domains))
+    table = np.zeros((len(candidates), len(doms)), dtype=np.int64)
+    rows = np.array([candidates.index(labels[i]) for i in keep], dtype=np.int64)
     cols = np.array([doms.index(domains[i]) for i in keep], dtype=np.int64)
     np.add.at(table, (rows, cols), 1)
+    used_domains = int((table.sum(0) > 0).sum())
     out: dict[str, Any] = {
-        "defined": len(doms) >= 2, "label_rule": rule, "steps_used": len(keep), "steps_without_culprit": len(labels) - len(keep),
-        "contingency": {"agents": agents, "domains": doms, "counts": table.tolist()},
+        "defined": used_domains >= 2, "label_rule": rule, "steps_used": len(keep),
+        "steps_left_out": len(labels) - len(keep),
+        "left_out_culprits": dict(Counter(c for c in labels if c not in candidates).most_common()),
+        "contingency": {"agents": candidates, "domains": doms, "counts": table.tolist()},
         "normalisation": "I(C;D) / ((H(C) + H(D)) / 2), natural log (arithmetic mean, as sklearn's default)",
         "nmi": math.nan, "p": math.nan,
     }
-    if len(doms) < 2:
-        out["reason"] = "only one training domain: specialisation is undefined"
+    if used_domains < 2:
+        out["reason"] = ("only one training domain" if len(doms) < 2 else "culprits in fewer than two domains") + \
+            ": specialisation is undefined"
         return out
     shuffle = nmi_permutation_test(rows, cols, n_permutations, [*seed, 0], null="shuffle")
     circular = nmi_permutation_test(rows, cols, n_permutations, [*seed, 1], null="circular")
@@ -566,8 +584,10 @@ class _Fault:
         for p, w0, d in zip(self.params, self.originals, self.directions):
             p.copy_(w0).add_(d, alpha=amplitude)
 
+    @torch.no_grad()
     def restore(self) -> None:
-        self.set(0.0)
+        for p, w0 in zip(self.params, self.originals):
+            p.copy_(w0)
 
 
 @torch.no_grad()
@@ -620,11 +640,26 @@ def walk_probability(topo: Topology, k: int) -> float:
 
 
 def fault_agent_set(topo: Topology, cap: int | None) -> list[int]:
-    """Every agent, or `cap` evenly spaced agents in breadth-first order (covers every level)."""
+    """Every agent, or `cap` agents stratified by level: one per level first (the root included),
+    the rest shared out in proportion to the level sizes (largest remainder), evenly spaced within
+    each level. With fewer slots than levels, one agent from each of `cap` evenly spaced levels."""
     n = len(topo)
     if cap is None or cap >= n:
         return list(range(n))
-    return sorted({int(round(i)) for i in np.linspace(0, n - 1, cap)})
+    by_level = [[i for i in range(n) if topo.levels[i] == lv] for lv in range(topo.depth)]
+    if cap < len(by_level):
+        levels = sorted({int(round(v)) for v in np.linspace(0, len(by_level) - 1, cap)})
+        return [by_level[lv][len(by_level[lv]) // 2] for lv in levels]
+    spare = np.array([len(m) - 1 for m in by_level], dtype=np.float64)
+    extra = cap - len(by_level)
+    share = spare / spare.sum() * extra if spare.sum() else spare
+    quota = np.floor(share).astype(int)
+    for lv in np.argsort(-(share - quota), kind="stable")[: extra - int(quota.sum())]:
+        quota[lv] += 1
+    chosen = []
+    for members, q in zip(by_level, quota + 1):
+        chosen += [members[int(round(i))] for i in np.linspace(0, len(members) - 1, min(q, len(members)))]
+    return sorted(set(chosen))
 
 
 def _trial_stats(topo: Topology, k: int, att: Mapping[str, Any]) -> dict[str, Any]:
@@ -676,7 +711,8 @@ def planted_faults(model: AgentTree, batches: Sequence[tuple[torch.Tensor, torch
         rec: dict[str, Any] = {
             "agent": topo.names[k], "index": k, "level": topo.levels[k],
             "siblings": len(topo.children[topo.parents[k]]) if k else 0,
-            "noise_amplitude": calib["amplitude"], "loss_clean": clean_loss,
+            "noise_amplitude": calib["amplitude"], "calibration_increase": calib["calibration_increase"],
+            "loss_clean": clean_loss,
             "loss_damaged": float(np.mean([t["loss"] for t in trials])),
             "loo_self": float(np.mean([t["loo"][k] for t in trials])),
             "loo_self_clean": float(np.mean([c["loo"][k] for c in clean])),
@@ -703,6 +739,11 @@ def planted_faults(model: AgentTree, batches: Sequence[tuple[torch.Tensor, torch
     summary["n_batches"] = len(batches)
     summary["mean_loss_increase"] = float(np.mean([f["loss_increase"] for f in faults])) if faults else math.nan
     summary["faults_that_raise_loss"] = int(sum(f["loss_increase"] > 0 for f in faults))
+    if cfg["fault_noise"] is None:  # calibrated: faults whose loss increase missed the target by > 30%
+        target = float(cfg["fault_loss_increase"])
+        summary["target_loss_increase"] = target
+        summary["faults_off_target"] = [f["agent"] for f in faults
+                                        if not abs(f["loss_increase"] - target) <= 0.3 * target]
     return {"faults": faults, "summary": summary}
 
 
@@ -807,7 +848,8 @@ def attribute_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: str 
     gl = grad_loo_agreement(steps, names)
     win = window_rank_correlation(_agent_matrix(steps, "score_", names), cfg["windows"], cfg["window_steps"],
                                   phases=list(steps["phase"]) if "phase" in steps.columns else None)
-    spec = specialisation(steps, names, variant.selection, cfg["permutations"], [*seed, _SEED_TAGS["perm"]])
+    spec = specialisation(steps, names, variant.selection, cfg["permutations"], [*seed, _SEED_TAGS["perm"]],
+                          leaves=[names[k] for k in topo.leaves])
     timing["step_log"] = time.perf_counter() - t0
 
     # --- data for the checkpoint probes
@@ -896,4 +938,8 @@ def cli_attribute(args: argparse.Namespace) -> int:
     print(f"{args.run}: attribution.json written in {result['timing_s']['total']:.1f}s")
     for key in SCALAR_NAMES:
         print(f"  {key:34s} {fmt(s.get(key))}")
+    off = result["details"]["fault_summary"].get("faults_off_target") or []
+    if off:
+        print(f"  warning: {len(off)} planted fault(s) missed the target loss increase "
+              f"({', '.join(off)}); see details.faults[].loss_increase")
     return 0

@@ -12,13 +12,16 @@ Paired comparisons of every variant against each reference variant (default `k1_
 and `dense`), per metric, on the seeds both have: Wilcoxon signed-rank, paired t-test,
 Welch's t-test (unpaired, all values), Hedges' g (unpaired and paired), and the
 direction-aware probability of improvement. p-values are Holm-corrected within a
-*family* = all comparisons against one reference with one test (all variants × all
-metrics), which controls the family-wise error rate of everything said about that reference.
+*family*; by default (`analysis.holm_family: reference`) a family is all comparisons against
+one reference with one test (all variants × all metrics), which controls the family-wise
+error rate of everything said about that reference. That is strict: with m tests in a family
+the smallest adjusted Wilcoxon p is m · 2^(1−n) for n seeds, so `reference_metric` (one
+family per reference × metric × test) is offered for profiles with few seeds and many metrics.
 
 Params keys read: `experiment.variants`, `experiment.seeds`, `analysis.rng_seed`,
 `analysis.bootstrap_resamples`, `analysis.confidence`, and (optional, with defaults)
 `analysis.allow_failed` (false), `analysis.references` ([k1_full, dense]),
-`analysis.primary_test` (wilcoxon).
+`analysis.primary_test` (wilcoxon), `analysis.holm_family` (reference).
 """
 from __future__ import annotations
 
@@ -94,9 +97,11 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "forgetting": MetricInfo("lower", "final minus best earlier bpb, mean over all but the last domain (positive = forgetting)", "bpb", "forgetting"),
     "bwt": MetricInfo("lower", "backward transfer, mean R[T,j] − R[j,j] (positive = forgetting)", "bpb", "forgetting"),
     "fwt": MetricInfo("lower", "forward transfer, mean R[j−1,j] − R0[j] (negative = earlier phases helped)", "bpb", "forgetting"),
+    "final_train_loss": MetricInfo("lower", "training loss over the last 5% of steps", "bits/byte", "lm"),
     # sparsity
     "sparsity_param_fraction": MetricInfo("lower", "fraction of agent parameters changed per step (measured; lower = sparser)", "fraction", "sparsity"),
     "sparsity_agent_fraction": MetricInfo("lower", "fraction of agents with any changed parameter per step (measured; lower = sparser)", "fraction", "sparsity"),
+    "idle_step_fraction": MetricInfo("lower", "fraction of steps in which no agent was updated (all in cooldown)", "fraction", "sparsity"),
     # cost
     "wall_time_s": MetricInfo("lower", "wall-clock training time", "s", "cost"),
     "steps_per_s": MetricInfo("higher", "training throughput", "steps/s", "cost"),
@@ -104,6 +109,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "attr_grad_loo_spearman": MetricInfo("higher", "Spearman ρ between gradient scores and LOO Δ at LOO steps", "ρ", "attribution"),
     "attr_window_rank_corr": MetricInfo("higher", "rank correlation of agent scores between consecutive windows (stability over time)", "ρ", "attribution"),
     "attr_resample_path_agreement": MetricInfo("higher", "how often the same culprit path is chosen across resampled batches", "fraction", "attribution"),
+    "attr_resample_culprit_entropy": MetricInfo("lower", "entropy of the culprit over resampled batches (0 = always the same)", "bits", "attribution"),
     "attr_fault_top1_grad": MetricInfo("higher", "planted fault: top-1 accuracy of gradient attribution", "fraction", "faults"),
     "attr_fault_top1_loo": MetricInfo("higher", "planted fault: top-1 accuracy of LOO attribution", "fraction", "faults"),
     "attr_fault_top1_hybrid": MetricInfo("higher", "planted fault: top-1 accuracy of hybrid attribution", "fraction", "faults"),
@@ -118,15 +124,17 @@ METRIC_INFO: dict[str, MetricInfo] = {
 
 # prefix rules for families of metrics the probes may add (checked in order)
 _PREFIX_RULES: tuple[tuple[str, MetricInfo], ...] = (
+    ("attr_fault_top1_sibling_", MetricInfo("higher", "planted fault: top-1 accuracy among the damaged agent's siblings", "fraction", "faults")),
     ("attr_fault_top1_", MetricInfo("higher", "planted fault: top-1 accuracy", "fraction", "faults")),
     ("attr_fault_auc_", MetricInfo("higher", "planted fault: AUC", "AUC", "faults")),
     ("attr_fault_path_hit", MetricInfo("higher", "planted fault: path hit rate", "fraction", "faults")),
-    ("final_bpb_", MetricInfo("lower", "final held-out bpb on one domain", "bpb", "forgetting")),
+    ("final_bpb_", MetricInfo("lower", "final held-out bpb on one domain", "bpb", "lm")),
     ("sparsity_", MetricInfo("lower", "measured sparsity (lower = sparser)", "fraction", "sparsity")),
 )
 
 TABLE_GROUPS: dict[str, str] = {
     "forgetting": "Language modelling and forgetting (bpb; lower is better)",
+    "lm": "Final held-out bpb per domain and training loss (lower is better)",
     "sparsity": "Measured update sparsity (lower = sparser)",
     "attribution": "Attribution stability",
     "faults": "Planted-fault attribution accuracy",
@@ -143,6 +151,13 @@ TEST_NAMES: dict[str, str] = {
     "wilcoxon": "Wilcoxon signed-rank (paired)",
     "ttest_paired": "paired t-test",
     "welch": "Welch t-test (unpaired)",
+}
+
+
+#: Holm families (analysis.holm_family): which p-values are corrected together, per test
+HOLM_FAMILIES: dict[str, str] = {
+    "reference": "all comparisons (every variant × every metric) against one reference, per test",
+    "reference_metric": "the comparisons of every variant against one reference on one metric, per test",
 }
 
 
@@ -172,6 +187,7 @@ class AnalysisConfig:
     allow_failed: bool = False
     references: tuple[str, ...] = ("k1_full", "dense")
     primary_test: str = "wilcoxon"
+    holm_family: str = "reference"
     params: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -185,7 +201,8 @@ class AnalysisConfig:
             "bootstrap_resamples": self.bootstrap_resamples, "confidence": self.confidence,
             "alpha": self.alpha, "allow_failed": self.allow_failed,
             "references": list(self.references), "primary_test": self.primary_test,
-            "holm_family": "all comparisons (variants × metrics) against one reference with one test",
+            "holm_family": self.holm_family,
+            "holm_family_meaning": HOLM_FAMILIES[self.holm_family],
             "bootstrap": "percentile, stratified by variant (seeds resampled within variant)",
         }
 
@@ -247,10 +264,13 @@ def load_analysis_config(params: str | Path | Mapping[str, Any]) -> AnalysisConf
     primary = ana.get("primary_test", "wilcoxon")
     if primary not in TEST_NAMES:
         raise ConfigError(f"params: analysis.primary_test must be one of {sorted(TEST_NAMES)}, got {primary!r}")
+    family = ana.get("holm_family", "reference")
+    if family not in HOLM_FAMILIES:
+        raise ConfigError(f"params: analysis.holm_family must be one of {sorted(HOLM_FAMILIES)}, got {family!r}")
     return AnalysisConfig(
         variants=tuple(variants), seeds=tuple(seeds), rng_seed=rng_seed, bootstrap_resamples=resamples,
         confidence=float(conf), allow_failed=allow_failed, references=tuple(refs),
-        primary_test=primary, params=data,
+        primary_test=primary, holm_family=family, params=data,
     )
 
 
@@ -287,11 +307,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def load_runs(runs: str | Path, variants: Sequence[str], seeds: Sequence[int]) -> list[RunRecord]:
-    """Read every run named by variants × seeds; a K1Error names *every* missing metrics.json."""
-    missing = [
-        run_dir(runs, v, s) / "metrics.json" for v in variants for s in seeds
-        if not (run_dir(runs, v, s) / "metrics.json").is_file()
-    ]
+    """Read every run named by variants × seeds; a K1Error names *every* missing metrics.json.
+
+    A run that crashed leaves `failure.json` (status "failed") instead of metrics.json
+    (`k1 train`); it is returned as a failed run rather than reported missing.
+    """
+    def present(d: Path) -> bool:
+        return (d / "metrics.json").is_file() or (d / "failure.json").is_file()
+
+    missing = [run_dir(runs, v, s) / "metrics.json" for v in variants for s in seeds if not present(run_dir(runs, v, s))]
     if missing:
         listing = "\n  ".join(str(p) for p in missing)
         raise K1Error(
@@ -302,10 +326,15 @@ def load_runs(runs: str | Path, variants: Sequence[str], seeds: Sequence[int]) -
     for v in variants:
         for s in seeds:
             d = run_dir(runs, v, s)
-            metrics = _read_json(d / "metrics.json")
+            if (d / "metrics.json").is_file():
+                metrics = _read_json(d / "metrics.json")
+                status = str(metrics.get("status", "completed"))
+            else:
+                metrics = _read_json(d / "failure.json")
+                status = str(metrics.get("status", "failed"))
+                status = "failed" if status == "completed" else status
             attr_path = d / "attribution.json"
             attribution = _read_json(attr_path) if attr_path.is_file() else None
-            status = str(metrics.get("status", "completed"))
             records.append(RunRecord(v, s, d, status, metrics, attribution))
     return records
 
@@ -606,7 +635,7 @@ _COMPARISON_COLUMNS = [
     "ttest_paired_stat", "ttest_paired_p", "ttest_paired_p_holm",
     "welch_stat", "welch_df", "welch_p", "welch_p_holm",
     "hedges_g", "hedges_g_paired", "poi", "poi_ci_low", "poi_ci_high",
-    "significant", "better", "note",
+    "holm_family_size", "significant", "better", "note",
 ]
 
 
@@ -643,11 +672,13 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisConfig) -> tuple[pd.DataFrame, 
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=_COMPARISON_COLUMNS), notes
+    keys = ["reference"] if cfg.holm_family == "reference" else ["reference", "metric"]
     for test in TEST_NAMES:
         df[f"{test}_p_holm"] = np.nan
-        for ref in refs:
-            m = df.reference == ref
-            df.loc[m, f"{test}_p_holm"] = holm(df.loc[m, f"{test}_p"].to_numpy(float))
+        for _, idx in df.groupby(keys, sort=False).groups.items():
+            df.loc[idx, f"{test}_p_holm"] = holm(df.loc[idx, f"{test}_p"].to_numpy(float))
+    # size of each row's family for the primary test (the smallest adjusted p is ≥ size × smallest raw p)
+    df["holm_family_size"] = df.groupby(keys, sort=False)[f"{cfg.primary_test}_p"].transform("count").astype(int)
     p = df[f"{cfg.primary_test}_p_holm"]
     sig = p < cfg.alpha
     better_lower = df.mean_diff < 0
@@ -838,7 +869,7 @@ def aggregate(params: str | Path | Mapping[str, Any], runs: str | Path, out: str
     out = Path(out)
     records = load_runs(runs, cfg.variants, cfg.seeds)
     failed = [{"variant": r.variant, "seed": r.seed, "status": r.status, "path": str(r.path),
-               "error": r.metrics.get("error")} for r in records if not r.completed]
+               "error": r.metrics.get("error", r.metrics.get("message"))} for r in records if not r.completed]
     notes: list[str] = []
     if failed and not cfg.allow_failed:
         listing = "\n  ".join(f"{f['path']} (status {f['status']}{': ' + str(f['error']) if f['error'] else ''})"
@@ -890,7 +921,7 @@ def aggregate(params: str | Path | Mapping[str, Any], runs: str | Path, out: str
     _write_table(tables, "summary", summary, _summary_display(summary),
                  "Per-metric summary across seeds", base_notes, written)
     comp_notes_tbl = [
-        f"diff = variant − reference; Holm correction within each reference × test over all variants and metrics; "
+        f"diff = variant − reference; Holm families: {HOLM_FAMILIES[cfg.holm_family]}; "
         f"'better' uses the Holm-adjusted {TEST_NAMES[cfg.primary_test]} p < {cfg.alpha:g}",
         "g: unpaired Hedges' g (pooled SD); g_z: paired Hedges' g on the seed-wise differences; "
         "P(improve): probability that a run of the variant beats a run of the reference (direction-aware)",

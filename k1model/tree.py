@@ -174,12 +174,20 @@ class AgentTree(nn.Module):
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, bypass: Iterable[str | int] = ()
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits, loss, _ = self.forward_with_outputs(idx, targets, bypass)
+        return logits, loss
+
+    def forward_with_outputs(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, bypass: Iterable[str | int] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+        """`forward`, plus every agent's output (breadth-first), e.g. for the LOO to reuse (same computation)."""
         skip = [self.topology.index(b) if isinstance(b, str) else int(b) for b in bypass]
-        logits = self.readout(self.run_tree(self.embed(idx), skip))
+        outs = self.run_tree(self.embed(idx), skip)
+        logits = self.readout(outs)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-        return logits, loss
+        return logits, loss, outs
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int = 50, temperature: float = 1.0,

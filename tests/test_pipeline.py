@@ -142,22 +142,24 @@ def test_config_overrides_other_than_pipeline_keys_are_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------------ end to end
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    wd = copy_workflow(tmp_path_factory.mktemp("pipeline") / "wf")
-    proc = snakemake(wd, "--cores", "2", "--config", "params_file=params/tiny.yaml")
-    logs = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted((wd / "logs").rglob("*.log"))) \
-        if (wd / "logs").exists() else ""
-    assert proc.returncode == 0, output(proc)[-6000:] + logs
-    return wd
+# One test (not a module fixture shared by several tests): under pytest-xdist a shared
+# fixture would run the pipeline once per worker.
 
 
 @pytest.mark.slow
-def test_end_to_end_outputs_exist(tiny_run):
-    wd = tiny_run
+def test_end_to_end_tiny_pipeline(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
     params = yaml.safe_load((wd / "params/tiny.yaml").read_text())
+    n_runs = len(params["experiment"]["variants"]) * len(params["experiment"]["seeds"])
+    config = ("--config", "params_file=params/tiny.yaml")
+
+    proc = snakemake(wd, "--cores", "2", *config)
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}"
+                         for p in sorted((wd / "logs").rglob("*.log")))
+        pytest.fail(output(proc)[-6000:] + logs)
+
+    # every output of the pipeline exists
     assert (wd / "data/prepared/manifest.json").is_file()
     for domain in params["data"]["domains"]:
         for split in ("train", "valid", "test"):
@@ -167,6 +169,7 @@ def test_end_to_end_outputs_exist(tiny_run):
             run = wd / f"results/runs/{variant}/seed{seed}"
             for name in ("metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt", "attribution.json"):
                 assert (run / name).is_file(), run / name
+            assert (wd / f"logs/train/{variant}/seed{seed}.log").is_file()
     assert (wd / "results/tidy.csv").stat().st_size > 0
     assert (wd / "results/summary.json").stat().st_size > 0
     assert list((wd / "results/tables").glob("*.csv")) and list((wd / "results/tables").glob("*.md"))
@@ -176,38 +179,27 @@ def test_end_to_end_outputs_exist(tiny_run):
     for rule in ("prepare_data", "aggregate", "figures", "paper"):
         assert (wd / f"logs/{rule}.log").is_file()
 
+    # a second run has nothing to do
+    proc = snakemake(wd, "-n", "--cores", "2", *config)
+    assert proc.returncode == 0 and "Nothing to be done" in output(proc), output(proc)
 
-@pytest.mark.slow
-def test_end_to_end_second_run_is_a_no_op(tiny_run):
-    proc = snakemake(tiny_run, "-n", "--cores", "2", "--config", "params_file=params/tiny.yaml")
+    # the report builds from the finished run
+    proc = snakemake(wd, "--cores", "1", *config, "--report", "report.zip")
     assert proc.returncode == 0, output(proc)
-    assert "Nothing to be done" in output(proc), output(proc)
+    assert (wd / "report.zip").stat().st_size > 0
 
-
-@pytest.mark.slow
-def test_end_to_end_training_param_edit_reruns_training_not_data(tiny_run, tmp_path):
-    # Dry run against an edited copy of the params (the finished run's outputs are reused).
-    wd = tiny_run
-    params = yaml.safe_load((wd / "params/tiny.yaml").read_text())
-    params["train"]["steps_per_phase"] += 1
-    (wd / "params/tiny_edit.yaml").write_text(yaml.safe_dump(params))
-    shutil.copy2(wd / "params/tiny.yaml", tmp_path / "tiny.yaml")
-    try:
-        # same file name, edited content: only the train section changed
-        shutil.copy2(wd / "params/tiny_edit.yaml", wd / "params/tiny.yaml")
-        proc = snakemake(wd, "-n", "--cores", "2", "--config", "params_file=params/tiny.yaml")
-    finally:
-        shutil.copy2(tmp_path / "tiny.yaml", wd / "params/tiny.yaml")
-    counts = job_counts(output(proc))
-    n_runs = len(params["experiment"]["variants"]) * len(params["experiment"]["seeds"])
-    assert proc.returncode == 0, output(proc)
-    assert "prepare_data" not in counts, counts
-    assert counts.get("train") == n_runs and counts.get("paper") == 1, counts
-
-
-@pytest.mark.slow
-def test_end_to_end_report(tiny_run):
-    proc = snakemake(tiny_run, "--cores", "1", "--config", "params_file=params/tiny.yaml",
-                     "--report", "report.zip")
-    assert proc.returncode == 0, output(proc)
-    assert (tiny_run / "report.zip").stat().st_size > 0
+    # editing a training param reruns training and everything after it, not data prep;
+    # editing a statistics param reruns only the analysis and the paper
+    original = (wd / "params/tiny.yaml").read_text()
+    for section, key, expected in (
+        ("train", "steps_per_phase", {"train": n_runs, "attribute": n_runs, "aggregate": 1, "figures": 1,
+                                      "paper": 1, "all": 1}),
+        ("analysis", "bootstrap_resamples", {"aggregate": 1, "figures": 1, "paper": 1, "all": 1}),
+    ):
+        edited = yaml.safe_load(original)
+        edited[section][key] += 1
+        (wd / "params/tiny.yaml").write_text(yaml.safe_dump(edited))
+        proc = snakemake(wd, "-n", "--cores", "2", *config)
+        (wd / "params/tiny.yaml").write_text(original)
+        assert proc.returncode == 0, output(proc)
+        assert job_counts(output(proc)) == expected, (section, key, job_counts(output(proc)))

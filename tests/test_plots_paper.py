@@ -131,6 +131,16 @@ def test_claim_sentences_follow_the_numbers(built, mean_a, mean_b, p, status, ph
     assert fmt_num(mean_a) in short
 
 
+@pytest.mark.parametrize("lo, hi, status", [(0.5, 0.9, "supported"), (0.01, 0.05, "contradicted"),
+                                             (0.05, 0.9, "no significant difference")])
+def test_claim_against_chance(built, lo, hi, status):
+    cfg = load_analysis_config(built["params"])
+    claim = next(c for c in P.CLAIMS if c.reference == "chance")
+    s = {"k1_full": {claim.metric: {"mean": (lo + hi) / 2, "ci_low": lo, "ci_high": hi, "n": 10}}}
+    got, _, sentence = P._claim_sentence(P.Numbers(s), claim, cfg, chance=1 / 7)
+    assert got == status and "chance" in sentence
+
+
 def test_claim_not_measured(built):
     cfg = load_analysis_config(built["params"])
     s = _summary(0.1, 0.3, 0.01)

@@ -118,7 +118,8 @@ def test_aggregate_writes_every_table_and_a_clean_summary(runs, tmp_path):
     params, runs_dir = runs
     out = tmp_path / "results"
     res = S.aggregate(params, runs_dir, out)
-    for name in ("summary", "comparisons", "comparisons_key", "forgetting", "sparsity", "attribution", "faults", "cost"):
+    for name in ("summary", "comparisons", "comparisons_key", "forgetting", "lm", "sparsity", "attribution", "faults",
+                 "cost"):
         for ext in ("csv", "md", "tex"):
             assert (out / "tables" / f"{name}.{ext}").stat().st_size > 0, name
     tidy = pd.read_csv(out / "tidy.csv")
@@ -197,6 +198,18 @@ def test_failed_runs_fail_unless_allowed_and_are_listed(runs, tmp_path):
     assert summary["dense"]["forgetting"]["n"] == 2
     assert summary["comparisons"]["k1_full"]["dense"]["forgetting"]["n_pairs"] == 2
     assert "dense/seed2 (failed)" in (tmp_path / "r2" / "tables" / "summary.md").read_text()
+
+
+def test_crashed_run_with_failure_json_is_a_failed_run(runs, tmp_path):
+    params, runs_dir = runs
+    d = runs_dir / "k1_full" / "seed1"
+    (d / "metrics.json").unlink()
+    (d / "failure.json").write_text(json.dumps({"status": "failed", "step": 7, "message": "non-finite loss nan"}))
+    with pytest.raises(K1Error, match="did not complete") as err:
+        S.aggregate(params, runs_dir, tmp_path / "r1")
+    assert "missing" not in str(err.value) and "non-finite loss nan" in str(err.value)
+    summary = S.aggregate(write_params(tmp_path / "allow.yaml", allow_failed=True), runs_dir, tmp_path / "r2")
+    assert [(f["variant"], f["seed"]) for f in summary["failed_runs"]] == [("k1_full", 1)]
 
 
 def test_bad_inputs_give_clear_errors(runs, tmp_path):
