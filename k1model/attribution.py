@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import torch
@@ -90,24 +91,32 @@ def loo_deltas(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor,
         elif len(outs) != len(topo):
             raise ValueError(f"outs has {len(outs)} agent outputs, the model has {len(topo)} agents")
         B, T, D = h0.shape
+        leaves = topo.leaves
+        paths = {leaf: list(reversed(topo.ancestors(leaf))) + [leaf] for leaf in leaves}
+        path_index = torch.tensor([k for leaf in leaves for k in paths[leaf]], device=h0.device)  # one H2D copy
+        offsets = dict(zip(leaves, itertools.accumulate((len(paths[leaf]) for leaf in leaves), initial=0)))
+        delta_sum = torch.zeros(len(topo), B, T, D, device=h0.device, dtype=h0.dtype)
+
+        def add_leaf(leaf: int, leaf_alt: torch.Tensor) -> None:  # leaf changes under each config on its path
+            index = path_index[offsets[leaf]:offsets[leaf] + len(paths[leaf])]
+            delta_sum.index_add_(0, index, leaf_alt - outs[leaf].unsqueeze(0))
+
         alt: list[torch.Tensor | None] = [None] * len(topo)
         alt[0] = h0.unsqueeze(0)  # config "bypass root": root outputs its input
+        if not topo.children[0]:
+            add_leaf(0, alt[0])
         for j in range(1, len(topo)):
             parent = topo.parents[j]
             parent_alt = alt[parent]
             rerun = model.agents[j](parent_alt.reshape(-1, T, D)).view(parent_alt.shape)
-            alt[j] = torch.cat([rerun, outs[parent].unsqueeze(0)])
-        leaves = topo.leaves
+            j_alt = torch.cat([rerun, outs[parent].unsqueeze(0)])
+            if topo.children[j]:
+                alt[j] = j_alt
+            else:  # a leaf: fold it into the sums now, keep nothing (lower peak memory)
+                add_leaf(j, j_alt)
+            if j == topo.children[parent][-1]:
+                alt[parent] = None  # every child of `parent` has run
         full_sum = torch.stack([outs[i] for i in leaves]).sum(0)
-        delta_sum = torch.zeros(len(topo), B, T, D, device=h0.device, dtype=h0.dtype)
-        paths = [list(reversed(topo.ancestors(leaf))) + [leaf] for leaf in leaves]
-        path_index = torch.tensor([k for p in paths for k in p], device=h0.device)  # one host->device copy
-        start = 0
-        for leaf, path in zip(leaves, paths):
-            delta_sum.index_add_(0, path_index[start:start + len(path)], alt[leaf] - outs[leaf].unsqueeze(0))
-            start += len(path)
-            if leaf:  # free memory early: leaves have no children
-                alt[leaf] = None
         n = len(leaves)
         full_loss = _per_config_loss(model.head(model.ln_f(full_sum / n)).unsqueeze(0), targets)[0]
         losses = []

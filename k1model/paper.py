@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from k1model.errors import DataError, K1Error
 from k1model.io import write_json, write_text
-from k1model.statistics import TEST_NAMES, fmt_num, fmt_p, load_analysis_config
+from k1model.statistics import HOLM_FAMILIES, TEST_NAMES, fmt_num, fmt_p, load_analysis_config
 
 __all__ = ["Numbers", "Claim", "CLAIMS", "render_paper", "cli_paper"]
 
@@ -203,7 +203,7 @@ def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None 
     if p < cfg.alpha:
         status = "supported" if a_better else "contradicted"
         verdict = "supports" if a_better else "contradicts"
-        short = f"{claim.variant} significantly {word} {claim.metric} ({short_values}; {short_tests})."
+        short = f"{claim.variant} had significantly {word} {claim.metric} ({short_values}; {short_tests})."
         return status, short, (
             f"{claim.variant} had significantly {word} {claim.metric} than {claim.reference} ({values}; {tests}), "
             f"which {verdict} the claim that {claim.statement}.")
@@ -213,10 +213,14 @@ def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None 
         descriptive = (f" Descriptively, {claim.variant}'s mean is {word} and the {cfg.confidence:.0%} bootstrap "
                        f"CIs {'overlap' if overlap else 'do not overlap'}.")
     extra = ""
-    min_p = entry.get("wilcoxon_min_p")
+    min_p, min_p_holm = entry.get("wilcoxon_min_p"), entry.get("wilcoxon_min_p_holm")
     if test == "wilcoxon" and min_p is not None and min_p >= cfg.alpha:
         extra = (f" With {entry.get('n_pairs')} paired seeds the smallest attainable Wilcoxon p is "
                  f"{nums.q(*base, 'wilcoxon_min_p', p=True)}, so this test could not have reached significance.")
+    elif test == "wilcoxon" and min_p_holm is not None and min_p_holm >= cfg.alpha:
+        extra = (f" With {entry.get('n_pairs')} paired seeds and a Holm family of "
+                 f"{nums.q(*base, 'holm_family_size')} tests the smallest attainable adjusted Wilcoxon p is "
+                 f"{nums.q(*base, 'wilcoxon_min_p_holm', p=True)}, so this test could not have reached significance.")
     short = f"no significant difference ({short_values}; {short_tests})."
     return "no significant difference", short, (
         f"There was no significant difference in {claim.metric} between {claim.variant} and {claim.reference} "
@@ -366,7 +370,7 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         f"rng seed {cfg.rng_seed}). Each variant is compared with {', '.join(cfg.references)} per metric: "
         f"Wilcoxon signed-rank and paired t-test on the seeds both have, Welch's t-test, Hedges' g (unpaired and "
         f"paired) and the probability of improvement. p-values are Holm-corrected within each family "
-        f"(one reference × one test, all variants and metrics).\n")
+        f"({HOLM_FAMILIES[cfg.holm_family]}).\n")
     L.append("**Hyperparameters** (the complete params file):\n")
     L.append(_kv_table(_flatten(p)))
     L.append("**Data** (from the data manifest; sizes in bytes, sha256 of every file):\n")
@@ -404,14 +408,26 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     n = int(summary.get("n_seeds") or 0)
     lim = []
     min_p = 2.0 ** (1 - n) if n else 1.0
+    entries = [e for by_var in (summary.get("comparisons") or {}).values() for by_m in by_var.values()
+               for e in by_m.values() if e.get("wilcoxon_p") is not None]
+    blocked = [e for e in entries if (e.get("wilcoxon_min_p_holm") or 1.0) >= cfg.alpha]
     if cfg.primary_test == "wilcoxon" and min_p >= cfg.alpha:
         lim.append(f"With {n_seeds} seeds the smallest two-sided Wilcoxon p is {fmt_p(min_p)} ≥ α = {cfg.alpha:g}: "
                    "no difference can be significant under the primary test in this profile, and the results "
                    "are a smoke test of the pipeline rather than evidence (use the paper profile with ≥ 10 seeds).")
-    lim.append("Holm correction over all variants × metrics per reference is conservative; with few seeds even "
+    elif cfg.primary_test == "wilcoxon" and blocked:
+        lim.append(f"{len(blocked)} of {len(entries)} comparisons could not reach significance under the primary "
+                   f"test whatever the data: with {n_seeds} seeds the smallest Wilcoxon p is {fmt_p(min_p)}, and Holm "
+                   f"multiplies it by the family size ({HOLM_FAMILIES[cfg.holm_family]}). "
+                   + ("A smaller family (`analysis.holm_family: reference_metric`), more seeds "
+                      if cfg.holm_family == "reference" else "More seeds ")
+                   + "or the paired t-test as primary test (`analysis.primary_test`) would change that; such "
+                   "choices must be fixed before looking at the results.")
+    lim.append(f"Holm families: {HOLM_FAMILIES[cfg.holm_family]}; this is conservative, and with few seeds even "
                f"large effects may not survive it. Bootstrap CIs over {n_seeds} seeds are themselves uncertain.")
-    lim.append(f"Model and data are small ({_n_agents(branching)} agents of width {model.get('embed_dim')}, "
-               f"{train.get('steps_per_phase')} steps per domain): effects may not transfer to larger scales.")
+    lim.append(f"Scale: {_n_agents(branching)} agents of width {model.get('embed_dim')}, "
+               f"{train.get('steps_per_phase')} steps per domain, {len(domains)} domains; effects may differ "
+               "for larger models, longer training or other domain orders.")
     failed = summary.get("failed_runs") or []
     if failed:
         lim.append(f"{len(failed)} run(s) failed and are excluded from the statistics: "

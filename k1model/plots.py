@@ -276,7 +276,8 @@ def metric_points(summary: Mapping[str, Any], tidy: pd.DataFrame, metrics: Seque
         ax.set_xlabel("")
         ax.set_ylabel(info.unit)
         ax.tick_params(axis="x", rotation=30)
-        if m in ("forgetting", "bwt", "fwt"):
+        lo_y, hi_y = ax.get_ylim()
+        if m in ("forgetting", "bwt", "fwt") and lo_y <= 0 <= hi_y:  # zero line only where it is in range
             ax.axhline(0, color="0.5", lw=0.8, ls=":")
     for ax in axes[len(present):]:
         ax.set_visible(False)

@@ -12,16 +12,17 @@ Paired comparisons of every variant against each reference variant (default `k1_
 and `dense`), per metric, on the seeds both have: Wilcoxon signed-rank, paired t-test,
 Welch's t-test (unpaired, all values), Hedges' g (unpaired and paired), and the
 direction-aware probability of improvement. p-values are Holm-corrected within a
-*family*; by default (`analysis.holm_family: reference`) a family is all comparisons against
-one reference with one test (all variants × all metrics), which controls the family-wise
-error rate of everything said about that reference. That is strict: with m tests in a family
-the smallest adjusted Wilcoxon p is m · 2^(1−n) for n seeds, so `reference_metric` (one
-family per reference × metric × test) is offered for profiles with few seeds and many metrics.
+*family*; by default (`analysis.holm_family: reference_metric`) a family is the comparisons
+of every variant against one reference on one metric, with one test: each claim ("variant X
+differs from k1_full on forgetting") is protected against the multiplicity of variants. The
+stricter `reference` (all variants × all metrics against one reference) controls the error
+rate of everything said about a reference, but with m tests the smallest adjusted Wilcoxon p
+is m · 2^(1−n) for n seeds, so it can never reach significance at realistic seed counts.
 
 Params keys read: `experiment.variants`, `experiment.seeds`, `analysis.rng_seed`,
 `analysis.bootstrap_resamples`, `analysis.confidence`, and (optional, with defaults)
 `analysis.allow_failed` (false), `analysis.references` ([k1_full, dense]),
-`analysis.primary_test` (wilcoxon), `analysis.holm_family` (reference).
+`analysis.primary_test` (wilcoxon), `analysis.holm_family` (reference_metric).
 """
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ __all__ = [
     "aggregate",
     "cli_aggregate",
     "TEST_NAMES",
+    "HOLM_FAMILIES",
     "TABLE_GROUPS",
     "KEY_METRICS",
     "fmt_num",
@@ -187,7 +189,7 @@ class AnalysisConfig:
     allow_failed: bool = False
     references: tuple[str, ...] = ("k1_full", "dense")
     primary_test: str = "wilcoxon"
-    holm_family: str = "reference"
+    holm_family: str = "reference_metric"
     params: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -264,7 +266,7 @@ def load_analysis_config(params: str | Path | Mapping[str, Any]) -> AnalysisConf
     primary = ana.get("primary_test", "wilcoxon")
     if primary not in TEST_NAMES:
         raise ConfigError(f"params: analysis.primary_test must be one of {sorted(TEST_NAMES)}, got {primary!r}")
-    family = ana.get("holm_family", "reference")
+    family = ana.get("holm_family", "reference_metric")
     if family not in HOLM_FAMILIES:
         raise ConfigError(f"params: analysis.holm_family must be one of {sorted(HOLM_FAMILIES)}, got {family!r}")
     return AnalysisConfig(
@@ -631,7 +633,7 @@ def compare(x: np.ndarray, y: np.ndarray, direction: str, x_paired: np.ndarray, 
 _COMPARISON_COLUMNS = [
     "reference", "variant", "metric", "direction", "n_pairs", "n_variant", "n_reference",
     "mean_variant", "mean_reference", "mean_diff", "diff_ci_low", "diff_ci_high",
-    "wilcoxon_stat", "wilcoxon_p", "wilcoxon_p_holm", "wilcoxon_min_p",
+    "wilcoxon_stat", "wilcoxon_p", "wilcoxon_p_holm", "wilcoxon_min_p", "wilcoxon_min_p_holm",
     "ttest_paired_stat", "ttest_paired_p", "ttest_paired_p_holm",
     "welch_stat", "welch_df", "welch_p", "welch_p_holm",
     "hedges_g", "hedges_g_paired", "poi", "poi_ci_low", "poi_ci_high",
@@ -674,11 +676,11 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisConfig) -> tuple[pd.DataFrame, 
         return pd.DataFrame(columns=_COMPARISON_COLUMNS), notes
     keys = ["reference"] if cfg.holm_family == "reference" else ["reference", "metric"]
     for test in TEST_NAMES:
-        df[f"{test}_p_holm"] = np.nan
-        for _, idx in df.groupby(keys, sort=False).groups.items():
-            df.loc[idx, f"{test}_p_holm"] = holm(df.loc[idx, f"{test}_p"].to_numpy(float))
+        df[f"{test}_p_holm"] = df.groupby(keys, sort=False)[f"{test}_p"].transform(lambda p: holm(p.to_numpy(float)))
     # size of each row's family for the primary test (the smallest adjusted p is ≥ size × smallest raw p)
     df["holm_family_size"] = df.groupby(keys, sort=False)[f"{cfg.primary_test}_p"].transform("count").astype(int)
+    df["wilcoxon_min_p_holm"] = np.minimum(1.0, df.wilcoxon_min_p * df.groupby(keys, sort=False)["wilcoxon_p"]
+                                           .transform("count"))
     p = df[f"{cfg.primary_test}_p_holm"]
     sig = p < cfg.alpha
     better_lower = df.mean_diff < 0
@@ -747,7 +749,10 @@ def markdown_table(df: pd.DataFrame, notes: Sequence[str] = ()) -> str:
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "<": r"\textless{}", ">": r"\textgreater{}"}
+                  "<": r"\textless{}", ">": r"\textgreater{}",
+                  # non-ASCII symbols the tables use, so pdflatex needs no extra packages
+                  "↓": r"$\downarrow$", "↑": r"$\uparrow$", "−": "-", "×": r"$\times$", "ρ": r"$\rho$",
+                  "Δ": r"$\Delta$", "≥": r"$\geq$", "≤": r"$\leq$", "‖": r"$\|$"}
 
 
 def _tex(s: Any) -> str:
@@ -755,13 +760,15 @@ def _tex(s: Any) -> str:
 
 
 def latex_table(df: pd.DataFrame, caption: str, label: str, notes: Sequence[str] = ()) -> str:
-    """A booktabs table (needs \\usepackage{booktabs}); hand-formatted so no jinja2 is needed."""
+    """A booktabs table (\\usepackage{booktabs}, and graphicx for wide ones); hand-formatted, no jinja2 needed."""
     spec = "".join("r" if _is_numeric_column(df[c]) else "l" for c in df.columns)
+    wide = len(df.columns) > 8  # scale wide tables to the line width (needs \usepackage{graphicx})
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{_tex(caption)}}}",
-             rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             rf"\label{{{label}}}"] + ([r"\resizebox{\linewidth}{!}{%"] if wide else []) + [
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(_tex(c) for c in df.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(_tex(v) for v in row) + r" \\" for row in df.astype(str).itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}"] + (["}"] if wide else [])
     if notes:
         lines.append(r"\par\footnotesize " + " ".join(_tex(n) for n in notes))
     lines.append(r"\end{table}")
@@ -926,7 +933,8 @@ def aggregate(params: str | Path | Mapping[str, Any], runs: str | Path, out: str
         "g: unpaired Hedges' g (pooled SD); g_z: paired Hedges' g on the seed-wise differences; "
         "P(improve): probability that a run of the variant beats a run of the reference (direction-aware)",
         f"with n paired seeds the smallest two-sided Wilcoxon p is 2/2^n ({fmt_p(2.0 ** (1 - len(cfg.seeds)))} "
-        f"at n={len(cfg.seeds)})",
+        f"at n={len(cfg.seeds)}), and the smallest Holm-adjusted one m times that in a family of m tests "
+        f"(column wilcoxon_min_p_holm of comparisons.csv)",
     ] + notes
     _write_table(tables, "comparisons", comp, _comparison_display(comp),
                  "Paired comparisons against the reference variants", comp_notes_tbl, written)

@@ -2,7 +2,8 @@
 
     forward + backward (train mode)         -> loss, all agent gradients
     fused gradient scores                    -> g (device)
-    every `loo_interval` steps (LOO variants) -> batched LOO Δ (device), kept as latest
+    every `loo_interval` steps (LOO variants) -> batched LOO Δ (device), kept as latest; with dropout 0 it
+                                                reuses the training forward's agent outputs (identical values)
     hybrid score                              -> s (device)
     ONE host sync                             -> loss and scores on the host
     selection (drill-down / top-K / all / random path) with trust eligibility -> scales
@@ -94,15 +95,21 @@ class K1Trainer:
         model, variant = self.model, self.variant
         model.train()
         self.optimizer.zero_grad()
-        _, loss = model(x, y)
+        loo_due = self.loo_due()
+        outs = None
+        if loo_due and model.cfg.dropout == 0.0:  # the LOO reuses this forward's agent outputs (same values)
+            _, loss, outs = model.forward_with_outputs(x, y)
+        else:
+            _, loss = model(x, y)
         loss.backward()
         if self.method.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.method.grad_clip)
 
         loo = None
-        if self.loo_due():
-            _, loo = loo_deltas(model, x, y)
+        if loo_due:
+            _, loo = loo_deltas(model, x, y, outs=None if outs is None else [o.detach() for o in outs])
             self.latest_loo = loo
+            del outs
         if self.log_scores:
             grad = self.scorer.scores()
             scores = hybrid_scores(grad, self.latest_loo) if variant.use_loo else grad

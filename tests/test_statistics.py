@@ -144,13 +144,29 @@ def test_aggregate_writes_every_table_and_a_clean_summary(runs, tmp_path):
     assert summary["dense"]["attr_fault_top1_hybrid"]["mean"] is None
     assert any("attr_fault_top1_hybrid" in n and "dense" in n for n in summary["notes"])
     assert "attr_fault_top1_hybrid undefined" in (out / "tables" / "faults.md").read_text()
-    # holm family: one reference × one test
+    # default holm family: one reference × one metric × one test
     c = pd.read_csv(out / "tables" / "comparisons.csv")
-    fam = c[c.reference == "k1_full"]
-    np.testing.assert_allclose(fam.welch_p_holm.dropna(), S.holm(fam.welch_p.dropna().to_numpy()))
+    for _, fam in c[c.reference == "k1_full"].groupby("metric"):
+        np.testing.assert_allclose(fam.welch_p_holm.dropna(), S.holm(fam.welch_p.dropna().to_numpy()))
     assert str(out / "summary.json") in res["written"]
     tex = (out / "tables" / "forgetting.tex").read_text()
     assert r"\toprule" in tex and r"k1\_full" in tex
+
+
+def test_holm_family_per_metric(runs, tmp_path):
+    _, runs_dir = runs
+    params = write_params(tmp_path / "p.yaml", holm_family="reference_metric")
+    S.aggregate(params, runs_dir, tmp_path / "res")
+    c = pd.read_csv(tmp_path / "res" / "tables" / "comparisons.csv")
+    fam = c[(c.reference == "k1_full") & (c.metric == "forgetting")]
+    assert len(fam) == 2 and (fam.holm_family_size == 2).all()
+    strict = write_params(tmp_path / "q.yaml", holm_family="reference")
+    S.aggregate(strict, runs_dir, tmp_path / "strict")
+    strict_c = pd.read_csv(tmp_path / "strict" / "tables" / "comparisons.csv")
+    strict_fam = strict_c[strict_c.reference == "k1_full"]
+    np.testing.assert_allclose(strict_fam.welch_p_holm.dropna(), S.holm(strict_fam.welch_p.dropna().to_numpy()))
+    np.testing.assert_allclose(fam.ttest_paired_p_holm, S.holm(fam.ttest_paired_p.to_numpy()))
+    np.testing.assert_allclose(fam.wilcoxon_min_p_holm, 0.5)  # 2 tests × 0.25
 
 
 def test_aggregate_is_deterministic(runs, tmp_path):

@@ -12,6 +12,8 @@ rule train:
         checkpoint=f"{RUN_DIR}/checkpoint.pt",
     log:
         "logs/train/{variant}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/train/{variant}/seed{seed}.tsv"
     params:
         file=PARAMS_FILE,
         run_cfg=fingerprint("model", "method", "train"),
@@ -36,6 +38,8 @@ rule attribute:
         attribution=f"{RUN_DIR}/attribution.json",
     log:
         "logs/attribute/{variant}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/attribute/{variant}/seed{seed}.tsv"
     params:
         file=PARAMS_FILE,
         probe_cfg=fingerprint(*PROBE_KEYS),
