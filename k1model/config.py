@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -193,8 +193,9 @@ def train_config(values: Mapping[str, Any] | None) -> TrainConfig:
 REQUIRED_SECTIONS = ("data", "model", "method", "train", "experiment", "analysis")
 
 
-def load_params(path: str | Path) -> dict[str, Any]:
-    """Read a params YAML and check its sections; each section is validated by its owner."""
+def load_params(path: str | Path, required: Sequence[str] = REQUIRED_SECTIONS) -> dict[str, Any]:
+    """Read a params YAML and check its sections; each section is validated by its owner.
+    A command that needs only some sections passes them as `required`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}; pass an existing YAML such as params/default.yaml")
@@ -207,7 +208,7 @@ def load_params(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(params) - set(REQUIRED_SECTIONS))
     if unknown:
         raise ConfigError(f"unknown params section(s) {unknown} in {path}; allowed: {', '.join(REQUIRED_SECTIONS)}")
-    missing = [s for s in REQUIRED_SECTIONS if s not in params]
+    missing = [s for s in required if s not in params]
     if missing:
         raise ConfigError(f"params file {path} lacks section(s) {missing}")
     return params

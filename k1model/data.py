@@ -1158,15 +1158,12 @@ def format_split_table(manifest: Mapping[str, Any]) -> str:
 
 def cli_prepare(args: Any) -> int:
     """`k1 prepare --params P --out DIR [--data-root R]`: prepare the data, print a table."""
-    import yaml
+    from k1model.config import load_params
 
+    params = load_params(args.params, required=("data",))
     params_path = Path(args.params)
-    if not params_path.is_file():
-        raise ConfigError(f"params file not found: {str(params_path)!r}")
-    with open(params_path, encoding="utf-8") as fh:
-        params = yaml.safe_load(fh)
-    if not isinstance(params, Mapping) or not isinstance(params.get("data"), Mapping):
-        raise ConfigError(f"params file {str(params_path)!r} has no `data:` section")
+    if not isinstance(params["data"], Mapping):
+        raise ConfigError(f"params file {str(params_path)!r}: the `data:` section must be a mapping")
     model = params.get("model")
     if not isinstance(model, Mapping) or "max_seq_len" not in model:
         raise ConfigError(f"params file {str(params_path)!r}: model.max_seq_len is required (the window length)")

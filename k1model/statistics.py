@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from k1model.config import load_params
 from k1model.errors import ConfigError, DataError, K1Error
 from k1model.io import atomic_path, write_json, write_text
 
@@ -209,24 +210,9 @@ class AnalysisConfig:
         }
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"params file {path} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"params file {path} must be a mapping of sections")
-    return data
-
-
 def load_analysis_config(params: str | Path | Mapping[str, Any]) -> AnalysisConfig:
     """Read and validate the keys this layer uses (a path to params YAML, or the parsed dict)."""
-    data = dict(params) if isinstance(params, Mapping) else _read_yaml(Path(params))
+    data = dict(params) if isinstance(params, Mapping) else load_params(params, required=("experiment", "analysis"))
     exp = data.get("experiment")
     if not isinstance(exp, Mapping):
         raise ConfigError("params: section `experiment` (with `variants` and `seeds`) is missing")
