@@ -282,19 +282,24 @@ def _data_section(manifest: Mapping[str, Any]) -> str:
     """Per-domain origin, split sizes and checksums; the full manifest (document ids, file lists)
     stays in `manifest.json`, which the paper cites instead of reprinting."""
     tok = manifest.get("tokenizer", {})
-    versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest.get("versions", {}).items()))
+    tok_text = (f"{tok.get('kind', '?')} with vocabulary {tok.get('vocab_size', '?')}" if isinstance(tok, Mapping)
+                else str(tok))
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(dict(manifest.get("versions") or {}).items()))
     lines = [f"**Data** (from the data manifest: source `{manifest.get('source', '?')}`, tokenizer "
-             f"{tok.get('kind', '?')} with vocabulary {tok.get('vocab_size', '?')}; {versions}). Sizes in bytes; "
+             f"{tok_text}; {versions}). Sizes in bytes; "
              "sha256 abbreviated to 12 hex digits; document lists and file checksums are in `manifest.json`.\n",
              "| domain | origin | train | valid | test | documents (train/valid/test) | sha256 (train/valid/test) |",
              "|:---|:---|---:|---:|---:|---:|:---|"]
-    for name, dom in manifest.get("domains", {}).items():
-        origin = dom.get("origin", {})
+    for name, dom in dict(manifest.get("domains") or {}).items():
+        if not isinstance(dom, Mapping):
+            continue
+        origin = dom.get("origin") if isinstance(dom.get("origin"), Mapping) else {"description": dom.get("origin")}
         what = str(origin.get("description") or origin.get("package") or origin.get("kind", "")).split(":")[0].split(" (")[0]
         splits = dom.get("splits", {})
         get = lambda key: [splits.get(s, {}).get(key) for s in ("train", "valid", "test")]  # noqa: E731
         b, docs, sha = get("bytes"), get("documents"), get("sha256")
-        lines.append(f"| {name} | {what.replace('|', '/')} | {b[0]:,} | {b[1]:,} | {b[2]:,} | "
+        size = lambda v: f"{v:,}" if isinstance(v, int) else "n/a"  # noqa: E731
+        lines.append(f"| {name} | {what.replace('|', '/')} | {size(b[0])} | {size(b[1])} | {size(b[2])} | "
                      f"{'/'.join(str(d) for d in docs)} | {' / '.join(str(h)[:12] for h in sha)} |")
     rule = str(manifest.get("split_rule", "")).split(". ")[0]
     if rule:
