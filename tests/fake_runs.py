@@ -240,10 +240,11 @@ def write_manifest(data_dir: str | Path, domains: Sequence[str] = DOMAINS) -> Pa
     for d in domains:
         files = {}
         for split, n in (("train", 540000), ("valid", 30000), ("test", 30000)):
-            files[split] = {"path": f"{d}/{split}.bin", "bytes": n, "tokens": n,
+            files[split] = {"file": f"{d}/{split}.bin", "bytes": n, "tokens": n, "documents": n // 3000,
                             "sha256": hashlib.sha256(f"{d}/{split}".encode()).hexdigest()}
-        doms[d] = {"source": f"embedded:{d}", "files": files}
-    manifest = {"source": "embedded", "tokenizer": "bytes (vocab 256)", "split_rule": "contiguous 90/5/5",
+        doms[d] = {"origin": {"kind": "embedded", "description": f"embedded text for {d}"}, "splits": files}
+    manifest = {"source": "embedded", "tokenizer": {"kind": "utf8-bytes", "vocab_size": 256},
+                "split_rule": "contiguous 90/5/5",
                 "versions": {"k1model": "0.1.0"}, "domains": doms}
     (data_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return data_dir / "manifest.json"

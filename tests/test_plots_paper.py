@@ -1,6 +1,7 @@
 """`k1 figures` and `k1 paper` on fake runs: files are produced, the paper quotes summary.json exactly."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def test_paper_sections_and_negative_results(built):
     assert "../results/figures/forgetting_heatmaps.png" in text
     assert "*Table 1: Language modelling and forgetting" in text
     assert "`analysis.bootstrap_resamples` | 400" in text  # hyperparameters from the params file
-    assert "sha256" in text and "domains.prose.files.train.bytes" in text  # data manifest
+    prose_sha = hashlib.sha256(b"prose/train").hexdigest()[:12]
+    assert "| prose | embedded text for prose | 540,000 | 30,000 | 30,000 |" in text and prose_sha in text  # manifest
 
 
 def test_paper_is_deterministic(built, tmp_path):
