@@ -7,8 +7,8 @@ windows, giving the row R[phase, :] of the forgetting matrix (bits per byte). Th
 untrained model's test bpb is R0 (for forward transfer).
 
 Robustness: outputs are written atomically; a checkpoint (model, optimiser, trust, RNGs,
-sampler positions, logs so far) is written every `checkpoint_interval` steps and at the end
-of each phase, so a killed run resumes from it and ends with the same metrics as an
+sampler positions, logs so far) is written to `resume.pt` every `checkpoint_interval` steps and
+at the end of each phase, so a killed run resumes from it and ends with the same metrics as an
 uninterrupted one. A run directory belongs to one config hash; resuming a different
 config into it is refused. A non-finite loss stops the run, naming the step, and keeps the
 last good checkpoint.
@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -142,17 +143,24 @@ class Run:
     # --- checkpoints -----------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
+        """The final checkpoint of a completed run (what the probes read)."""
         return self.out_dir / "checkpoint.pt"
+
+    @property
+    def resume_path(self) -> Path:
+        """The in-progress checkpoint. Kept apart from `checkpoint.pt` because workflow managers delete a
+        job's declared outputs before rerunning it, which would throw away the state to resume from."""
+        return self.out_dir / "resume.pt"
 
     def save_checkpoint(self, trainer: K1Trainer, state: RunState) -> None:
         blob = {"format": CHECKPOINT_FORMAT, "config_hash": self.hash, "trainer": trainer.state_dict(),
                 "samplers": {d: s.state_dict() for d, s in self.samplers.items()},
                 "torch_rng": torch.get_rng_state(), "run": state.state_dict()}
-        with atomic_path(self.checkpoint_path) as tmp:
+        with atomic_path(self.resume_path) as tmp:
             torch.save(blob, tmp)
 
     def load_checkpoint(self, trainer: K1Trainer, state: RunState) -> bool:
-        path = self.checkpoint_path
+        path = self.resume_path
         if not path.exists():
             return False
         try:
@@ -291,7 +299,10 @@ class Run:
             "sparsity": sparsity, "scalars": scalars, "versions": versions(), "device": str(self.device),
             "threads": torch.get_num_threads(), "wall_time_s": state.wall_time_s,
         }
-        write_json(self.out_dir / "metrics.json", metrics)
+        with atomic_path(self.checkpoint_path) as tmp:
+            shutil.copyfile(self.resume_path, tmp)
+        write_json(self.out_dir / "metrics.json", metrics)  # last: its presence means "complete"
+        self.resume_path.unlink(missing_ok=True)
         (self.out_dir / "failure.json").unlink(missing_ok=True)
         return metrics
 

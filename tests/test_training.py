@@ -65,6 +65,8 @@ def test_interrupted_run_resumes_to_identical_metrics(data_dir, tmp_path):
     full = run_training(PARAMS, data_dir, "k1_full", 1, tmp_path / "full", progress=False)
     assert run_training(PARAMS, data_dir, "k1_full", 1, tmp_path / "cut", max_steps=7, progress=False) is None
     assert not (tmp_path / "cut" / "metrics.json").exists()
+    # the resumable state is not a declared pipeline output (Snakemake deletes those before a rerun)
+    assert (tmp_path / "cut" / "resume.pt").exists() and not (tmp_path / "cut" / "checkpoint.pt").exists()
     resumed = run_training(PARAMS, data_dir, "k1_full", 1, tmp_path / "cut", progress=False)
     for key in ("R", "R0", "update_counts", "final_bpb"):
         assert resumed[key] == full[key], key
@@ -89,7 +91,8 @@ def test_stale_config_is_refused(data_dir, tmp_path):
 
 def test_corrupt_checkpoint_is_reported(data_dir, tmp_path):
     run_training(PARAMS, data_dir, "k1_full", 0, tmp_path / "run", max_steps=3, progress=False)
-    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # only a finished run has its final checkpoint
+    (tmp_path / "run" / "resume.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         run_training(PARAMS, data_dir, "k1_full", 0, tmp_path / "run", progress=False)
 
@@ -97,7 +100,7 @@ def test_corrupt_checkpoint_is_reported(data_dir, tmp_path):
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
     run_training(PARAMS, data_dir, "k1_full", 0, out, max_steps=5, progress=False)
-    good = (out / "checkpoint.pt").read_bytes()
+    good = (out / "resume.pt").read_bytes()
     import k1model.trainer as trainer_mod
 
     real = trainer_mod.K1Trainer.train_step
@@ -111,7 +114,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path, mon
     monkeypatch.setattr(trainer_mod.K1Trainer, "train_step", poisoned)
     with pytest.raises(NonFiniteLossError, match="step 7"):
         run_training(PARAMS, data_dir, "k1_full", 0, out, progress=False)
-    assert (out / "checkpoint.pt").read_bytes() == good
+    assert (out / "resume.pt").read_bytes() == good
     assert json.loads((out / "failure.json").read_text())["step"] == 7
 
 
