@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from k1model.errors import DataError, K1Error
 from k1model.io import write_json, write_text
-from k1model.statistics import HOLM_FAMILIES, TEST_NAMES, fmt_num, fmt_p, load_analysis_config
+from k1model.statistics import HOLM_FAMILIES, TEST_NAMES, fmt_num, fmt_p, load_analysis_config, load_summary
 
 __all__ = ["Numbers", "Claim", "CLAIMS", "render_paper", "cli_paper"]
 
@@ -333,12 +333,12 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     cfg = load_analysis_config(params)
     results, data, out = Path(results), Path(data), Path(out)
     summary_path, manifest_path = results / "summary.json", data / "manifest.json"
-    missing = [p for p in (summary_path, manifest_path) if not p.is_file()]
+    missing = [p for p in (summary_path, results / "comparisons.json", manifest_path) if not p.is_file()]
     missing += [results / "tables" / f"{n}.md" for n, _ in RESULT_TABLES if not (results / "tables" / f"{n}.md").is_file()]
     if missing:
         raise K1Error("cannot render the paper, missing: " + ", ".join(str(p) for p in missing)
                       + " (run `k1 prepare` and `k1 aggregate` first)")
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary = load_summary(results)
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

@@ -952,15 +952,24 @@ def aggregate(params: str | Path | Mapping[str, Any], runs: str | Path, out: str
     for _, r in comp.iterrows():
         entry = r.drop(["reference", "variant", "metric"]).to_dict()
         nested.setdefault(r["reference"], {}).setdefault(r["variant"], {})[r["metric"]] = entry
-    doc["comparisons"] = nested
     doc["failed_runs"] = failed
     doc["missing_attribution"] = missing_attr
     doc["notes"] = notes
     doc["provenance"] = _provenance([r for r in records if r.completed])
     doc = _json_clean(doc)
-    write_json(out / "summary.json", doc)
-    written.append(out / "summary.json")
-    return {**doc, "written": [str(p) for p in written]}
+    write_json(out / "summary.json", doc)  # the DVC metrics file: per variant × metric, small enough to show
+    write_json(out / "comparisons.json", _json_clean(nested))
+    written += [out / "summary.json", out / "comparisons.json"]
+    return {**doc, "comparisons": _json_clean(nested), "written": [str(p) for p in written]}
+
+
+def load_summary(results: str | Path) -> dict[str, Any]:
+    """summary.json with the paired comparisons (comparisons.json) under the key `comparisons`."""
+    results = Path(results)
+    doc = _read_json(results / "summary.json")
+    comparisons = results / "comparisons.json"
+    doc["comparisons"] = _read_json(comparisons) if comparisons.is_file() else {}
+    return doc
 
 
 def cli_aggregate(args: argparse.Namespace) -> int:

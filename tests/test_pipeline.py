@@ -28,7 +28,9 @@ def _snakemake_command() -> list[str] | None:
 
 
 SNAKEMAKE = _snakemake_command()
-pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install -e .[pipeline])")
+needs_snakemake = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install -e .[pipeline])")
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/params.schema.yaml").read_text())
+PROFILES = sorted(p.stem for p in (ROOT / "params").glob("*.yaml"))
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -63,9 +65,74 @@ def job_counts(text: str) -> dict[str, int]:
     return counts
 
 
+# ------------------------------------------------------------------------------ schema
+
+
+def _props(*path: str) -> dict:
+    node = SCHEMA
+    for key in path:
+        node = node["properties"][key]
+    if "oneOf" in node:  # nullable sub-objects: the object alternative
+        node = next(alt for alt in node["oneOf"] if alt.get("type") == "object")
+    return node["properties"]
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def test_schema_allows_exactly_the_keys_the_library_accepts():
+    import dataclasses
+
+    from k1model import config, data, probes, statistics
+
+    def fields(cls, drop=()):
+        return {f.name: f for f in dataclasses.fields(cls) if f.name not in drop}
+
+    sections = {
+        "model": fields(config.ModelConfig),
+        "method": fields(config.MethodConfig, drop=("variant",)),  # the variant comes from experiment.variants
+        "train": fields(config.TrainConfig),
+    }
+    for section, lib in sections.items():
+        schema = _props(section)
+        assert set(schema) == set(lib), section
+        for key, f in lib.items():  # schema defaults are the library's
+            if "default" in schema[key] and f.default is not dataclasses.MISSING:
+                assert schema[key]["default"] == _plain(f.default), f"{section}.{key}"
+    assert set(_props("data")) == set(data.DEFAULT_DATA_CONFIG)
+    assert set(_props("data", "local")) == set(data.DEFAULT_DATA_CONFIG["local"])
+    assert set(_props("data", "synthetic")) == set(data.DEFAULT_DATA_CONFIG["synthetic"])
+    assert set(SCHEMA["$defs"]["hub_source"]["properties"]) == set(data.DEFAULT_DATA_CONFIG["hub"]["prose"])
+    stats_keys = fields(statistics.AnalysisConfig, drop=("variants", "seeds", "params"))
+    assert set(_props("analysis")) == set(stats_keys) | set(probes.DEFAULT_ANALYSIS)
+    for key, value in probes.DEFAULT_ANALYSIS.items():
+        assert _props("analysis")[key].get("default") == value, f"analysis.{key}"
+    for key, f in stats_keys.items():
+        assert _props("analysis")[key].get("default") == _plain(f.default), f"analysis.{key}"
+    assert SCHEMA["$defs"]["variant"]["enum"] == list(__import__("k1model").VARIANTS)
+    assert set(_props("analysis")["primary_test"]["enum"]) == set(statistics.TEST_NAMES)
+    assert set(_props("analysis")["holm_family"]["enum"]) == set(statistics.HOLM_FAMILIES)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_params_files_are_accepted_by_the_library(profile):
+    from k1model import config, data, probes, statistics
+
+    params = config.load_params(ROOT / "params" / f"{profile}.yaml")
+    config.model_config(params["model"])
+    config.train_config(params["train"])
+    for variant in params["experiment"]["variants"]:
+        config.method_config(params["method"], variant)
+    data.normalize_data_config(params["data"], seq_len=params["model"]["max_seq_len"])
+    probes.probe_config(params["analysis"])
+    statistics.load_analysis_config(params)
+
+
 # ------------------------------------------------------------------------------ structure
 
 
+@needs_snakemake
 def test_lint_is_clean(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     proc = snakemake(wd, "--lint")
@@ -74,6 +141,7 @@ def test_lint_is_clean(tmp_path):
     assert "Lints for" not in text, text
 
 
+@needs_snakemake
 def test_dry_run_lists_every_job_of_the_default_profile(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     proc = snakemake(wd, "-n", "--cores", "2")
@@ -85,6 +153,7 @@ def test_dry_run_lists_every_job_of_the_default_profile(tmp_path):
                       "figures": 1, "paper": 1, "all": 1}, counts
 
 
+@needs_snakemake
 @pytest.mark.parametrize("profile", ["default", "paper"])
 def test_every_params_profile_is_valid(tmp_path, profile):
     wd = copy_workflow(tmp_path / "wf")
@@ -92,6 +161,7 @@ def test_every_params_profile_is_valid(tmp_path, profile):
     assert proc.returncode == 0, output(proc)
 
 
+@needs_snakemake
 def test_cuda_params_request_a_gpu_and_slurm_profile_dry_runs(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     proc = snakemake(wd, "-n", "--profile", str(wd / "workflow/profiles/slurm"),
@@ -102,6 +172,7 @@ def test_cuda_params_request_a_gpu_and_slurm_profile_dry_runs(tmp_path):
     assert train_jobs and all("gpu=1" in block for block in train_jobs), text[:3000]
 
 
+@needs_snakemake
 def test_tiny_runs_on_cpu_without_gpu_resource(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     proc = snakemake(wd, "-n", "-p", "--cores", "2", "--config", "params_file=params/tiny.yaml")
@@ -120,6 +191,7 @@ BAD_PARAMS = [
 ]
 
 
+@needs_snakemake
 @pytest.mark.parametrize("what,edit,expected", BAD_PARAMS, ids=[b[0] for b in BAD_PARAMS])
 def test_bad_params_fail_at_start_up_naming_the_key(tmp_path, what, edit, expected):
     wd = copy_workflow(tmp_path / "wf")
@@ -134,6 +206,7 @@ def test_bad_params_fail_at_start_up_naming_the_key(tmp_path, what, edit, expect
     assert not (wd / "data").exists() and not (wd / "results").exists()
 
 
+@needs_snakemake
 def test_config_overrides_other_than_pipeline_keys_are_refused(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     proc = snakemake(wd, "-n", "--cores", "1", "--config", "train={'steps_per_phase': 3}")
@@ -146,6 +219,7 @@ def test_config_overrides_other_than_pipeline_keys_are_refused(tmp_path):
 # fixture would run the pipeline once per worker.
 
 
+@needs_snakemake
 @pytest.mark.slow
 def test_end_to_end_tiny_pipeline(tmp_path):
     wd = copy_workflow(tmp_path / "wf")

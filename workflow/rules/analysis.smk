@@ -9,6 +9,7 @@ rule aggregate:
     output:
         tidy=report("results/tidy.csv", category="Tables", caption="../report/tidy.rst"),
         summary="results/summary.json",
+        comparisons="results/comparisons.json",
         tables=report(
             directory("results/tables"),
             patterns=["{name}.csv"],

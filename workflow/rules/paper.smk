@@ -6,6 +6,7 @@ rule paper:
         manifest=f"{PREPARED}/manifest.json",
         tidy="results/tidy.csv",
         summary="results/summary.json",
+        comparisons="results/comparisons.json",
         tables="results/tables",
         figures="results/figures",
     output:
