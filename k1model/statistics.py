@@ -210,6 +210,11 @@ class AnalysisConfig:
         }
 
 
+#: analysis.* keys read by this module (the probes read the rest; see probes.DEFAULT_ANALYSIS)
+STATISTICS_KEYS = ("rng_seed", "bootstrap_resamples", "confidence", "allow_failed", "references", "primary_test",
+                   "holm_family")
+
+
 def load_analysis_config(params: str | Path | Mapping[str, Any]) -> AnalysisConfig:
     """Read and validate the keys this layer uses (a path to params YAML, or the parsed dict)."""
     data = dict(params) if isinstance(params, Mapping) else load_params(params, required=("experiment", "analysis"))
@@ -236,6 +241,12 @@ def load_analysis_config(params: str | Path | Mapping[str, Any]) -> AnalysisConf
     for key in ("rng_seed", "bootstrap_resamples", "confidence"):
         if key not in ana:
             raise ConfigError(f"params: analysis.{key} is required")
+    from k1model.probes import DEFAULT_ANALYSIS  # the probes own the other half of `analysis`
+
+    allowed = sorted(set(STATISTICS_KEYS) | set(DEFAULT_ANALYSIS))
+    unknown = sorted(set(ana) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join('analysis.' + k for k in unknown)}; allowed: {', '.join(allowed)}")
     rng_seed, resamples, conf = ana["rng_seed"], ana["bootstrap_resamples"], ana["confidence"]
     if not isinstance(rng_seed, int) or isinstance(rng_seed, bool) or rng_seed < 0:
         raise ConfigError(f"params: analysis.rng_seed must be an integer ≥ 0, got {rng_seed!r}")

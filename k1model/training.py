@@ -112,6 +112,9 @@ class Run:
             torch.set_num_threads(threads)
         self.params = params
         self.model_cfg: ModelConfig = model_config(params["model"])
+        if "variant" in (params.get("method") or {}):
+            raise ConfigError("method.variant must not be set in a params file: each run's variant comes from "
+                              "--variant (and experiment.variants); remove the key")
         self.method: MethodConfig = method_config(params["method"], variant)
         self.train_cfg: TrainConfig = train_config(params["train"])
         variants = params.get("experiment", {}).get("variants")

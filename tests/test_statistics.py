@@ -250,3 +250,9 @@ def test_cli_aggregate(runs, tmp_path, capsys):
     shutil.rmtree(runs_dir / "k1_full" / "seed0")
     assert main(["aggregate", "--params", str(params), "--runs", str(runs_dir), "--out", str(tmp_path / "res")]) == 2
     assert "k1_full/seed0" in capsys.readouterr().err
+
+
+def test_unknown_analysis_key_is_rejected(tmp_path):
+    params = write_params(tmp_path / "p.yaml", bootstrap_resample=10)
+    with pytest.raises(ConfigError, match="analysis.bootstrap_resample"):
+        S.load_analysis_config(params)

@@ -147,3 +147,10 @@ def test_cli_train_and_errors(data_dir, tmp_path, capsys):
     assert k1(["train", "--params", str(params_file), "--data", str(tmp_path / "nodata"), "--variant", "no_loo",
                "--seed", "0", "--out", str(tmp_path / "y")]) == 2
     assert "k1 prepare" in capsys.readouterr().err
+
+
+def test_method_variant_in_params_is_rejected(data_dir, tmp_path):
+    params = copy.deepcopy(PARAMS)
+    params["method"]["variant"] = "dense"
+    with pytest.raises(ConfigError, match="method.variant"):
+        Run(params, data_dir, "k1_full", 0, tmp_path)
