@@ -148,9 +148,8 @@ def _tensor_bytes(tensors) -> int:
 
 
 # --- host-sync counting ----------------------------------------------------------------------
-_HOST_METHODS = {"item", "cpu", "numpy", "tolist", "__bool__", "__float__", "__int__", "__index__"}
+_HOST_METHODS = {"item", "cpu", "tolist", "__bool__", "__float__", "__int__", "__index__"}  # not .numpy(): CPU-only
 _TORCH_DIR = str(Path(torch.__file__).parent)
-_THIS_FILE = __file__
 
 
 class HostSyncCounter(TorchFunctionMode):
@@ -163,12 +162,15 @@ class HostSyncCounter(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        if name in _HOST_METHODS or (name == "to" and self._to_cpu(args, kwargs)):
+        if name in _HOST_METHODS or (name == "to" and self._moves_to_cpu(args, kwargs)):
             self.sites[self._site(name)] += 1
         return func(*args, **kwargs)
 
     @staticmethod
-    def _to_cpu(args, kwargs) -> bool:
+    def _moves_to_cpu(args, kwargs) -> bool:
+        """`.to(...)` that copies a non-CPU tensor to the CPU (a same-device `.to` is a no-op)."""
+        if not args or not torch.is_tensor(args[0]) or args[0].device.type == "cpu":
+            return False
         targets = [a for a in args[1:] if isinstance(a, (str, torch.device))] + [kwargs.get("device")]
         return any(t is not None and torch.device(t).type == "cpu" for t in targets)
 
@@ -176,8 +178,7 @@ class HostSyncCounter(TorchFunctionMode):
     def _site(name: str) -> str:
         frame = sys._getframe(2)
         via_torch = frame.f_code.co_filename.startswith(_TORCH_DIR)
-        while frame is not None and (frame.f_code.co_filename.startswith(_TORCH_DIR)
-                                     or frame.f_code.co_filename == _THIS_FILE):
+        while frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR):
             frame = frame.f_back
         where = "?" if frame is None else f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
         return f"{where} .{name}()" + (" [inside torch]" if via_torch else "")
@@ -205,6 +206,7 @@ def peak_step_memory(fn: Callable[[], Any], device: torch.device) -> dict[str, A
                 "method": "torch.cuda.max_memory_allocated"}
     from torch.profiler import ProfilerActivity, profile
 
+    os.environ.setdefault("KINETO_LOG_LEVEL", "99")  # keep kineto's start/stop chatter off stderr
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     try:
@@ -240,13 +242,17 @@ class _Entry:
         self.step_times: list[float] = []
         self.loo_step_times: list[float] = []
 
+    def zero_grad(self) -> None:
+        """Free the previous step's gradients (as the step itself would first), so memory is measured from there."""
+        (self.opt if self.trainer is None else self.trainer.optimizer).zero_grad()
+
     def step(self) -> None:
         if self.trainer is None:
             self.opt.zero_grad(set_to_none=True)
             _, loss = self.model(self.x, self.y)
             loss.backward()
             self.opt.step()
-            float(loss)  # what any training loop does with the loss (the trainer checks it is finite)
+            loss.detach().item()  # what any training loop does with the loss (the trainer checks it is finite)
             return
         if self.trainer.step_count % self.interval == 0:  # make sure no LOO is due
             self.trainer.step_count += 1
@@ -439,7 +445,10 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
     for name, e in entries.items():
         rows[name]["host_syncs"] = {"step": count_host_syncs(e.step),
                                     "loo_step": count_host_syncs(e.loo_step) if e.has_loo else None}
-        rows[name]["memory"] = {"step": peak_step_memory(e.step, device),
+        e.zero_grad()
+        mem_step = peak_step_memory(e.step, device)
+        e.zero_grad()
+        rows[name]["memory"] = {"step": mem_step,
                                 "loo_step": peak_step_memory(e.loo_step, device) if e.has_loo else None,
                                 "params_mb": _tensor_bytes(e.model.parameters()) / 2**20,
                                 "optimizer_state_mb": e.optimizer_state_mb()}
@@ -447,7 +456,7 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
 
     # batched vs one-at-a-time LOO on k1_full's (trained) model and the same batch
     model = entries["k1_full"].model
-    loo_repeats = loo_repeats or repeats
+    loo_repeats = loo_repeats or max(3, repeats // 2)
     full_b, fast = loo_deltas(model, x, y)
     full_r, ref = loo_deltas_reference(model, x, y)
     times: dict[str, list[float]] = {"batched": [], "reference": []}
@@ -518,10 +527,11 @@ def run_benchmark(trees: Sequence[Sequence[int]] = ((2, 2), (4, 4), (4, 3, 2)), 
         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "width": width, "hidden": hidden, "heads": heads, "context": context, "batch": batch,
-        "repeats": repeats, "warmup": warmup, "loo_interval": loo_interval, "loo_repeats": loo_repeats or repeats,
+        "repeats": repeats, "warmup": warmup, "loo_interval": loo_interval,
+        "loo_repeats": loo_repeats or max(3, repeats // 2),
         "seed": seed, "amortisation": AMORTISATION, "load_average_start": _load(),
         "variants": {k: VARIANTS[k].description for k in VARIANT_ORDER},
-        "plain_adamw": "zero_grad(set_to_none) -> forward -> backward -> torch.optim.AdamW.step (defaults) -> float(loss)",
+        "plain_adamw": "zero_grad(set_to_none) -> forward -> backward -> torch.optim.AdamW.step (defaults) -> loss.item()",
     }
     results = []
     t0 = time.perf_counter()
