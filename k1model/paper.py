@@ -182,10 +182,10 @@ def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None 
     test = cfg.primary_test
     p_key = f"{test}_p_holm"
     p_txt = nums.q(*base, p_key, p=True)
-    tests = f"Holm-adjusted {_TEST_SHORT[test]} p = {p_txt}"
+    tests = f"Holm-adjusted {_TEST_SHORT[test]} p {_relation(p_txt)}"
     short_tests = tests
     if test != "ttest_paired":
-        tests += f"; paired t-test, Holm-adjusted p = {nums.q(*base, 'ttest_paired_p_holm', p=True)}"
+        tests += f"; paired t-test, Holm-adjusted p {_relation(nums.q(*base, 'ttest_paired_p_holm', p=True))}"
     direction = info.get("direction", "lower")
     diff = entry.get("mean_diff")
     # an entry holds (its variant − its reference); express it as claim.variant − claim.reference
@@ -248,6 +248,11 @@ def _kv_table(rows: Sequence[tuple[str, str]], head: tuple[str, str] = ("key", "
 
     lines = [f"| {head[0]} | {head[1]} |", "|:---|:---|"] + [f"| `{cell(k)}` | {cell(v)} |" for k, v in rows]
     return "\n".join(lines) + "\n"
+
+
+def _relation(p_text: str) -> str:
+    """"= 0.013" or "< 0.001": a formatted p-value after "p"."""
+    return p_text.replace("<", "< ", 1) if p_text.startswith("<") else f"= {p_text}"
 
 
 def _trust_budget_section(nums: Numbers, params: Mapping[str, Any], variants: Sequence[str]) -> str:
