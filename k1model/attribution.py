@@ -45,7 +45,7 @@ class GradScorer:
     def scores(self) -> torch.Tensor:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         norms = torch.stack(torch._foreach_norm(grads)).float()
-        sq = torch.zeros(self.num_agents, device=norms.device).index_add_(0, self.owner.to(norms.device), norms * norms)
+        sq = torch.zeros(self.num_agents, device=norms.device).index_add_(0, self.owner, norms * norms)
         return sq.sqrt()
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from k1model.config import ModelConfig
 from k1model.errors import DataError, K1Error
 from k1model.io import write_json, write_text
 from k1model.statistics import HOLM_FAMILIES, TEST_NAMES, fmt_num, fmt_p, load_analysis_config, load_summary
@@ -313,11 +314,7 @@ def _data_section(manifest: Mapping[str, Any]) -> str:
 
 
 def _n_agents(branching: Sequence[int]) -> int:
-    total, width = 1, 1
-    for b in branching:
-        width *= int(b)
-        total += width
-    return total
+    return ModelConfig(branching=tuple(int(b) for b in branching)).num_agents if branching else 1
 
 
 def _embed_table(md: str, number: int) -> str:

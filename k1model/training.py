@@ -233,8 +233,8 @@ class Run:
                                                            "seed": self.seed, "config_hash": self.hash})
                 raise
             if check:
-                changed = [sum(int((p.detach() != b).sum()) for p, b in zip(ps, bs))
-                           for ps, bs in zip(agent_params, before)]
+                changed = torch.stack([sum((p.detach() != b).sum() for p, b in zip(ps, bs))
+                                       for ps, bs in zip(agent_params, before)]).tolist()  # one host sync
                 state.sparsity_checks.append({"step": step, "param_fraction": sum(changed) / n_agent_params,
                                               "agents_changed": sum(c > 0 for c in changed),
                                               "agents_scaled": record.updated})
