@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from k1model import metrics as M
+from k1model.analysis import cl_metrics as M
 
 DOMAINS = ("prose", "code", "science")
 ROLE_NAMES = {1: ["language", "logic", "pattern", "context"], 2: ["basic", "advanced", "edge", "complex"]}

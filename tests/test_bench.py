@@ -8,13 +8,13 @@ import json
 import pytest
 import torch
 
-from k1model.attribution import loo_deltas, loo_deltas_reference
-from k1model.bench import PLAIN, VARIANT_ORDER, count_host_syncs, format_table, parse_trees, run_benchmark
+from k1model.method.attribution import loo_deltas, loo_deltas_reference
+from k1model.app.bench import PLAIN, VARIANT_ORDER, count_host_syncs, format_table, parse_trees, run_benchmark
 from k1model.cli import build_parser
 from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import ConfigError
-from k1model.trainer import K1Trainer
-from k1model.tree import AgentTree
+from k1model.train.step import K1Trainer
+from k1model.model import AgentTree
 
 TINY = dict(width=16, heads=2, context=8, batch=2, repeats=1, warmup=1, loo_interval=3)
 

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from k1model import create_k1_model
-from k1model.attribution import GradScorer, hybrid_scores, loo_deltas, loo_deltas_reference
+from k1model.method.attribution import GradScorer, loo_deltas, loo_deltas_reference
+from k1model.method.scoring import hybrid_scores
 from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import NonFiniteLossError
-from k1model.interpret import gradient_flow, render_responsibility_tree
-from k1model.selection import drill_down, path_scales, top_k
-from k1model.trainer import K1Trainer
-from k1model.tree import AgentTree, build_topology
+from k1model.app.interpret import gradient_flow, render_responsibility_tree
+from k1model.method.selection import drill_down, path_scales, top_k
+from k1model.train.step import K1Trainer
+from k1model.model import AgentTree, build_topology
 
 SPARSE_VARIANTS = ["k1_full", "flat_topk", "no_trust", "no_loo", "random_path"]
 SMALL = ModelConfig(branching=(2, 2), embed_dim=32, num_heads=4, hidden_dim=64, max_seq_len=16)

@@ -20,6 +20,8 @@ import pytest
 import torch
 
 from k1model import data as D
+from k1model.analysis.separability import cross_domain_unigram_bpb
+from k1model.data import preparation
 from k1model.cli import main as k1_main
 from k1model.errors import ConfigError, DataError
 
@@ -97,12 +99,12 @@ def test_embedded_domains_are_distinguishable(embedded_dir: Path) -> None:
     # Evaluated on the train splits: at this small max_bytes the test splits hold only ~3 KB
     # (a handful of documents), too noisy for a stable check; 256 unigram parameters fitted on
     # ~54 KB make the in-sample optimism negligible (~0.003 bits).
-    bpb = D.cross_domain_unigram_bpb(embedded_dir, eval_split="train")
+    bpb = cross_domain_unigram_bpb(embedded_dir, eval_split="train")
     assert list(bpb.index) == list(bpb.columns) == ["prose", "code", "science"]
     for col in bpb.columns:
         # each domain's bytes are best predicted by its own domain's byte statistics
         assert bpb[col].idxmin() == col, bpb.round(3).to_string()
-    assert D.cross_domain_unigram_bpb(embedded_dir).shape == (3, 3)  # default: evaluated on test
+    assert cross_domain_unigram_bpb(embedded_dir).shape == (3, 3)  # default: evaluated on test
 
 
 def test_manifest_splits_do_not_share_documents(embedded_dir: Path) -> None:
@@ -120,7 +122,7 @@ def test_manifest_splits_do_not_share_documents(embedded_dir: Path) -> None:
 
 
 def test_synthetic_domains_differ_and_splits_hold_no_train_text(synthetic_dir: Path) -> None:
-    bpb = D.cross_domain_unigram_bpb(synthetic_dir).to_numpy()
+    bpb = cross_domain_unigram_bpb(synthetic_dir).to_numpy()
     assert (bpb.diagonal() < 4.5).all()
     off = bpb[~np.eye(len(bpb), dtype=bool)]
     assert (off > bpb.diagonal().max() + 2.0).all()  # disjoint alphabets: far apart
@@ -354,7 +356,7 @@ def test_local_shared_corpora(tmp_path: Path, no_data_root_env: None) -> None:
             blob = (tmp_path / "out" / domain / f"{split}.bin").read_bytes()
             assert blob[:200].rstrip() in src  # the split's text comes from the same split file
             assert d["splits"][split]["bytes"] >= 0.9 * d["splits"][split]["budget"]
-    bpb = D.cross_domain_unigram_bpb(tmp_path / "out")
+    bpb = cross_domain_unigram_bpb(tmp_path / "out")
     for col in bpb.columns:
         assert bpb[col].idxmin() == col
 
@@ -436,19 +438,19 @@ def test_prepare_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     out = tmp_path / "out"
     D.prepare(data_cfg(), out, seq_len=SEQ)
     before = data_tree_bytes(out)
-    real = D._make_splits
+    real = preparation._make_splits
 
     def fail_on_gamma(ds: Any, domain: str, cfg: Any, window: int) -> Any:
         if domain == "gamma":
             raise KeyboardInterrupt  # interrupted half-way through
         return real(ds, domain, cfg, window)
 
-    monkeypatch.setattr(D, "_make_splits", fail_on_gamma)
+    monkeypatch.setattr(preparation, "_make_splits", fail_on_gamma)
     with pytest.raises(KeyboardInterrupt):
         D.prepare(data_cfg(synthetic={"seed": 5}), out, seq_len=SEQ)
     assert data_tree_bytes(out) == before  # old output untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp dirs left
-    monkeypatch.setattr(D, "_make_splits", real)
+    monkeypatch.setattr(preparation, "_make_splits", real)
     D.prepare(data_cfg(domains=["alpha"]), out, seq_len=SEQ)  # replaces, stale domains go
     assert sorted(p.name for p in out.iterdir()) == ["alpha", "manifest.json"]
     (tmp_path / "foreign").mkdir()

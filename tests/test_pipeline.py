@@ -78,13 +78,24 @@ def _props(*path: str) -> dict:
 
 
 def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
+    from k1model.config.checks import plain
+
+    return plain(value)
+
+
+def test_schema_file_is_generated_from_the_library():
+    """One source of truth: the committed schema is exactly what `k1 schema` generates."""
+    from k1model.config import schema_yaml
+
+    assert (ROOT / "workflow/schemas/params.schema.yaml").read_text() == schema_yaml(), (
+        "workflow/schemas/params.schema.yaml is stale: run `k1 schema --out workflow/schemas/params.schema.yaml`")
 
 
 def test_schema_allows_exactly_the_keys_the_library_accepts():
     import dataclasses
 
-    from k1model import config, data, probes, statistics
+    from k1model import config
+    from k1model.method.variants import VARIANTS
 
     def fields(cls, drop=()):
         return {f.name: f for f in dataclasses.fields(cls) if f.name not in drop}
@@ -93,6 +104,9 @@ def test_schema_allows_exactly_the_keys_the_library_accepts():
         "model": fields(config.ModelConfig),
         "method": fields(config.MethodConfig, drop=("variant",)),  # the variant comes from experiment.variants
         "train": fields(config.TrainConfig),
+        "data": fields(config.DataConfig),
+        "analysis": fields(config.AnalysisConfig),
+        "experiment": fields(config.ExperimentConfig),
     }
     for section, lib in sections.items():
         schema = _props(section)
@@ -100,33 +114,23 @@ def test_schema_allows_exactly_the_keys_the_library_accepts():
         for key, f in lib.items():  # schema defaults are the library's
             if "default" in schema[key] and f.default is not dataclasses.MISSING:
                 assert schema[key]["default"] == _plain(f.default), f"{section}.{key}"
-    assert set(_props("data")) == set(data.DEFAULT_DATA_CONFIG)
-    assert set(_props("data", "local")) == set(data.DEFAULT_DATA_CONFIG["local"])
-    assert set(_props("data", "synthetic")) == set(data.DEFAULT_DATA_CONFIG["synthetic"])
-    assert set(SCHEMA["$defs"]["hub_source"]["properties"]) == set(data.DEFAULT_DATA_CONFIG["hub"]["prose"])
-    stats_keys = fields(statistics.AnalysisConfig, drop=("variants", "seeds", "params"))
-    assert set(_props("analysis")) == set(stats_keys) | set(probes.DEFAULT_ANALYSIS)
-    for key, value in probes.DEFAULT_ANALYSIS.items():
-        assert _props("analysis")[key].get("default") == value, f"analysis.{key}"
-    for key, f in stats_keys.items():
-        assert _props("analysis")[key].get("default") == _plain(f.default), f"analysis.{key}"
-    assert SCHEMA["$defs"]["variant"]["enum"] == list(__import__("k1model").VARIANTS)
-    assert set(_props("analysis")["primary_test"]["enum"]) == set(statistics.TEST_NAMES)
-    assert set(_props("analysis")["holm_family"]["enum"]) == set(statistics.HOLM_FAMILIES)
+    assert set(_props("data", "local")) == set(config.LocalConfig.field_names())
+    assert set(_props("data", "synthetic")) == set(config.SyntheticConfig.field_names())
+    hub = SCHEMA["properties"]["data"]["properties"]["hub"]["additionalProperties"]
+    assert set(hub["properties"]) == set(config.HubSource.field_names())
+    variant_enum = SCHEMA["properties"]["experiment"]["properties"]["variants"]["items"]["enum"]
+    assert variant_enum == list(VARIANTS)
+    assert set(_props("analysis")["primary_test"]["enum"]) == set(config.TEST_NAMES)
+    assert set(_props("analysis")["holm_family"]["enum"]) == set(config.HOLM_FAMILIES)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_params_files_are_accepted_by_the_library(profile):
-    from k1model import config, data, probes, statistics
+    from k1model import config
 
     params = config.load_params(ROOT / "params" / f"{profile}.yaml")
-    config.model_config(params["model"])
-    config.train_config(params["train"])
-    for variant in params["experiment"]["variants"]:
-        config.method_config(params["method"], variant)
-    data.normalize_data_config(params["data"], seq_len=params["model"]["max_seq_len"])
-    probes.probe_config(params["analysis"])
-    statistics.load_analysis_config(params)
+    for variant in params.experiment.variants:
+        config.method_config(params.method, variant)
 
 
 # ------------------------------------------------------------------------------ structure

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from fake_runs import write_fake_runs, write_manifest, write_params
-from k1model import paper as P
-from k1model.statistics import load_summary
+from k1model.report import paper as P
+from k1model.analysis.aggregate import load_summary
 from k1model.cli import main
 from k1model.errors import K1Error
-from k1model.statistics import aggregate, fmt_num, fmt_p, load_analysis_config
+from k1model.analysis.aggregate import aggregate
+from k1model.analysis.settings import load_analysis_config
+from k1model.report.tables import fmt_num, fmt_p
 
 FIGURES = ("learning_curves", "forgetting_heatmaps", "forgetting", "sparsity", "update_frequency",
            "attribution_stability", "planted_faults", "responsibility_tree")
@@ -45,7 +47,7 @@ def test_figures_are_written(built):
 
 
 def test_figures_skip_absent_attribution_with_a_note(tmp_path, monkeypatch):
-    from k1model import plots
+    from k1model.report import figures as plots
 
     monkeypatch.setattr(plots, "save_figure", lambda fig, figdir, name: [figdir / f"{name}.png"])  # no drawing: fast
     write_fake_runs(tmp_path / "runs", variants=("k1_full", "dense"), seeds=(0, 1), steps_per_phase=6,

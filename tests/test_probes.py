@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from k1model import probes as P
+from k1model.analysis import probes as P
 from k1model.cli import main as k1
 from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import CheckpointError, ConfigError, DataError, K1Error
-from k1model.trainer import K1Trainer
-from k1model.tree import AgentTree, build_topology
+from k1model.train.step import K1Trainer
+from k1model.model import AgentTree, build_topology
 
 SMALL = ModelConfig(branching=(2, 2), embed_dim=32, num_heads=4, hidden_dim=64, max_seq_len=16)
 TOPO = build_topology((2, 2), {})
@@ -256,7 +256,7 @@ def tiny_runs(tmp_path_factory):
     import yaml
 
     from k1model.data import prepare
-    from k1model.training import run_training
+    from k1model.train.protocol import run_training
 
     root = tmp_path_factory.mktemp("probes")
     prepare(PARAMS["data"], root / "data", seq_len=PARAMS["model"]["max_seq_len"])

@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 
 from fake_runs import write_fake_runs, write_params
-from k1model import statistics as S
+from k1model.analysis import stats as S
+from k1model.analysis.aggregate import aggregate, load_summary
+from k1model.analysis.metric_info import metric_info
+from k1model.analysis.settings import load_analysis_config
 from k1model.cli import main
 from k1model.errors import ConfigError, DataError, K1Error
 
@@ -92,9 +95,9 @@ def test_describe_handles_one_and_zero_values():
 
 
 def test_metric_info_defaults_unknown_to_lower():
-    assert S.metric_info("attr_fault_top1_grad")[0].direction == "higher"
-    assert S.metric_info("attr_fault_top1_newmethod") == (S.metric_info("attr_fault_top1_x")[0], True)
-    info, known = S.metric_info("something_new")
+    assert metric_info("attr_fault_top1_grad")[0].direction == "higher"
+    assert metric_info("attr_fault_top1_newmethod") == (metric_info("attr_fault_top1_x")[0], True)
+    info, known = metric_info("something_new")
     assert info.direction == "lower" and not known
 
 
@@ -117,7 +120,7 @@ def _strict_json(path: Path) -> dict:
 def test_aggregate_writes_every_table_and_a_clean_summary(runs, tmp_path):
     params, runs_dir = runs
     out = tmp_path / "results"
-    res = S.aggregate(params, runs_dir, out)
+    res = aggregate(params, runs_dir, out)
     for name in ("summary", "comparisons", "comparisons_key", "forgetting", "lm", "sparsity", "attribution", "faults",
                  "cost"):
         for ext in ("csv", "md", "tex"):
@@ -136,7 +139,7 @@ def test_aggregate_writes_every_table_and_a_clean_summary(runs, tmp_path):
     # the planted story: dense forgets more than k1_full
     assert summary["k1_full"]["forgetting"]["mean"] < summary["dense"]["forgetting"]["mean"]
     assert "comparisons" not in summary  # kept small for `dvc metrics show`; comparisons.json holds them
-    comp = S.load_summary(out)["comparisons"]["dense"]["k1_full"]["forgetting"]
+    comp = load_summary(out)["comparisons"]["dense"]["k1_full"]["forgetting"]
     assert comp["mean_diff"] < 0 and comp["poi"] == 1.0 and comp["n_pairs"] == 3
     assert comp["wilcoxon_p"] == pytest.approx(0.25) and comp["wilcoxon_min_p"] == pytest.approx(0.25)
     assert comp["wilcoxon_p_holm"] >= comp["wilcoxon_p"]
@@ -157,12 +160,12 @@ def test_aggregate_writes_every_table_and_a_clean_summary(runs, tmp_path):
 def test_holm_family_per_metric(runs, tmp_path):
     _, runs_dir = runs
     params = write_params(tmp_path / "p.yaml", holm_family="reference_metric")
-    S.aggregate(params, runs_dir, tmp_path / "res")
+    aggregate(params, runs_dir, tmp_path / "res")
     c = pd.read_csv(tmp_path / "res" / "tables" / "comparisons.csv")
     fam = c[(c.reference == "k1_full") & (c.metric == "forgetting")]
     assert len(fam) == 2 and (fam.holm_family_size == 2).all()
     strict = write_params(tmp_path / "q.yaml", holm_family="reference")
-    S.aggregate(strict, runs_dir, tmp_path / "strict")
+    aggregate(strict, runs_dir, tmp_path / "strict")
     strict_c = pd.read_csv(tmp_path / "strict" / "tables" / "comparisons.csv")
     strict_fam = strict_c[strict_c.reference == "k1_full"]
     np.testing.assert_allclose(strict_fam.welch_p_holm.dropna(), S.holm(strict_fam.welch_p.dropna().to_numpy()))
@@ -172,8 +175,8 @@ def test_holm_family_per_metric(runs, tmp_path):
 
 def test_aggregate_is_deterministic(runs, tmp_path):
     params, runs_dir = runs
-    S.aggregate(params, runs_dir, tmp_path / "a")
-    S.aggregate(params, runs_dir, tmp_path / "b")
+    aggregate(params, runs_dir, tmp_path / "a")
+    aggregate(params, runs_dir, tmp_path / "b")
     for f in ("summary.json", "tidy.csv", "tables/comparisons.csv", "tables/summary.md"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
@@ -183,7 +186,7 @@ def test_missing_runs_are_all_named(runs, tmp_path):
     shutil.rmtree(runs_dir / "dense" / "seed1")
     (runs_dir / "random_path" / "seed2" / "metrics.json").unlink()
     with pytest.raises(K1Error) as err:
-        S.aggregate(params, runs_dir, tmp_path / "results")
+        aggregate(params, runs_dir, tmp_path / "results")
     msg = str(err.value)
     assert "2 of 9 runs are missing" in msg
     assert str(runs_dir / "dense" / "seed1" / "metrics.json") in msg
@@ -195,7 +198,7 @@ def test_fewer_than_two_seeds_is_an_error(runs, tmp_path):
     _, runs_dir = runs
     params = write_params(tmp_path / "one.yaml", seeds=[0])
     with pytest.raises(K1Error, match="at least 2 seeds"):
-        S.aggregate(params, runs_dir, tmp_path / "results")
+        aggregate(params, runs_dir, tmp_path / "results")
 
 
 def test_failed_runs_fail_unless_allowed_and_are_listed(runs, tmp_path):
@@ -205,11 +208,11 @@ def test_failed_runs_fail_unless_allowed_and_are_listed(runs, tmp_path):
     m.update(status="failed", error="non-finite loss")
     mpath.write_text(json.dumps(m))
     with pytest.raises(K1Error, match="did not complete") as err:
-        S.aggregate(params, runs_dir, tmp_path / "r1")
+        aggregate(params, runs_dir, tmp_path / "r1")
     assert str(runs_dir / "dense" / "seed2") in str(err.value) and "allow_failed" in str(err.value)
 
     allowed = write_params(tmp_path / "allow.yaml", allow_failed=True)
-    summary = S.aggregate(allowed, runs_dir, tmp_path / "r2")
+    summary = aggregate(allowed, runs_dir, tmp_path / "r2")
     assert summary["failed_runs"] == [{"variant": "dense", "seed": 2, "status": "failed",
                                        "path": str(runs_dir / "dense" / "seed2"), "error": "non-finite loss"}]
     assert summary["dense"]["forgetting"]["n"] == 2
@@ -223,9 +226,9 @@ def test_crashed_run_with_failure_json_is_a_failed_run(runs, tmp_path):
     (d / "metrics.json").unlink()
     (d / "failure.json").write_text(json.dumps({"status": "failed", "step": 7, "message": "non-finite loss nan"}))
     with pytest.raises(K1Error, match="did not complete") as err:
-        S.aggregate(params, runs_dir, tmp_path / "r1")
+        aggregate(params, runs_dir, tmp_path / "r1")
     assert "missing" not in str(err.value) and "non-finite loss nan" in str(err.value)
-    summary = S.aggregate(write_params(tmp_path / "allow.yaml", allow_failed=True), runs_dir, tmp_path / "r2")
+    summary = aggregate(write_params(tmp_path / "allow.yaml", allow_failed=True), runs_dir, tmp_path / "r2")
     assert [(f["variant"], f["seed"]) for f in summary["failed_runs"]] == [("k1_full", 1)]
 
 
@@ -236,11 +239,11 @@ def test_bad_inputs_give_clear_errors(runs, tmp_path):
     doc["scalars"]["forgetting"] = "lots"
     m.write_text(json.dumps(doc))
     with pytest.raises(DataError, match="scalars.forgetting"):
-        S.aggregate(params, runs_dir, tmp_path / "r")
+        aggregate(params, runs_dir, tmp_path / "r")
     bad = tmp_path / "bad.yaml"
     bad.write_text(params.read_text().replace("rng_seed: 0", "rng_sed: 0"))
     with pytest.raises(ConfigError, match="analysis.rng_seed"):
-        S.load_analysis_config(bad)
+        load_analysis_config(bad)
 
 
 def test_cli_aggregate(runs, tmp_path, capsys):
@@ -255,4 +258,4 @@ def test_cli_aggregate(runs, tmp_path, capsys):
 def test_unknown_analysis_key_is_rejected(tmp_path):
     params = write_params(tmp_path / "p.yaml", bootstrap_resample=10)
     with pytest.raises(ConfigError, match="analysis.bootstrap_resample"):
-        S.load_analysis_config(params)
+        load_analysis_config(params)

@@ -14,7 +14,7 @@ import torch
 
 from k1model.cli import main as k1
 from k1model.errors import CheckpointError, ConfigError, NonFiniteLossError
-from k1model.training import Run, run_training
+from k1model.train.protocol import Run, run_training
 
 PARAMS = {
     "data": {"source": "synthetic", "domains": ["alpha", "beta"], "max_bytes": 40000,
@@ -101,7 +101,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path, mon
     out = tmp_path / "run"
     run_training(PARAMS, data_dir, "k1_full", 0, out, max_steps=5, progress=False)
     good = (out / "resume.pt").read_bytes()
-    import k1model.trainer as trainer_mod
+    import k1model.train.step as trainer_mod
 
     real = trainer_mod.K1Trainer.train_step
 

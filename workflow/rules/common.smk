@@ -1,6 +1,10 @@
 # Shared set-up of the K-1 pipeline: which params file is used, its validation, the
 # per-stage fingerprints that drive Snakemake's `params` rerun trigger, and the lists of
 # targets. No rules here (rules live in the other .smk files); no science anywhere.
+#
+# The params keys are defined once, in the library (k1model.config); the pipeline asks it to
+# validate the file (clear one-line errors naming the key) and which keys the probes read.
+# workflow/schemas/params.schema.yaml is generated from the same classes (`k1 schema`).
 import hashlib
 import json
 import os
@@ -76,9 +80,16 @@ def _dotted(path_items):
 
 
 def _validate_params(params, path):
-    """Validate against the JSON schema at start-up; one clear line naming the key."""
+    """Validate at start-up, before any job: the library's checks (one clear line naming the key),
+    then the generated JSON schema (snakemake.utils.validate), which must agree."""
     import jsonschema
+    from k1model.config import load_params
+    from k1model.errors import ConfigError
 
+    try:
+        load_params(path)
+    except ConfigError as err:
+        raise WorkflowError(f"invalid params file {path}: {err}") from None
     try:
         validate(params, SCHEMA)
     except WorkflowError as err:
@@ -133,16 +144,11 @@ def fingerprint(*keys):
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# analysis.* keys read by `k1 attribute` (k1model/probes.py DEFAULT_ANALYSIS); the other
-# analysis keys (bootstrap, tests) only concern `k1 aggregate` and must not rerun the probes.
-PROBE_KEYS = [
-    f"analysis.{key}"
-    for key in (
-        "rng_seed", "probe_batch_size", "resample_batches", "fault_agents", "fault_batches",
-        "fault_loss_increase", "fault_noise", "randomisation_batches", "windows", "window_steps",
-        "permutations",
-    )
-]
+# analysis.* keys read by `k1 attribute` (asked from the library); the other analysis keys
+# (bootstrap, tests) only concern `k1 aggregate` and must not rerun the probes.
+from k1model.config import AnalysisConfig
+
+PROBE_KEYS = [f"analysis.{key}" for key in AnalysisConfig.probe_keys()]
 
 
 def resolved_data_root():

@@ -1,0 +1,51 @@
+"""What the analysis reads from a params file: the runs it expects (`experiment`) and its keys
+(`analysis`), as one read-only view over the validated `Params` (no second copy of any key)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from k1model.config import HOLM_FAMILIES, Params, load_params
+from k1model.errors import K1Error
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    params: Params
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return self.params.experiment.variants
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.params.experiment.seeds
+
+    def __getattr__(self, key: str) -> Any:  # rng_seed, bootstrap_resamples, confidence, alpha, references, ...
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return getattr(self.params.analysis, key)
+
+    def as_dict(self) -> dict[str, Any]:
+        a = self.params.analysis
+        return {
+            "variants": list(self.variants), "seeds": list(self.seeds), "rng_seed": a.rng_seed,
+            "bootstrap_resamples": a.bootstrap_resamples, "confidence": a.confidence,
+            "alpha": a.alpha, "allow_failed": a.allow_failed,
+            "references": list(a.references), "primary_test": a.primary_test,
+            "holm_family": a.holm_family,
+            "holm_family_meaning": HOLM_FAMILIES[a.holm_family],
+            "bootstrap": "percentile, stratified by variant (seeds resampled within variant)",
+        }
+
+
+def load_analysis_config(params: str | Path | Mapping[str, Any] | Params) -> AnalysisSettings:
+    """The analysis view of a params file (path, mapping or Params); at least 2 seeds are needed."""
+    p = load_params(params, required=("experiment", "analysis"))
+    seeds = p.experiment.seeds
+    if len(seeds) < 2:
+        raise K1Error(
+            f"params: experiment.seeds has {len(seeds)} seed(s) ({list(seeds)}); across-run statistics "
+            "need at least 2 seeds per variant (3 in the default profile, ≥ 10 for the paper)")
+    return AnalysisSettings(p)

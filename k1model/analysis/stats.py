@@ -1,0 +1,359 @@
+"""Pure statistics across runs and agents, in the spirit of rliable: no I/O, no formatting.
+
+Per-seed summaries (mean, median, IQM with stratified-bootstrap CIs), paired comparisons
+(Wilcoxon, paired t, Welch, Hedges' g, probability of improvement, Holm's correction), and the
+rank and information measures the attribution probes use (Spearman ρ, entropy, NMI and its
+permutation test, agreement of repeated choices).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from collections import Counter
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+def iqm(x: np.ndarray, axis: int | None = -1) -> np.ndarray | float:
+    """Interquartile mean: mean of the middle 50% (25% trimmed each side), as in rliable."""
+    return stats.trim_mean(x, 0.25, axis=axis)
+
+def _cell_rng(rng_seed: int, *keys: str) -> np.random.Generator:
+    """A generator per (metric, variant, …) cell, so adding a metric never shifts other CIs."""
+    return np.random.default_rng([rng_seed, *(zlib.crc32(k.encode()) for k in keys)])
+
+def stratified_bootstrap(
+    samples: Sequence[np.ndarray],
+    statistic: Callable[..., np.ndarray],
+    rng: np.random.Generator,
+    resamples: int,
+) -> np.ndarray:
+    """Bootstrap distribution of `statistic` with every stratum resampled independently.
+
+    `samples[k]` are the per-seed values of stratum k (a variant); each resample draws
+    len(samples[k]) values with replacement from stratum k only. `statistic` receives one
+    (resamples, n_k) array per stratum and returns (resamples,) values.
+    """
+    draws = []
+    for x in samples:
+        x = np.asarray(x, dtype=float)
+        if x.size == 0:
+            raise ValueError("stratified_bootstrap: empty stratum")
+        draws.append(x[rng.integers(0, x.size, size=(resamples, x.size))])
+    return np.asarray(statistic(*draws), dtype=float)
+
+def bootstrap_ci(
+    x: np.ndarray,
+    statistic: Callable[..., np.ndarray],
+    rng: np.random.Generator,
+    resamples: int,
+    confidence: float,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of a one-sample statistic (axis=1 aware); NaN for n < 2."""
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
+        return math.nan, math.nan
+    dist = stratified_bootstrap([x], lambda a: statistic(a, axis=1), rng, resamples)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    lo, hi = np.percentile(dist, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+def describe(x: np.ndarray, rng: np.random.Generator, resamples: int, confidence: float) -> dict[str, float]:
+    """n, mean, std (ddof 1), median, IQM and bootstrap CIs of mean, median and IQM."""
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    out: dict[str, float] = {"n": int(x.size)}
+    if x.size == 0:
+        out.update({k: math.nan for k in ("mean", "std", "ci_low", "ci_high", "median", "median_ci_low",
+                                          "median_ci_high", "iqm", "iqm_ci_low", "iqm_ci_high")})
+        return out
+    out["mean"] = float(x.mean())
+    out["std"] = float(x.std(ddof=1)) if x.size > 1 else math.nan
+    out["ci_low"], out["ci_high"] = bootstrap_ci(x, np.mean, rng, resamples, confidence)
+    out["median"] = float(np.median(x))
+    out["median_ci_low"], out["median_ci_high"] = bootstrap_ci(x, np.median, rng, resamples, confidence)
+    out["iqm"] = float(iqm(x, axis=None))
+    out["iqm_ci_low"], out["iqm_ci_high"] = bootstrap_ci(x, iqm, rng, resamples, confidence)
+    return out
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni step-down adjusted p-values; NaN entries are not part of the family."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    mask = ~np.isnan(p)
+    q = p[mask]
+    m = q.size
+    if m == 0:
+        return out
+    order = np.argsort(q, kind="stable")
+    adj = np.maximum.accumulate((m - np.arange(m)) * q[order])
+    res = np.empty(m)
+    res[order] = np.minimum(adj, 1.0)
+    out[mask] = res
+    return out
+
+def hedges_g(x: np.ndarray, y: np.ndarray) -> float:
+    """Unpaired Hedges' g = J · (mean x − mean y) / s_pooled, J = 1 − 3 / (4(nx + ny) − 9).
+
+    s_pooled = sqrt(((nx−1)s_x² + (ny−1)s_y²) / (nx + ny − 2)) with ddof-1 variances
+    (Hedges 1981). NaN when undefined (n < 2 in a group, or zero pooled SD).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    nx, ny = x.size, y.size
+    if nx < 2 or ny < 2:
+        return math.nan
+    sp = math.sqrt(((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2))
+    if sp == 0.0:
+        return math.nan
+    j = 1.0 - 3.0 / (4.0 * (nx + ny) - 9.0)
+    return float(j * (x.mean() - y.mean()) / sp)
+
+def hedges_g_paired(x: np.ndarray, y: np.ndarray) -> float:
+    """Paired Hedges' g_z = J · mean(d) / sd(d), d = x − y, J = 1 − 3 / (4(n − 1) − 1).
+
+    Cohen's d_z with the small-sample correction for df = n − 1 (Lakens 2013). It is
+    larger than the unpaired g when seeds are positively correlated across variants.
+    NaN when n < 3 (J undefined) or sd(d) = 0.
+    """
+    d = np.asarray(x, float) - np.asarray(y, float)
+    n = d.size
+    if n < 3:
+        return math.nan
+    sd = d.std(ddof=1)
+    if sd == 0.0:
+        return math.nan
+    j = 1.0 - 3.0 / (4.0 * (n - 1) - 1.0)
+    return float(j * d.mean() / sd)
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray, direction: str = "lower") -> float:
+    """P(X better than Y) + ½ P(X = Y) over all pairs of runs (rliable's metric).
+
+    "Better" is X < Y for lower-is-better metrics, X > Y for higher-is-better ones.
+    Works on the last axis, so bootstrap arrays of shape (B, n) give B values.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
+    diff = x[..., :, None] - y[..., None, :]
+    better = diff < 0 if direction == "lower" else diff > 0
+    return np.mean(better + 0.5 * (diff == 0), axis=(-2, -1))
+
+def wilcoxon_test(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Two-sided Wilcoxon signed-rank on x − y, honest about what small n can show.
+
+    Zero differences are dropped (scipy's default "wilcox"), so the effective n is the
+    number of non-zero differences; the smallest p an exact two-sided test can give is
+    2 / 2**n_nonzero (0.25 at n = 3, 0.0625 at n = 5). All differences zero ⇒ p = 1.
+    """
+    d = np.asarray(x, float) - np.asarray(y, float)
+    n_nonzero = int(np.count_nonzero(d))
+    out: dict[str, Any] = {"stat": math.nan, "p": math.nan, "n_nonzero": n_nonzero,
+                           "min_p": min(1.0, 2.0 ** (1 - n_nonzero)) if n_nonzero else 1.0, "note": ""}
+    if d.size == 0:
+        out["note"] = "no paired seeds"
+        return out
+    if n_nonzero == 0:
+        out.update(stat=0.0, p=1.0, note="all paired differences are zero")
+        return out
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        res = stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided")
+    out.update(stat=float(res.statistic), p=float(res.pvalue))
+    if n_nonzero < 6:
+        out["note"] = f"n={n_nonzero} non-zero differences: smallest attainable p is {out['min_p']:.3g}"
+    return out
+
+def _ttest(fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[float, float, float]:
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        res = fn(*args, **kw)
+    df = getattr(res, "df", math.nan)
+    return float(res.statistic), float(res.pvalue), float(df)
+
+def compare(x: np.ndarray, y: np.ndarray, direction: str, x_paired: np.ndarray, y_paired: np.ndarray,
+            rng: np.random.Generator, resamples: int, confidence: float) -> dict[str, Any]:
+    """All tests of one variant (x) against one reference (y) on one metric.
+
+    x, y: all non-missing values of each; x_paired, y_paired: values on the common seeds,
+    in the same seed order. Differences are variant − reference in the metric's units.
+    """
+    notes = []
+    n_pairs = int(x_paired.size)
+    d = x_paired - y_paired
+    out: dict[str, Any] = {
+        "n_pairs": n_pairs, "n_variant": int(x.size), "n_reference": int(y.size),
+        "mean_variant": float(x.mean()) if x.size else math.nan,
+        "mean_reference": float(y.mean()) if y.size else math.nan,
+        "mean_diff": float(d.mean()) if n_pairs else math.nan,
+    }
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    if n_pairs >= 2:
+        dist = stratified_bootstrap([d], lambda a: a.mean(axis=1), rng, resamples)
+        out["diff_ci_low"], out["diff_ci_high"] = (float(v) for v in np.percentile(dist, [tail, 100 - tail]))
+    else:
+        out["diff_ci_low"] = out["diff_ci_high"] = math.nan
+    w = wilcoxon_test(x_paired, y_paired)
+    out.update(wilcoxon_stat=w["stat"], wilcoxon_p=w["p"], wilcoxon_min_p=w["min_p"])
+    if w["note"]:
+        notes.append(f"Wilcoxon: {w['note']}")
+    if n_pairs >= 2:
+        if np.all(d == d[0]):
+            notes.append("paired t: zero variance of differences")
+        t, p, _ = _ttest(stats.ttest_rel, x_paired, y_paired)
+        out.update(ttest_paired_stat=t, ttest_paired_p=p)
+    else:
+        out.update(ttest_paired_stat=math.nan, ttest_paired_p=math.nan)
+    if x.size >= 2 and y.size >= 2:
+        t, p, df = _ttest(stats.ttest_ind, x, y, equal_var=False)
+        out.update(welch_stat=t, welch_df=df, welch_p=p)
+    else:
+        out.update(welch_stat=math.nan, welch_df=math.nan, welch_p=math.nan)
+    out["hedges_g"] = hedges_g(x, y)
+    out["hedges_g_paired"] = hedges_g_paired(x_paired, y_paired)
+    if x.size and y.size:
+        out["poi"] = float(probability_of_improvement(x, y, direction))
+        if x.size >= 2 and y.size >= 2:
+            dist = stratified_bootstrap([x, y], lambda a, b: probability_of_improvement(a, b, direction),
+                                        rng, resamples)
+            out["poi_ci_low"], out["poi_ci_high"] = (float(v) for v in np.percentile(dist, [tail, 100 - tail]))
+        else:
+            out["poi_ci_low"] = out["poi_ci_high"] = math.nan
+    else:
+        out["poi"] = out["poi_ci_low"] = out["poi_ci_high"] = math.nan
+    if n_pairs < 2:
+        notes.append(f"only {n_pairs} paired seed(s): paired tests undefined")
+    out["note"] = "; ".join(notes)
+    return out
+
+
+# ----------------------------------------------------------------- ranks and information
+
+
+def average_ranks(a: Sequence[float]) -> np.ndarray:
+    """1-based ranks, ties get their average rank (scipy.stats.rankdata's default, without importing scipy.stats)."""
+    _, inverse, counts = np.unique(np.asarray(a, dtype=np.float64), return_inverse=True, return_counts=True)
+    end = np.cumsum(counts)
+    return ((end - counts + 1 + end) / 2.0)[inverse.ravel()]
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman ρ (average ranks for ties) over the pairs where both are finite; NaN if undefined
+    (fewer than 2 pairs or a constant side)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(np.corrcoef(average_ranks(a), average_ranks(b))[0, 1])
+
+def blame_stats(blame: Sequence[float], k: int, among: Iterable[int] | None = None) -> dict[str, float] | None:
+    """How agent k ranks by blame against `among` (default: every other agent; k itself is ignored there).
+
+    top1: 1 if k's blame is strictly the highest, 1/(1+t) if it ties with t others at the top, else 0.
+    auc:  P(blame_k > blame_j) + ½ P(blame_k = blame_j) over the others j.
+    rank: mid-rank of k among k and the others (1 = most blamed).
+    None when there is no other agent to compare with."""
+    blame = np.asarray(blame, dtype=np.float64)
+    others = [j for j in (range(len(blame)) if among is None else among) if j != k]
+    if not others:
+        return None
+    b, o = blame[k], blame[others]
+    greater, ties, less = int((o > b).sum()), int((o == b).sum()), int((o < b).sum())
+    return {"top1": (1.0 / (1 + ties)) if greater == 0 else 0.0,
+            "auc": (less + 0.5 * ties) / len(others),
+            "rank": 1.0 + greater + 0.5 * ties}
+
+def path_agreement(paths: Sequence[Sequence[int]]) -> float:
+    """Probability that two different draws chose the same full path: Σ c(c−1) / (M(M−1))."""
+    m = len(paths)
+    if m < 2:
+        return math.nan
+    counts = Counter(tuple(p) for p in paths)
+    return float(sum(c * (c - 1) for c in counts.values()) / (m * (m - 1)))
+
+def entropy_bits(labels: Iterable[Any]) -> float:
+    """Shannon entropy (bits) of the empirical distribution of `labels`."""
+    counts = np.array(list(Counter(labels).values()), dtype=np.float64)
+    if counts.sum() == 0:
+        return math.nan
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum() + 0.0)
+
+def _entropy_nats(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+def _mutual_info(table: np.ndarray) -> np.ndarray:
+    """I(rows; cols) in nats of one table [r, c] or a stack [n, r, c] of tables with equal totals."""
+    t = np.asarray(table, dtype=np.float64)
+    n = t.sum(axis=(-2, -1), keepdims=True)
+    p = t / n
+    pr, pc = p.sum(-1, keepdims=True), p.sum(-2, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p / (pr * pc)), 0.0)
+    return np.maximum(terms.sum(axis=(-2, -1)), 0.0)
+
+def nmi(table: Sequence[Sequence[float]]) -> float:
+    """Normalised mutual information of a contingency table: I(R; C) / ((H(R) + H(C)) / 2).
+
+    Arithmetic-mean normalisation (sklearn's default). 1 = each row label determines the column
+    label and vice versa; 0 = independent. 0 when exactly one side is constant; NaN when both are
+    (or the table is empty)."""
+    t = np.asarray(table, dtype=np.float64)
+    total = t.sum()
+    if total <= 0:
+        return math.nan
+    hr, hc = _entropy_nats(t.sum(1) / total), _entropy_nats(t.sum(0) / total)
+    denom = 0.5 * (hr + hc)
+    if denom <= 0:
+        return math.nan
+    return float(min(1.0, _mutual_info(t) / denom))
+
+def _tables(rows: np.ndarray, cols_stack: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
+    """Contingency tables of `rows` against each row of `cols_stack` [n, len] -> [n, n_rows, n_cols]."""
+    n = cols_stack.shape[0]
+    idx = (np.arange(n)[:, None] * (n_rows * n_cols) + rows[None, :] * n_cols + cols_stack).ravel()
+    return np.bincount(idx, minlength=n * n_rows * n_cols).reshape(n, n_rows, n_cols)
+
+def nmi_permutation_test(rows: Sequence[int], cols: Sequence[int], n_permutations: int, seed: Any,
+                         null: str = "shuffle", chunk: int = 200) -> dict[str, Any]:
+    """NMI of two label sequences and a Monte-Carlo p-value, p = (1 + #{NMI_null ≥ NMI_obs}) / (1 + n).
+
+    null="shuffle": `cols` permuted across positions (i.i.d. null). null="circular": `rows` rotated
+    against `cols` by a uniform offset in 1..len−1 (keeps the autocorrelation of both sequences).
+    The marginals are the same under both nulls, so only I changes. Fixed RNG: `seed`."""
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    if rows.shape != cols.shape or rows.ndim != 1:
+        raise ValueError("rows and cols must be 1-D label sequences of equal length")
+    if null not in ("shuffle", "circular"):
+        raise ValueError(f"null must be 'shuffle' or 'circular', got {null!r}")
+    _, rows = np.unique(rows, return_inverse=True)
+    _, cols = np.unique(cols, return_inverse=True)
+    nr, nc, m = int(rows.max(initial=-1)) + 1, int(cols.max(initial=-1)) + 1, len(rows)
+    observed = nmi(_tables(rows, cols[None, :], nr, nc)[0]) if m else math.nan
+    out: dict[str, Any] = {"nmi": observed, "p": math.nan, "n_permutations": int(n_permutations), "null": null,
+                           "null_mean": math.nan, "null_q95": math.nan}
+    if not math.isfinite(observed) or m < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    hr = _entropy_nats(np.bincount(rows) / m)
+    hc = _entropy_nats(np.bincount(cols) / m)
+    denom = 0.5 * (hr + hc)
+    null_vals = []
+    for start in range(0, n_permutations, chunk):
+        n = min(chunk, n_permutations - start)
+        if null == "shuffle":
+            perm_cols = rng.permuted(np.broadcast_to(cols, (n, m)), axis=1)
+            tables = _tables(rows, perm_cols, nr, nc)
+        else:
+            shifts = rng.integers(1, m, size=n)
+            rolled = rows[(np.arange(m)[None, :] + shifts[:, None]) % m]
+            idx = (np.arange(n)[:, None] * (nr * nc) + rolled * nc + cols[None, :]).ravel()
+            tables = np.bincount(idx, minlength=n * nr * nc).reshape(n, nr, nc)
+        null_vals.append(np.minimum(1.0, _mutual_info(tables) / denom))
+    null_arr = np.concatenate(null_vals)
+    exceed = int((null_arr >= observed - 1e-12).sum())
+    out.update(p=(1 + exceed) / (1 + n_permutations), null_mean=float(null_arr.mean()),
+               null_q95=float(np.quantile(null_arr, 0.95)))
+    return out

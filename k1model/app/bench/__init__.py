@@ -1,0 +1,354 @@
+"""Speed and memory benchmark of every variant against `dense` (`k1 bench`).
+
+For each tree (e.g. branching [2,2], [4,4], [4,3,2]: 7, 21, 41 agents) one process builds
+one trainer per variant (same architecture, same initial weights, same batch) plus a plain
+`torch.optim.AdamW` loop on a copy of the same model, and times them **interleaved**: every
+repeat is one round over all of them (the starting entry rotates), so drift of a shared,
+noisy machine hits every variant alike. `warmup` rounds come first and are discarded.
+
+What one round times, per entry:
+
+* a regular step (`train_step` with no LOO due);
+* for the LOO variants (`k1_full`, `flat_topk`, `no_trust`) also a LOO step (one whose
+  `step_count` is a multiple of `loo_interval`, so the batched leave-one-out runs).
+
+A variant's step time is the **amortised** one, LOO included:
+
+    t_amortised = ((loo_interval − 1) · median(t_step) + median(t_loo_step)) / loo_interval
+
+and `ratio_to_dense = t_amortised / median(t_dense)`. `ratio_to_dense_paired` is the
+median over rounds of the same quantity computed within one round (robust to drift).
+`dense` is the trainer with `log_scores=False` (pure backprop + AdamW, no scores);
+`plain_adamw` is `zero_grad → forward → backward → AdamW.step` with nothing else, a sanity
+reference for the trainer's own overhead.
+
+Besides the step times, per tree:
+
+* `loo`: one batched `loo_deltas` against the one-at-a-time `loo_deltas_reference`
+  (N+1 forwards) on the same model and batch, interleaved; speedup, max |difference|,
+  and the batched LOO's amortised share of a `k1_full` step at `loo_interval`;
+* memory: the peak of torch allocations *during* one step above what was held before it
+  (CPU: torch profiler memory events, which see torch's allocator, unlike tracemalloc;
+  CUDA: `torch.cuda.max_memory_allocated`), plus the static bytes of parameters and
+  optimiser state; the process's `ru_maxrss` is reported once for reference;
+* host syncs: calls that copy a value to the host (`.item()`, `.cpu()`, `.tolist()`,
+  `.numpy()`, `bool()/float()/int()` of a tensor, `.to(cpu)`) during one step, by call
+  site, counted with a `TorchFunctionMode` (the same count is what would sync on CUDA;
+  torch.optim's `.item()` on its CPU step counters is listed separately: no sync on CUDA);
+* `optimizer_foreach`: torch's AdamW step over all parameters with `foreach=False`
+  (the CPU default) against `foreach=True`, interleaved, and whether both are bit-equal;
+* `sibling_batching`: an experiment, not used by the trainer: the whole tree evaluated level
+  by level with all agents of a level batched (stacked weights, `baddbmm`, one SDPA call),
+  per-agent parameters kept as separate `nn.Parameter`s, against the straightforward
+  forward; forward+backward time and the float difference of loss and gradients.
+
+`run_benchmark(...) -> dict` does the work; `format_table(result) -> str` renders it;
+`cli_bench(args)` is `k1 bench`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+
+from k1model.app.bench.experiments import optimizer_foreach_experiment, sibling_batching_experiment
+from k1model.app.bench.measure import (_cpu_model, _load, _maxrss_mb, _summary, _sync, _tensor_bytes, _timed,
+                                       count_host_syncs, parse_trees, peak_step_memory)
+from k1model.config import MethodConfig, ModelConfig
+from k1model.errors import ConfigError
+from k1model.method.attribution import loo_deltas, loo_deltas_reference
+from k1model.method.variants import VARIANTS
+from k1model.model import AgentTree
+from k1model.train.step import K1Trainer
+
+__all__ = ["PLAIN", "VARIANT_ORDER", "bench_tree", "count_host_syncs", "format_table", "parse_trees", "run_benchmark"]
+
+VARIANT_ORDER = ("dense", *(v for v in VARIANTS if v != "dense"))  # every registered variant, dense first
+
+PLAIN = "plain_adamw"
+
+TARGET_RATIO = 1.10  # k1_full amortised step / dense step, on the 21- and 41-agent trees
+
+TARGET_LOO_SPEEDUP = 2.0  # batched LOO vs one-at-a-time, on the 41-agent tree
+
+TARGET_TREES = (21, 41)
+
+AMORTISATION = ("t_amortised = ((loo_interval - 1) * median(t_step) + median(t_loo_step)) / loo_interval; "
+                "regular and LOO steps are timed separately, interleaved with every other variant")
+
+class _Entry:
+    """One thing timed per round: a variant's trainer, or the plain AdamW loop."""
+
+    def __init__(self, name: str, model: AgentTree, method: MethodConfig, x: torch.Tensor, y: torch.Tensor):
+        self.name = name
+        self.x, self.y = x, y
+        self.model = model
+        self.interval = method.loo_interval
+        if name == PLAIN:
+            self.trainer = None
+            self.opt = torch.optim.AdamW(model.parameters(), lr=method.learning_rate, betas=method.betas,
+                                         eps=method.eps, weight_decay=method.weight_decay)
+            self.has_loo = False
+        else:
+            self.trainer = K1Trainer(model, method, seed=0, log_scores=name != "dense")
+            self.has_loo = self.trainer.variant.uses_loo
+        self.step_times: list[float] = []
+        self.loo_step_times: list[float] = []
+
+    def zero_grad(self) -> None:
+        """Free the previous step's gradients (as the step itself would first), so memory is measured from there."""
+        (self.opt if self.trainer is None else self.trainer.optimizer).zero_grad()
+
+    def step(self) -> None:
+        if self.trainer is None:
+            self.opt.zero_grad(set_to_none=True)
+            _, loss = self.model(self.x, self.y)
+            loss.backward()
+            self.opt.step()
+            loss.detach().item()  # what any training loop does with the loss (the trainer checks it is finite)
+            return
+        if self.trainer.step_count % self.interval == 0:  # make sure no LOO is due
+            self.trainer.step_count += 1
+        self.trainer.train_step(self.x, self.y)
+
+    def loo_step(self) -> None:
+        t = self.trainer
+        t.step_count += (-t.step_count) % self.interval  # next multiple: LOO is due
+        assert t.loo_due()
+        t.train_step(self.x, self.y)
+
+    def optimizer_state_mb(self) -> float:
+        opt = self.opt if self.trainer is None else self.trainer.optimizer.optimizer
+        return _tensor_bytes(v for s in opt.state.values() for v in s.values()) / 2**20
+
+def _make_model(cfg: ModelConfig, seed: int, device: torch.device) -> AgentTree:
+    torch.manual_seed(seed)
+    return AgentTree(cfg).to(device)
+
+def _batch(cfg: ModelConfig, batch: int, context: int, seed: int, device: torch.device):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randint(0, cfg.vocab_size, (batch, context + 1), generator=g)
+    return w[:, :-1].contiguous().to(device), w[:, 1:].contiguous().to(device)
+
+def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: int, context: int, batch: int,
+               repeats: int, warmup: int, loo_interval: int, device: torch.device, seed: int = 0,
+               loo_repeats: int | None = None, experiments: bool = True,
+               log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    cfg = ModelConfig(branching=tuple(branching), embed_dim=width, hidden_dim=hidden, num_heads=heads,
+                      max_seq_len=context, dropout=0.0)
+    x, y = _batch(cfg, batch, context, seed, device)
+    base = _make_model(cfg, seed, device)
+    n = len(base.agents)
+    entries: dict[str, _Entry] = {}
+    for name in (*VARIANT_ORDER, PLAIN):
+        method = MethodConfig(variant="dense" if name == PLAIN else name, loo_interval=loo_interval)
+        entries[name] = _Entry(name, copy.deepcopy(base), method, x, y)
+    order = list(entries)
+
+    def one_round(r: int, record: bool) -> None:
+        start = r % len(order)
+        for name in order[start:] + order[:start]:
+            e = entries[name]
+            t = _timed(e.step, device)
+            if record:
+                e.step_times.append(t)
+            if e.has_loo:
+                t = _timed(e.loo_step, device)
+                if record:
+                    e.loo_step_times.append(t)
+
+    t0 = time.perf_counter()
+    for r in range(warmup):
+        one_round(r, record=False)
+    log(f"  warm-up done ({time.perf_counter() - t0:.1f} s); timing {repeats} interleaved rounds")
+    for r in range(repeats):
+        one_round(warmup + r, record=True)
+    log(f"  rounds done ({time.perf_counter() - t0:.1f} s)")
+
+    tokens = batch * context
+    dense = entries["dense"]
+    t_dense = statistics.median(dense.step_times)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, e in entries.items():
+        t_step = statistics.median(e.step_times)
+        row: dict[str, Any] = {"step_s": _summary(e.step_times),
+                               "loo_step_s": _summary(e.loo_step_times) if e.has_loo else None}
+        if e.has_loo:
+            t_loo = statistics.median(e.loo_step_times)
+            t_am = ((loo_interval - 1) * t_step + t_loo) / loo_interval
+            per_round = [((loo_interval - 1) * s + ls) / loo_interval for s, ls in zip(e.step_times, e.loo_step_times)]
+            row["loo_share"] = (t_loo - t_step) / loo_interval / t_am
+        else:
+            t_am, per_round, row["loo_share"] = t_step, list(e.step_times), 0.0
+        row["amortised_step_s"] = t_am
+        row["ratio_to_dense"] = t_am / t_dense
+        row["ratio_to_dense_paired"] = statistics.median(a / d for a, d in zip(per_round, dense.step_times))
+        row["ratio_to_plain_adamw"] = t_am / statistics.median(entries[PLAIN].step_times)
+        row["tokens_per_s"] = tokens / t_am
+        rows[name] = row
+
+    # host syncs and memory: one regular step and one LOO step per entry (outside the timed rounds)
+    for name, e in entries.items():
+        rows[name]["host_syncs"] = {"step": count_host_syncs(e.step),
+                                    "loo_step": count_host_syncs(e.loo_step) if e.has_loo else None}
+        e.zero_grad()
+        mem_step = peak_step_memory(e.step, device)
+        e.zero_grad()
+        rows[name]["memory"] = {"step": mem_step,
+                                "loo_step": peak_step_memory(e.loo_step, device) if e.has_loo else None,
+                                "params_mb": _tensor_bytes(e.model.parameters()) / 2**20,
+                                "optimizer_state_mb": e.optimizer_state_mb()}
+    log(f"  syncs and memory done ({time.perf_counter() - t0:.1f} s)")
+
+    # batched vs one-at-a-time LOO on k1_full's (trained) model and the same batch
+    model = entries["k1_full"].model
+    loo_repeats = loo_repeats or max(3, repeats // 2)
+    full_b, fast = loo_deltas(model, x, y)
+    full_r, ref = loo_deltas_reference(model, x, y)
+    times: dict[str, list[float]] = {"batched": [], "reference": []}
+    for r in range(loo_repeats):
+        pair = [("batched", loo_deltas), ("reference", loo_deltas_reference)]
+        for key, fn in (pair if r % 2 == 0 else pair[::-1]):
+            times[key].append(_timed(lambda: fn(model, x, y), device))
+    t_b, t_r = statistics.median(times["batched"]), statistics.median(times["reference"])
+    k1 = rows["k1_full"]
+    loo = {"batched_s": _summary(times["batched"]), "reference_s": _summary(times["reference"]),
+           "speedup": t_r / t_b, "max_abs_diff": (fast - ref).abs().max().item(),
+           "full_loss_abs_diff": (full_b - full_r).abs().item(),
+           "amortised_batched_s_per_step": t_b / loo_interval,
+           "amortised_share_of_k1_full_step": t_b / loo_interval / k1["amortised_step_s"],
+           "loo_step_minus_step_s": k1["loo_step_s"]["median"] - k1["step_s"]["median"]}
+    log(f"  LOO done ({time.perf_counter() - t0:.1f} s)")
+
+    result: dict[str, Any] = {
+        "branching": list(branching), "agents": n,
+        "agent_params": sum(base.agent_parameter_counts()),
+        "shared_params": sum(p.numel() for p in base.shared_parameters()),
+        "tokens_per_step": tokens, "variants": {k: rows[k] for k in VARIANT_ORDER}, PLAIN: rows[PLAIN], "loo": loo,
+    }
+    if experiments:
+        exp_repeats = max(3, repeats // 2)
+        result["optimizer_foreach"] = optimizer_foreach_experiment(base, entries["dense"].trainer.method, x, y,
+                                                                   exp_repeats, device)
+        result["sibling_batching"] = sibling_batching_experiment(base, x, y, exp_repeats, device)
+        log(f"  experiments done ({time.perf_counter() - t0:.1f} s)")
+    return result
+
+def _targets(trees: list[dict[str, Any]]) -> dict[str, Any]:
+    ratio = {}
+    loo = {}
+    for t in trees:
+        r = t["variants"]["k1_full"]
+        ratio[str(t["agents"])] = {"ratio": r["ratio_to_dense"], "ratio_paired": r["ratio_to_dense_paired"],
+                                   "target": TARGET_RATIO, "met": r["ratio_to_dense"] <= TARGET_RATIO,
+                                   "required": t["agents"] in TARGET_TREES}
+        loo[str(t["agents"])] = {"speedup": t["loo"]["speedup"], "target": TARGET_LOO_SPEEDUP,
+                                 "met": t["loo"]["speedup"] >= TARGET_LOO_SPEEDUP, "required": t["agents"] == 41}
+    return {"k1_full_amortised_over_dense": ratio, "batched_loo_speedup": loo}
+
+def run_benchmark(trees: Sequence[Sequence[int]] = ((2, 2), (4, 4), (4, 3, 2)), *, width: int = 128,
+                  hidden: int | None = None, heads: int = 4, context: int = 64, batch: int = 32, repeats: int = 10,
+                  warmup: int = 3, loo_interval: int = 50, device: str = "cpu", threads: int | None = None,
+                  seed: int = 0, loo_repeats: int | None = None, experiments: bool = True,
+                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Time every variant against dense on each tree; see the module docstring. Returns a JSON-able dict."""
+    if repeats < 1:
+        raise ConfigError(f"invalid value for 'repeats': {repeats}; allowed: an integer >= 1")
+    if warmup < 0:
+        raise ConfigError(f"invalid value for 'warmup': {warmup}; allowed: an integer >= 0")
+    if loo_interval < 1:
+        raise ConfigError(f"invalid value for 'loo_interval': {loo_interval}; allowed: an integer >= 1")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"invalid value for 'device': {device!r}; allowed: cpu (CUDA is not available here)")
+    if threads:
+        torch.set_num_threads(threads)
+    hidden = hidden or 4 * width
+    log = log or (lambda s: None)
+    meta = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
+        "python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": str(dev),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "width": width, "hidden": hidden, "heads": heads, "context": context, "batch": batch,
+        "repeats": repeats, "warmup": warmup, "loo_interval": loo_interval,
+        "loo_repeats": loo_repeats or max(3, repeats // 2),
+        "seed": seed, "amortisation": AMORTISATION, "load_average_start": _load(),
+        "variants": {k: VARIANTS[k].description for k in VARIANT_ORDER},
+        "plain_adamw": "zero_grad(set_to_none) -> forward -> backward -> torch.optim.AdamW.step (defaults) -> loss.item()",
+    }
+    results = []
+    t0 = time.perf_counter()
+    for branching in trees:
+        log(f"tree {list(branching)}")
+        results.append(bench_tree(tuple(branching), width=width, hidden=hidden, heads=heads, context=context,
+                                  batch=batch, repeats=repeats, warmup=warmup, loo_interval=loo_interval, device=dev,
+                                  seed=seed, loo_repeats=loo_repeats, experiments=experiments, log=log))
+    meta.update(load_average_end=_load(), wall_s=time.perf_counter() - t0, maxrss_mb=_maxrss_mb())
+    return {"meta": meta, "trees": results, "targets": _targets(results)}
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{1000 * v:.1f}"
+
+def format_table(result: dict[str, Any]) -> str:
+    m = result["meta"]
+    lines = [f"k1 bench: width {m['width']} (MLP {m['hidden']}, {m['heads']} heads), context {m['context']}, "
+             f"batch {m['batch']}, device {m['device']}, {m['threads']} threads, {m['repeats']} interleaved repeats "
+             f"after {m['warmup']} warm-up; medians; LOO every {m['loo_interval']} steps, amortised in",
+             f"machine: {m['cpu']} ({m['cpu_count']} cpus), torch {m['torch']}; load average "
+             f"{m['load_average_start']} -> {m.get('load_average_end')}"]
+    head = (f"{'variant':<12} {'step ms':>9} {'LOO step ms':>11} {'amort. ms':>9} {'x dense':>7} {'paired':>7} "
+            f"{'tok/s':>8} {'LOO %':>6} {'peak MB':>8} {'LOO pk MB':>9} {'syncs':>7}")
+    for t in result["trees"]:
+        lines += ["", f"tree {t['branching']}: {t['agents']} agents, {t['agent_params'] / 1e6:.2f} M agent params, "
+                      f"{t['tokens_per_step']} tokens/step", head, "-" * len(head)]
+        for name, r in [*t["variants"].items(), (PLAIN, t[PLAIN])]:
+            mem, syncs = r["memory"], r["host_syncs"]
+            s = f"{syncs['step']['k1model']}"
+            if syncs["loo_step"] is not None:
+                s += f"/{syncs['loo_step']['k1model']}"
+            loo_pk = mem["loo_step"]["peak_extra_mb"] if mem["loo_step"] else None
+            pk = mem["step"]["peak_extra_mb"]
+            lines.append(
+                f"{name:<12} {_ms(r['step_s']['median']):>9} "
+                f"{_ms(r['loo_step_s']['median'] if r['loo_step_s'] else None):>11} {_ms(r['amortised_step_s']):>9} "
+                f"{r['ratio_to_dense']:>7.3f} {r['ratio_to_dense_paired']:>7.3f} {r['tokens_per_s']:>8.0f} "
+                f"{100 * r['loo_share']:>6.2f} {'-' if pk is None else f'{pk:.0f}':>8} "
+                f"{'-' if loo_pk is None else f'{loo_pk:.0f}':>9} {s:>7}")
+        lo = t["loo"]
+        lines.append(f"LOO eval: batched {_ms(lo['batched_s']['median'])} ms vs one-at-a-time "
+                     f"{_ms(lo['reference_s']['median'])} ms -> {lo['speedup']:.1f}x faster "
+                     f"(max |diff| {lo['max_abs_diff']:.1e}); amortised at 1/{m['loo_interval']}: "
+                     f"{_ms(lo['amortised_batched_s_per_step'])} ms/step = "
+                     f"{100 * lo['amortised_share_of_k1_full_step']:.2f}% of a k1_full step")
+        if "optimizer_foreach" in t:
+            fe = t["optimizer_foreach"]
+            lines.append(f"AdamW step, all params: foreach=False {_ms(fe['step_s']['foreach_false']['median'])} ms, "
+                         f"foreach=True {_ms(fe['step_s']['foreach_true']['median'])} ms "
+                         f"(x{fe['foreach_over_default']:.2f}; bit-equal: {fe['bit_equal']})")
+        if "sibling_batching" in t:
+            sb = t["sibling_batching"]
+            lines.append(f"level-batched agents (experiment): fwd+bwd "
+                         f"{_ms(sb['fwd_bwd_s']['grouped']['median'])} ms vs straightforward "
+                         f"{_ms(sb['fwd_bwd_s']['straightforward']['median'])} ms "
+                         f"(x{sb['grouped_over_straightforward']:.2f}; loss diff {sb['loss_abs_diff']:.1e}, "
+                         f"grad rel diff {sb['grad_max_rel_diff']:.1e})")
+    lines += ["", "columns: step = regular step; LOO step = step with the batched LOO; amort. = "
+                  "((I-1)*step + LOO step)/I; x dense = amort./dense step (medians); paired = median over rounds of "
+                  "the same ratio within a round; LOO % = LOO's share of the amortised step; peak MB = torch "
+                  "allocations during a step above what was held before; syncs = host transfers in k1model code "
+                  "(regular/LOO step)"]
+    tg = result["targets"]
+    ratio = ", ".join(f"{k} agents {v['ratio']:.3f} ({'met' if v['met'] else 'MISSED'})"
+                      for k, v in tg["k1_full_amortised_over_dense"].items() if v["required"])
+    loo = ", ".join(f"{k} agents {v['speedup']:.1f}x ({'met' if v['met'] else 'MISSED'})"
+                    for k, v in tg["batched_loo_speedup"].items() if v["required"])
+    lines.append(f"targets: k1_full <= {TARGET_RATIO} x dense: {ratio or 'no 21/41-agent tree in this run'}; "
+                 f"batched LOO >= {TARGET_LOO_SPEEDUP}x: {loo or 'no 41-agent tree in this run'}")
+    return "\n".join(lines)

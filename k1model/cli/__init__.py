@@ -1,0 +1,113 @@
+"""The `k1` command line: one subcommand per pipeline step.
+
+The parser lives here, the handlers in `commands.py`; each handler imports the library
+modules it calls, so `k1 --help` is instant and a subcommand only pays for what it uses.
+Errors the user can fix (bad params, missing data, a stale run directory) are printed as
+one clear line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from k1model.cli import commands
+from k1model.errors import K1Error
+
+#: torch CPU threads of `k1 train` / `k1 attribute` when not given: what the pipeline uses, so a
+#: run reproduced by hand gives the pipeline's numbers (results depend on the thread count)
+DEFAULT_THREADS = 1
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", type=Path, required=True, help="params YAML (e.g. params/default.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="k1", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="train a tiny tree for a few hundred steps and show who did what")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--variant", default="k1_full")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=commands.demo)
+
+    p = sub.add_parser("prepare", help="build tokenised train/valid/test splits per domain + manifest.json")
+    _add_params(p)
+    p.add_argument("--out", type=Path, required=True, help="output data directory")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="root folder for `source: local` (overrides data.local.root and $K1_DATA_ROOT)")
+    p.set_defaults(func=commands.prepare)
+
+    p = sub.add_parser("train", help="train one variant × seed through the domain sequence")
+    _add_params(p)
+    p.add_argument("--data", type=Path, required=True, help="directory written by `k1 prepare`")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help="torch CPU threads (default %(default)s, as the pipeline; part of a run's identity)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop (with a checkpoint) after this many total steps; for tests of resume")
+    p.set_defaults(func=commands.train)
+
+    p = sub.add_parser("attribute", help="attribution probes on a finished run (planted faults, resampling, ...)")
+    _add_params(p)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--run", type=Path, required=True, help="run directory written by `k1 train`")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads (default %(default)s)")
+    p.set_defaults(func=commands.attribute)
+
+    p = sub.add_parser("aggregate", help="tidy table, statistics and tables across runs")
+    _add_params(p)
+    p.add_argument("--runs", type=Path, required=True, help="directory holding <variant>/seed<k>/ runs")
+    p.add_argument("--out", type=Path, required=True, help="results directory (tables/, summary.json, tidy.csv)")
+    p.set_defaults(func=commands.aggregate)
+
+    p = sub.add_parser("figures", help="figures from results")
+    _add_params(p)
+    p.add_argument("--runs", type=Path, required=True)
+    p.add_argument("--results", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="figures directory")
+    p.set_defaults(func=commands.figures)
+
+    p = sub.add_parser("paper", help="render the manuscript from results")
+    _add_params(p)
+    p.add_argument("--results", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="prepared data dir (for its manifest)")
+    p.add_argument("--out", type=Path, required=True, help="paper directory")
+    p.set_defaults(func=commands.paper)
+
+    p = sub.add_parser("bench", help="step-time and memory benchmark of every variant against dense")
+    p.add_argument("--trees", default="2,2;4,4;4,3,2", help="semicolon-separated branchings")
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--context", type=int, default=64)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--loo-interval", type=int, default=50)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path, default=None, help="write JSON results here")
+    p.set_defaults(func=commands.bench)
+
+    p = sub.add_parser("schema", help="print (or write) the JSON schema of params files, generated from the library")
+    p.add_argument("--out", type=Path, default=None, help="write here (workflow/schemas/params.schema.yaml)")
+    p.set_defaults(func=commands.schema)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except K1Error as err:
+        print(f"k1 {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""The handlers of the `k1` subcommands: parse nothing, compute nothing; call the library and print.
+
+Each handler imports what it uses, so `k1 --help` is instant and a command only pays for its own
+dependencies.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from k1model.errors import ConfigError
+
+
+def _threads(n: int) -> None:
+    """Torch CPU threads. Results depend on the thread count, so runs record it (metrics.json)."""
+    import torch
+
+    if n < 1:
+        raise ConfigError(f"--threads={n} is not allowed: --threads must be a positive integer")
+    torch.set_num_threads(n)
+
+
+def demo(args: argparse.Namespace) -> int:
+    from k1model.app.demo import run_demo
+
+    run_demo(steps=args.steps, variant=args.variant, seed=args.seed)
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> int:
+    from k1model.analysis.separability import cross_domain_unigram_bpb
+    from k1model.config import load_params, read_params_file
+    from k1model.data.preparation import format_split_table, prepare as prepare_data
+
+    raw = read_params_file(args.params, required=("data",))
+    model = raw.get("model")
+    if not isinstance(model, dict) or "max_seq_len" not in model:
+        raise ConfigError(f"params file {str(args.params)!r}: model.max_seq_len is required (the window length)")
+    params = load_params(args.params, required=("data",))
+    manifest = prepare_data(params.data, Path(args.out), data_root=args.data_root, seq_len=params.model.max_seq_len)
+    print(format_split_table(manifest))
+    if len(manifest["domains"]) > 1:
+        matrix = cross_domain_unigram_bpb(Path(args.out))
+        print("\nunigram byte model bpb (rows: fitted on train of; columns: evaluated on test of)")
+        print(matrix.round(3).to_string())
+    print(f"\nwrote {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from k1model.config import load_params
+    from k1model.train.protocol import run_training
+
+    params = load_params(args.params)
+    _threads(args.threads)
+    metrics = run_training(params, args.data, args.variant, args.seed, args.out, threads=args.threads,
+                           max_steps=args.max_steps)
+    if metrics is not None:
+        s = metrics["scalars"]
+        print(f"{args.variant} seed {args.seed}: final avg bpb {s['final_avg_bpb']:.4f}, forgetting "
+              f"{s['forgetting']}, agent params changed/step {s['sparsity_param_fraction']:.3f}, "
+              f"wall {metrics['wall_time_s']:.1f}s")
+    return 0
+
+
+def attribute(args: argparse.Namespace) -> int:
+    from k1model.analysis.probes import SCALAR_NAMES, attribute_run
+    from k1model.config import load_params
+
+    params = load_params(args.params)
+    _threads(args.threads)
+    result = attribute_run(params, args.data, args.run)
+    s = result["scalars"]
+
+    def fmt(v: Any) -> str:
+        return "null" if v is None else f"{v:.3f}"
+
+    print(f"{args.run}: attribution.json written in {result['timing_s']['total']:.1f}s")
+    for key in SCALAR_NAMES:
+        print(f"  {key:34s} {fmt(s.get(key))}")
+    off = result["details"]["fault_summary"].get("faults_off_target") or []
+    if off:
+        print(f"  warning: {len(off)} planted fault(s) missed the target loss increase "
+              f"({', '.join(off)}); see details.faults[].loss_increase")
+    return 0
+
+
+def aggregate(args: argparse.Namespace) -> int:
+    from k1model.analysis.aggregate import aggregate as run_aggregate
+
+    result = run_aggregate(args.params, args.runs, args.out)
+    for path in result["written"]:
+        print(path)
+    if result["failed_runs"]:
+        print(f"note: {len(result['failed_runs'])} failed run(s) excluded; see summary.json failed_runs")
+    return 0
+
+
+def figures(args: argparse.Namespace) -> int:
+    from k1model.report.figures import make_figures
+
+    result = make_figures(args.params, args.runs, args.results, args.out)
+    for p in result["files"]:
+        print(p)
+    for n in result["notes"]:
+        print(f"note: {n}")
+    return 0
+
+
+def paper(args: argparse.Namespace) -> int:
+    from k1model.report.paper import render_paper
+
+    result = render_paper(args.params, args.results, args.data, args.out)
+    for f in result["files"]:
+        print(f)
+    for k, v in result["claims"].items():
+        print(f"{k}: {v['status']}")
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    from k1model.app.bench import format_table, parse_trees, run_benchmark
+    from k1model.io import write_json
+
+    result = run_benchmark(
+        parse_trees(args.trees), width=args.width, hidden=getattr(args, "hidden", None),
+        heads=getattr(args, "heads", None) or 4, context=args.context, batch=args.batch, repeats=args.repeats,
+        warmup=args.warmup, loo_interval=args.loo_interval, device=args.device, threads=args.threads,
+        loo_repeats=getattr(args, "loo_repeats", None),
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
+    print(format_table(result))
+    if args.out is not None:
+        write_json(args.out, result)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def schema(args: argparse.Namespace) -> int:
+    from k1model.config import schema_yaml
+    from k1model.io import write_text
+
+    text = schema_yaml()
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        write_text(args.out, text)
+        print(f"wrote {args.out}")
+    return 0

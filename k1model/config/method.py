@@ -1,0 +1,45 @@
+"""`method:` the K-1 update rule (DESIGN.md §2.2-2.4) and the optimiser it scales."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from k1model.config.checks import Boolean, Integer, ListOf, Nullable, Number, OneOf, Section, setting
+
+
+def _variant_names() -> list[str]:
+    from k1model.method.variants import VARIANTS  # the registry (no torch): read when checking
+
+    return list(VARIANTS)
+
+
+@dataclass(frozen=True)
+class MethodConfig(Section):
+    """The K-1 update rule and the optimiser it scales. `variant` is not a params key: each run's
+    variant comes from `experiment.variants` (or `k1 train --variant`)."""
+
+    SECTION = "method"
+    DESCRIPTION = "the update rule and the optimiser (k1 train)"
+
+    variant: str = setting("k1_full", OneOf(_variant_names), "the variant", in_params=False)
+    learning_rate: float = setting(3e-3, Number(0.0, open_low=True), "AdamW learning rate (scale 1.0)")
+    weight_decay: float = setting(0.01, Number(0.0), "AdamW decoupled weight decay")
+    betas: tuple[float, float] = setting((0.9, 0.95), ListOf(Number(0.0, 1.0, open_high=True), 2, 2),
+                                         "AdamW betas")
+    eps: float = setting(1e-8, Number(0.0, open_low=True), "AdamW epsilon")
+    trust_threshold: float = setting(0.7, Number(0.0, 1.0), "an agent with trust above this is in cooldown")
+    trust_increase: float = setting(0.1, Number(0.0, 1.0), "trust gained by an update")
+    trust_decay: float = setting(0.995, Number(0.0, 1.0, open_low=True), "trust multiplier per step")
+    loo_interval: int = setting(50, Integer(1), "leave-one-out every that many steps")
+    path_scales: tuple[float, ...] = setting((1.0, 0.15, 0.05), ListOf(Number(0.0, 1.0), min_len=1),
+                                             "update scales: culprit, parent, further ancestors (last repeats)")
+    top_k: int | None = setting(None, Nullable(Integer(1)), "flat_topk's K; null = tree depth")
+    scale_mode: str = setting("fixed", OneOf(("fixed", "gradient")),
+                              "fixed: path_scales; gradient: scales proportional to the path agents' scores")
+    reset_moments_on_return: bool = setting(False, Boolean(),
+                                            "reset an agent's Adam moments when it returns from cooldown")
+    grad_clip: float | None = setting(None, Nullable(Number(0.0, open_low=True)),
+                                      "clip the global gradient norm (null = off)")
+
+    def path_scale(self, distance_from_culprit: int) -> float:
+        """Scale for the agent `distance` steps above the culprit; the last value repeats."""
+        return self.path_scales[min(distance_from_culprit, len(self.path_scales) - 1)]

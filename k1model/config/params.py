@@ -1,0 +1,127 @@
+"""A whole params file (`params/*.yaml`): its sections, loading, hashing and the generated schema."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from k1model.config.analysis import AnalysisConfig
+from k1model.config.checks import Nested, Section, setting
+from k1model.config.data import DataConfig
+from k1model.config.experiment import ExperimentConfig
+from k1model.config.method import MethodConfig
+from k1model.config.model import ModelConfig
+from k1model.config.train import TrainConfig
+from k1model.errors import ConfigError
+
+SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
+
+
+@dataclass(frozen=True)
+class Params(Section):
+    """Every section of a params file, validated."""
+
+    SECTION = ""
+    DESCRIPTION = ("Schema of params/*.yaml, generated from the k1model.config dataclasses by `k1 schema`; "
+                   "checked by the Snakefile at start-up (snakemake.utils.validate). Do not edit by hand.")
+
+    data: DataConfig = setting(check=Nested(DataConfig, nullable=False), factory=DataConfig, doc=DataConfig.DESCRIPTION)
+    model: ModelConfig = setting(check=Nested(ModelConfig, nullable=False), factory=ModelConfig, doc=ModelConfig.DESCRIPTION)
+    method: MethodConfig = setting(check=Nested(MethodConfig, nullable=False), factory=MethodConfig, doc=MethodConfig.DESCRIPTION)
+    train: TrainConfig = setting(check=Nested(TrainConfig, nullable=False), factory=TrainConfig, doc=TrainConfig.DESCRIPTION)
+    experiment: ExperimentConfig = setting(check=Nested(ExperimentConfig, nullable=False), factory=ExperimentConfig,
+                                           doc=ExperimentConfig.DESCRIPTION)
+    analysis: AnalysisConfig = setting(check=Nested(AnalysisConfig, nullable=False), factory=AnalysisConfig,
+                                       doc=AnalysisConfig.DESCRIPTION)
+
+    @classmethod
+    def prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
+        method = values.get("method")
+        if isinstance(method, Mapping) and not isinstance(method, Section) and "variant" in method:
+            raise ConfigError("method.variant must not be set in a params file: each run's variant comes from "
+                              "--variant (and experiment.variants); remove the key")
+        return values
+
+    def validate(self) -> None:
+        self.data.check_windows(self.model.max_seq_len)
+        unknown = [v for v in self.analysis.references if v not in self.experiment.variants]
+        if unknown and len(unknown) == len(self.analysis.references):
+            raise ConfigError(f"analysis.references {list(self.analysis.references)}: none is in experiment.variants "
+                              f"{list(self.experiment.variants)}; no comparison could be made")
+
+
+REQUIRED_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params))
+
+
+def read_params_file(path: str | Path, required: Sequence[str] = REQUIRED_SECTIONS) -> dict[str, Any]:
+    """The YAML mapping of a params file, with its sections checked for presence (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}; pass an existing YAML such as params/default.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"params file {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params file {path} must hold a mapping with sections {', '.join(REQUIRED_SECTIONS)}")
+    unknown = sorted(set(raw) - set(REQUIRED_SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown params section(s) {unknown} in {path}; allowed: {', '.join(REQUIRED_SECTIONS)}")
+    missing = [s for s in required if s not in raw]
+    if missing:
+        raise ConfigError(f"params file {path} lacks section(s) {missing}")
+    return raw
+
+
+def load_params(source: str | Path | Mapping[str, Any] | Params,
+                required: Sequence[str] = REQUIRED_SECTIONS) -> Params:
+    """A validated `Params` from a YAML file, a parsed mapping or a `Params` (returned as is).
+    Missing sections (allowed only when not in `required`) take their defaults."""
+    if isinstance(source, Params):
+        return source
+    if isinstance(source, Mapping):
+        missing = [s for s in required if s not in source]
+        if missing:
+            raise ConfigError(f"params lack section(s) {missing}")
+        return Params.from_mapping(source)
+    raw = read_params_file(source, required)
+    try:
+        return Params.from_mapping(raw)
+    except ConfigError as err:
+        raise ConfigError(f"params file {source}: {err}") from None
+
+
+def params_schema() -> dict[str, Any]:
+    """The JSON schema of a params file (what `workflow/schemas/params.schema.yaml` holds)."""
+    body = Params.schema()
+    body.pop("description", None)
+    return {"$schema": SCHEMA_URI, "title": "K-1 params file", "description": Params.DESCRIPTION,
+            "required": list(REQUIRED_SECTIONS), **body}
+
+
+def schema_yaml() -> str:
+    header = ("# GENERATED by `k1 schema --out workflow/schemas/params.schema.yaml` from the k1model.config\n"
+              "# dataclasses (the one definition of every params key). Do not edit by hand: tests fail when\n"
+              "# this file and the library disagree.\n")
+    return header + yaml.safe_dump(params_schema(), sort_keys=False, width=110, allow_unicode=True)
+
+
+def config_hash(*parts: Any) -> str:
+    """Stable short hash of config objects/dicts: a run directory belongs to exactly one hash."""
+
+    def plain(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj):
+            return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
+        if isinstance(obj, Mapping):
+            return {str(k): plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        if isinstance(obj, (list, tuple)):
+            return [plain(v) for v in obj]
+        return obj
+
+    blob = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

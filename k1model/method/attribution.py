@@ -1,0 +1,123 @@
+"""Attribution: who caused the error (DESIGN.md §2.2).
+
+* Gradient score g_k: L2 norm of agent k's parameter gradients, all agents at once with
+  one fused `torch._foreach_norm` and a segment sum (no host sync per agent/parameter).
+* Leave-one-out Δ_k = loss(tree with k bypassed) − loss(full tree), on the current batch,
+  in eval mode, without grad. All N bypass passes are batched: bypassing k changes only
+  k's subtree, so each agent j is re-run once on a stack of its alternative inputs (one
+  per strict ancestor of j) instead of running N full forwards. Equal to the
+  one-at-a-time definition (`loo_deltas_reference`) up to float rounding.
+The hybrid score that combines both is in `scoring.py`.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from k1model.model import AgentTree
+
+class GradScorer:
+    """Fused per-agent gradient norms."""
+
+    def __init__(self, model: AgentTree):
+        self.params: list[torch.nn.Parameter] = []
+        owner: list[int] = []
+        for k, agent in enumerate(model.agents):
+            for p in agent.parameters():
+                self.params.append(p)
+                owner.append(k)
+        self.num_agents = len(model.agents)
+        self.owner = torch.tensor(owner, device=self.params[0].device)
+
+    @torch.no_grad()
+    def scores(self) -> torch.Tensor:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        norms = torch.stack(torch._foreach_norm(grads)).float()
+        sq = torch.zeros(self.num_agents, device=norms.device).index_add_(0, self.owner, norms * norms)
+        return sq.sqrt()
+
+
+def _per_config_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per leading config index: logits [C, B, T, V] -> [C]."""
+    C = logits.shape[0]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.expand(C, *targets.shape).reshape(-1),
+                         reduction="none")
+    return ce.view(C, -1).mean(1)
+
+
+@torch.no_grad()
+def loo_deltas(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor,
+               chunk: int = 8, outs: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched LOO: returns (full-tree loss, Δ per agent), both on the model's device.
+
+    For every agent j we keep `alt[j]`: its output under each bypass config k on the
+    path root..j (stacked along dim 0, ancestors first, j itself last). A child c runs
+    once on `alt[parent]` stacked along the batch dimension, then appends its own bypass
+    config (output = its unchanged input). Leaf mean under config k = full mean plus the
+    change of the leaves inside k's subtree.
+
+    `outs`: the agents' outputs of an unbypassed forward of the current weights on `idx`
+    in eval-equivalent mode (dropout 0), e.g. kept from the training forward
+    (`AgentTree.forward_with_outputs`); saves re-running the full tree. Default: computed here.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        topo = model.topology
+        h0 = model.embed(idx)
+        if outs is None:
+            outs = model.run_tree(h0)
+        elif len(outs) != len(topo):
+            raise ValueError(f"outs has {len(outs)} agent outputs, the model has {len(topo)} agents")
+        B, T, D = h0.shape
+        leaves = topo.leaves
+        paths = {leaf: list(reversed(topo.ancestors(leaf))) + [leaf] for leaf in leaves}
+        path_index = torch.tensor([k for leaf in leaves for k in paths[leaf]], device=h0.device)  # one H2D copy
+        offsets = dict(zip(leaves, itertools.accumulate((len(paths[leaf]) for leaf in leaves), initial=0)))
+        delta_sum = torch.zeros(len(topo), B, T, D, device=h0.device, dtype=h0.dtype)
+
+        def add_leaf(leaf: int, leaf_alt: torch.Tensor) -> None:  # leaf changes under each config on its path
+            index = path_index[offsets[leaf]:offsets[leaf] + len(paths[leaf])]
+            delta_sum.index_add_(0, index, leaf_alt - outs[leaf].unsqueeze(0))
+
+        alt: list[torch.Tensor | None] = [None] * len(topo)
+        alt[0] = h0.unsqueeze(0)  # config "bypass root": root outputs its input
+        if not topo.children[0]:
+            add_leaf(0, alt[0])
+        for j in range(1, len(topo)):
+            parent = topo.parents[j]
+            parent_alt = alt[parent]
+            rerun = model.agents[j](parent_alt.reshape(-1, T, D)).view(parent_alt.shape)
+            j_alt = torch.cat([rerun, outs[parent].unsqueeze(0)])
+            if topo.children[j]:
+                alt[j] = j_alt
+            else:  # a leaf: fold it into the sums now, keep nothing (lower peak memory)
+                add_leaf(j, j_alt)
+            if j == topo.children[parent][-1]:
+                alt[parent] = None  # every child of `parent` has run
+        full_sum = torch.stack([outs[i] for i in leaves]).sum(0)
+        n = len(leaves)
+        full_loss = _per_config_loss(model.head(model.ln_f(full_sum / n)).unsqueeze(0), targets)[0]
+        losses = []
+        for start in range(0, len(topo), chunk):
+            mean = (full_sum.unsqueeze(0) + delta_sum[start:start + chunk]) / n
+            losses.append(_per_config_loss(model.head(model.ln_f(mean)), targets))
+        return full_loss, torch.cat(losses) - full_loss
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def loo_deltas_reference(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one-at-a-time definition: N+1 explicit forwards with `bypass`. For tests and benchmarks."""
+    was_training = model.training
+    model.eval()
+    try:
+        _, full = model(idx, targets)
+        deltas = [model(idx, targets, bypass=[k])[1] - full for k in range(len(model.agents))]
+        return full, torch.stack(deltas)
+    finally:
+        model.train(was_training)

@@ -1,0 +1,54 @@
+"""Scorers: the per-agent score that selection ranks (DESIGN.md §2.2).
+
+* `gradient`: s_k = g_k, the L2 norm of agent k's parameter gradients.
+* `hybrid`:   s_k = g_k · w_k with
+
+      w_k = 1 + max(0, −Δ_k) / (mean_j |Δ_j| + ε)
+
+  so a hurting agent (Δ_k < 0: removing it lowers the loss) is blamed more, in proportion to how
+  much it hurts relative to the typical |Δ| (scale-free in Δ); helping agents keep w_k = 1. The
+  latest LOO of each agent is used; before the first LOO, w_k = 1.
+
+Scorers run on the device, before the step's single host sync.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+HYBRID_EPS = 1e-12
+
+
+def hybrid_scores(grad_scores: torch.Tensor, loo: torch.Tensor | None) -> torch.Tensor:
+    """s_k = g_k · (1 + relu(−Δ_k) / (mean|Δ| + ε)); g_k unchanged when no LOO is known yet."""
+    if loo is None:
+        return grad_scores
+    loo = loo.to(grad_scores)
+    weight = 1.0 + torch.relu(-loo) / (loo.abs().mean() + HYBRID_EPS)
+    return grad_scores * weight
+
+
+def gradient_scores(grad_scores: torch.Tensor, loo: torch.Tensor | None) -> torch.Tensor:
+    return grad_scores
+
+
+@dataclass(frozen=True)
+class Scorer:
+    name: str
+    needs_loo: bool  # the trainer computes LOO every loo_interval steps for it
+    score: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+SCORERS: dict[str, Scorer] = {
+    "gradient": Scorer("gradient", False, gradient_scores),
+    "hybrid": Scorer("hybrid", True, hybrid_scores),
+}
+
+
+def get_scorer(name: str) -> Scorer:
+    try:
+        return SCORERS[name]
+    except KeyError:
+        raise ValueError(f"unknown scorer {name!r}; registered: {', '.join(SCORERS)}") from None

@@ -1,0 +1,64 @@
+"""The variants of the study (DESIGN.md §2.4), each a composition of registered parts.
+
+One training loop serves all of them. A variant names its selector (`selection.SELECTORS`:
+who gets updated, by how much), its scorer (`scoring.SCORERS`: gradient or hybrid
+gradient x LOO), whether the trust cooldown gates eligibility, and the training plugins it adds
+(`k1model.train.plugins`: extra loss terms, batch sources, phase hooks). Everything else
+(architecture, data order, optimiser, step budget, seeds) is shared.
+
+Adding a strategy: write its parts (a plugin module, or a selector/scorer function), then
+`register_variant(Variant(...))` once (see docs/architecture.md, "How to add a strategy").
+No torch here, so the config layer can validate variant names cheaply.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    selector: str  # key of k1model.method.selection.SELECTORS
+    scorer: str  # key of k1model.method.scoring.SCORERS
+    cooldown: bool  # the trust cooldown gates eligibility (trust is tracked either way)
+    plugins: tuple[str, ...] = ()  # keys of k1model.train.plugins.PLUGINS
+    description: str = ""
+
+    @property
+    def uses_loo(self) -> bool:
+        """The scorer needs leave-one-out deltas (so the trainer computes them every loo_interval steps)."""
+        from k1model.method.scoring import get_scorer
+
+        return get_scorer(self.scorer).needs_loo
+
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def register_variant(variant: Variant) -> Variant:
+    """Add a variant to the registry (names are unique)."""
+    if variant.name in VARIANTS:
+        raise ValueError(f"variant {variant.name!r} is already registered")
+    VARIANTS[variant.name] = variant
+    return variant
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"invalid value for 'variant': {name!r}; allowed: {', '.join(VARIANTS)}") from None
+
+
+for _v in (
+    Variant("k1_full", "drilldown", "hybrid", True, (),
+            "drill-down + proportional scales + trust + hybrid (gradient + LOO) scores"),
+    Variant("flat_topk", "topk", "hybrid", True, (),
+            "no hierarchy: the K highest-scoring eligible agents get scale 1 (K = tree depth)"),
+    Variant("no_trust", "drilldown", "hybrid", False, (), "k1_full without the trust cooldown"),
+    Variant("no_loo", "drilldown", "gradient", True, (), "k1_full with gradient-only scores"),
+    Variant("dense", "all", "gradient", False, (), "every agent at scale 1 every step: ordinary backprop"),
+    Variant("random_path", "random_path", "gradient", True, (),
+            "control: a uniformly random eligible child at each level, same scales and trust as k1_full"),
+):
+    register_variant(_v)

@@ -1,0 +1,2 @@
+"""What a reader sees: formatted tables (`tables`), figures (`figures`) and the paper (`paper`),
+all built from `results/` only."""

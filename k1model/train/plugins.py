@@ -1,0 +1,97 @@
+"""Plugins: how a strategy extends the fixed training loop (Avalanche-style hooks).
+
+The step (`step.Trainer.train_step`) and the protocol (`protocol.Run`) call every plugin of a
+run at fixed points; a plugin overrides only the hooks it needs:
+
+    protocol  before_phase(trainer, phase)            a domain's phase begins
+              batch(trainer, x, y, phase) -> (x, y)   the batch source: e.g. replay mixes in old windows
+    step      loss_term(trainer, loss) -> Tensor|None  added to the loss before backward (e.g. EWC)
+              after_update(trainer, record)            after the optimiser step and the trust update
+    protocol  after_phase(trainer, phase)             a phase ended (e.g. EWC's Fisher, a replay snapshot)
+    state     state_dict() / load_state_dict(state)   saved in the run's checkpoint; tensors and plain
+                                                      Python values only (checkpoints load with
+                                                      weights_only=True)
+
+Register a plugin class with `@register_plugin` (its `name` is what `Variant.plugins` lists).
+A plugin instance belongs to one run. Hooks must not touch RNG streams they do not own: every
+plugin that samples keeps its own generator in its state, so runs stay reproducible.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from k1model.train.step import StepRecord, Trainer
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of the protocol: a domain trained for `steps` steps, with its training tokens."""
+
+    index: int
+    domain: str
+    steps: int
+    first_step: int
+    tokens: np.ndarray  # the domain's training split (byte tokens)
+    seq_len: int
+    batch_size: int
+    seed: int  # the run's seed
+
+
+class Plugin:
+    name: ClassVar[str] = ""
+
+    def before_phase(self, trainer: "Trainer", phase: Phase) -> None:
+        """A phase begins (before its first batch)."""
+
+    def batch(self, trainer: "Trainer", x: "torch.Tensor", y: "torch.Tensor",
+              phase: Phase) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """The batch the step will train on; return it unchanged or a new one of the same shape."""
+        return x, y
+
+    def loss_term(self, trainer: "Trainer", loss: "torch.Tensor") -> "torch.Tensor | None":
+        """A term added to the loss before backward (None: nothing)."""
+        return None
+
+    def after_update(self, trainer: "Trainer", record: "StepRecord") -> None:
+        """After the optimiser step and the trust update of a step."""
+
+    def after_phase(self, trainer: "Trainer", phase: Phase) -> None:
+        """A phase ended (after its last step and its evaluation)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"plugin {self.name!r} has no state, but the checkpoint holds {sorted(state)}")
+
+
+PLUGINS: dict[str, type[Plugin]] = {}
+
+
+def register_plugin(cls: type[Plugin]) -> type[Plugin]:
+    """Class decorator: make a plugin available to `Variant.plugins` under `cls.name`."""
+    if not cls.name:
+        raise ValueError(f"plugin class {cls.__name__} needs a `name`")
+    if cls.name in PLUGINS and PLUGINS[cls.name] is not cls:
+        raise ValueError(f"plugin {cls.name!r} is already registered")
+    PLUGINS[cls.name] = cls
+    return cls
+
+
+def make_plugins(names: tuple[str, ...], **kwargs: Any) -> list[Plugin]:
+    """Instances of the named plugins for one run (keyword arguments go to each constructor)."""
+    out = []
+    for name in names:
+        try:
+            cls = PLUGINS[name]
+        except KeyError:
+            raise ValueError(f"unknown plugin {name!r}; registered: {', '.join(PLUGINS) or 'none'}") from None
+        out.append(cls(**kwargs))
+    return out

@@ -1,0 +1,80 @@
+"""Static facts about the code base for the layout tests: which k1model modules a `k1` subcommand
+can import (its handler's imports, then every import of every module reached, lazy ones included)."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "k1model"
+
+
+def module_file(name: str) -> Path | None:
+    """k1model.a.b -> k1model/a/b.py or k1model/a/b/__init__.py (None if not a k1model module)."""
+    if name != "k1model" and not name.startswith("k1model."):
+        return None
+    rel = Path(*name.split("."))
+    for cand in (ROOT / rel.with_suffix(".py"), ROOT / rel / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _imports(tree: ast.AST, current: str, strings: bool = True) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                parts = current.split(".")[: -node.level]
+                base = ".".join(parts + ([base] if base else []))
+            out.add(base)
+            out |= {f"{base}.{a.name}" for a in node.names}  # `from pkg import module`
+        elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(
+                r"k1model(\.\w+)+", node.value):
+            out.add(node.value)  # modules named in strings (registries that import on use)
+    return out
+
+
+def closure(roots: set[str]) -> set[Path]:
+    """Files of every k1model module reachable from `roots` (packages' __init__ included)."""
+    seen: set[Path] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
+            path = module_file(".".join(parts[:i]))
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            mod = ".".join(parts[:i])
+            pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+            tree = ast.parse(path.read_text())
+            if mod == "k1model.cli.commands":  # the handlers: each command's imports are its roots
+                tree = ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)], type_ignores=[])
+            # the package's lazy public names (PEP 562) are never used by the CLI: no string scan there
+            todo += [m for m in _imports(tree, f"{pkg}.x", strings=mod != "k1model") if m.startswith("k1model")]
+    return seen
+
+
+def command_roots(command: str) -> set[str]:
+    """The modules the handler of `k1 <command>` imports (cli/commands.py, function of that name)."""
+    tree = ast.parse((PACKAGE / "cli" / "commands.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == command:
+            return {m for m in _imports(node, "k1model.cli.x") if m.startswith("k1model")} | {"k1model.cli"}
+    raise KeyError(f"no handler for k1 {command}")
+
+
+def rule_commands(rule: str) -> set[str]:
+    """`k1` subcommands in the shell of a Snakemake rule."""
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        text = smk.read_text()
+        m = re.search(rf"^rule {rule}:\n(.*?)(?=^rule |\Z)", text, re.S | re.M)
+        if m:
+            return set(re.findall(r"\bk1 (\w+)", m.group(1)))
+    raise KeyError(f"no rule {rule}")
