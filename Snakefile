@@ -25,17 +25,34 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/analysis.smk"
-include: "workflow/rules/paper.smk"
+# `--config stage=NAME` (what dvc.yaml runs) includes only that stage's rules.
+if in_stage("data"):
+
+    include: "workflow/rules/data.smk"
 
 
-rule all:
-    """Default target: every run, the tables, figures and the paper."""
-    default_target: True
-    localrule: True
-    input:
-        rules.runs.input,
-        rules.analysis.input,
-        rules.paper.output,
+if in_stage("runs"):
+
+    include: "workflow/rules/train.smk"
+
+
+if in_stage("analysis"):
+
+    include: "workflow/rules/analysis.smk"
+
+
+if in_stage("paper"):
+
+    include: "workflow/rules/paper.smk"
+
+
+if STAGE is None:
+
+    rule all:
+        """Default target: every run, the tables, figures and the paper."""
+        default_target: True
+        localrule: True
+        input:
+            rules.runs.input,
+            rules.analysis.input,
+            rules.paper.output,

@@ -2,19 +2,31 @@
 
     tokens -> shared embedding (+ learned positions) -> agent tree -> final LayerNorm -> shared LM head
 
-Every agent is a pre-LN causal transformer block. The root reads the embeddings, every
-other agent reads its parent's output, and the tree's output is the mean of the leaves'
-outputs. So an agent's gradient reflects its whole subtree, and "removing" an agent
-(`bypass`) means output = input while its subtree still runs.
+Every agent is a pre-LN causal transformer block. The root reads the embeddings, every other
+agent reads its parent's output, and the tree's output is the mean of the leaves' outputs. So an
+agent's gradient reflects its whole subtree, and "removing" an agent (`bypass`) means
+output = input while its subtree still runs.
 
-Agents are stored breadth-first in `self.agents`; index 0 is the root. Names are
-path-like (`root`, `root/language`, `root/language/basic`, ...).
+Runs. The model holds `runs` independent copies of every weight along a leading run dimension,
+so runs that share a topology (variants x seeds of a profile) train in one process with batched
+matmuls (DESIGN.md §10). Inputs are [runs, batch, time] and losses come out per run; nothing ever
+mixes two runs. A single run is runs=1, and 2-D inputs [batch, time] are accepted for it.
+
+Storage. Agent k of run r is one plain `Block` (nanoGPT's block) with its own weight tensors;
+`Agent` holds an agent's copies, one per run, and `Shared` the shared weights of each run. So
+"agent k of run r" is a fixed group of tensors: the sparse optimiser (`method/updates.py`)
+updates exactly the groups it is given, and every other group and its optimiser state stay
+bit-for-bit unchanged. A run's initial weights depend only on its seed (`init_run`), never on
+which other runs share the process.
+
+Agents are stored breadth-first in `self.agents`; index 0 is the root. Names are path-like
+(`root`, `root/language`, `root/language/basic`, ...).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -25,39 +37,7 @@ from k1model.config.model import ModelConfig
 _NUMBERED_PREFIX = {1: "manager", 2: "agent"}
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.num_heads = cfg.num_heads
-        self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim)
-        self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
-        self.dropout = cfg.dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
-
-
-class Block(nn.Module):
-    """One agent: pre-LN attention + MLP, both residual."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.embed_dim)
-        self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.embed_dim)
-        self.fc = nn.Linear(cfg.embed_dim, cfg.hidden_dim)
-        self.out = nn.Linear(cfg.hidden_dim, cfg.embed_dim)
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x)))
-        return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
-
-
+# --------------------------------------------------------------------------- topology
 @dataclass(frozen=True)
 class Topology:
     """Who is whose parent, in breadth-first order. Pure data, so selection needs no model."""
@@ -112,87 +92,300 @@ def build_topology(branching: tuple[int, ...], role_names: dict[int, tuple[str, 
     return Topology(tuple(names), tuple(parents), tuple(levels), children)
 
 
-class AgentTree(nn.Module):
+# --------------------------------------------------------------------------- per-run ops
+# Two ways to run R copies, chosen by measurement per device (`k1 bench`, `train.run_batching`):
+# "batched" folds the runs into batched matmuls ([R, ...] tensors, few large kernels: what a GPU
+# wants); "loop" runs each run's plain 2-D kernels in turn (what a CPU wants: per-op overhead is
+# small there and smaller working sets stay in cache). Both compute the same function; a run's
+# numbers under "loop" do not depend on the other runs in the process at all.
+RUN_BATCHING = ("batched", "loop")
+
+
+def per_run(fn, runs: int) -> torch.Tensor:
+    """Stack fn(0), ..., fn(runs - 1) along a new leading run dimension (no copy for one run)."""
+    return fn(0).unsqueeze(0) if runs == 1 else torch.stack([fn(r) for r in range(runs)])
+
+
+def split_runs(t: torch.Tensor) -> list[torch.Tensor]:
+    """Views of each run's slice of t [R, ...]. (Indexing t[r] instead would zero-fill a full-size
+    gradient per run in backward; squeeze/unbind do not.)"""
+    return [t.squeeze(0)] if t.shape[0] == 1 else list(t.unbind(0))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x [R, ..., in] @ weight[r].T + bias[r] for every run r: one batched matmul."""
+    shape = x.shape
+    y = torch.baddbmm(bias.unsqueeze(1), x.reshape(shape[0], -1, shape[-1]), weight.transpose(1, 2))
+    return y.view(*shape[:-1], weight.shape[1])
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over the last dim with run r's affine: x [R, ..., D], weight/bias [R, D]."""
+    extra = (1,) * (x.dim() - 2)
+    shape = (x.shape[0], *extra, x.shape[-1])
+    return torch.addcmul(bias.view(shape), F.layer_norm(x, x.shape[-1:]), weight.view(shape))
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, kernel: str,
+                     dropout: float) -> torch.Tensor:
+    """q, k, v [N, heads, T, head_dim]. kernel `masked`: SDPA with an explicit additive causal mask
+    (on CPU faster than the flash kernel at these head widths, measured by `k1 bench`);
+    `causal`: SDPA's is_causal path (flash kernels on GPU). Both compute the same attention."""
+    T = q.shape[-2]
+    if kernel == "causal":
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:T, :T], dropout_p=dropout)
+
+
+ATTENTION_KERNELS = ("masked", "causal")
+
+
+def default_execution(device: torch.device | str) -> tuple[str, str]:
+    """(attention kernel, run batching) chosen by measurement for a device type (see `k1 bench`)."""
+    return ("causal", "batched") if torch.device(device).type == "cuda" else ("masked", "loop")
+
+
+# --------------------------------------------------------------------------- weights
+class Block(nn.Module):
+    """One agent of one run: pre-LN causal self-attention + MLP, both residual."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.cfg = cfg
-        self.topology = build_topology(cfg.branching, dict(cfg.role_names))
+        D, H = cfg.embed_dim, cfg.hidden_dim
+        self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
+        self.qkv, self.proj = nn.Linear(D, 3 * D), nn.Linear(D, D)
+        self.fc, self.out = nn.Linear(D, H), nn.Linear(H, D)
+        self.num_heads = cfg.num_heads
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, attention: str) -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D]."""
+        B, T, D = x.shape
+        drop = self.dropout if self.training else 0.0
+        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+        y = causal_attention(q, k, v, mask, attention, drop).transpose(1, 2).reshape(B, T, D)
+        x = x + F.dropout(self.proj(y), drop, self.training)
+        return x + F.dropout(self.out(F.gelu(self.fc(self.ln2(x)))), drop, self.training)
+
+
+#: the order in which a block's tensors are initialised (and stacked by the batched path)
+BLOCK_TENSORS = ("ln1.weight", "ln1.bias", "qkv.weight", "qkv.bias", "proj.weight", "proj.bias",
+                 "ln2.weight", "ln2.bias", "fc.weight", "fc.bias", "out.weight", "out.bias")
+_RESIDUAL = ("proj.weight", "out.weight")  # GPT-2: residual projections scaled down by depth
+
+
+class Agent(nn.Module):
+    """One agent of the tree: its `Block` in every run (`copies[r]`)."""
+
+    def __init__(self, cfg: ModelConfig, runs: int):
+        super().__init__()
+        self.copies = nn.ModuleList(Block(cfg) for _ in range(runs))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, attention: str, batched: bool) -> torch.Tensor:
+        """x [R, B, T, D] -> [R, B, T, D]."""
+        if not batched:
+            xs = split_runs(x)
+            return per_run(lambda r: self.copies[r](xs[r], mask, attention), len(xs))
+        w = {name: torch.stack([c.get_parameter(name) for c in self.copies]) for name in BLOCK_TENSORS}
+        block = self.copies[0]
+        R, B, T, D = x.shape
+        H = block.num_heads
+        drop = block.dropout if self.training else 0.0
+        qkv = linear(layer_norm(x, w["ln1.weight"], w["ln1.bias"]), w["qkv.weight"], w["qkv.bias"])
+        q, k, v = qkv.view(R * B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        y = causal_attention(q, k, v, mask, attention, drop).transpose(1, 2).reshape(R, B, T, D)
+        x = x + F.dropout(linear(y, w["proj.weight"], w["proj.bias"]), drop, self.training)
+        h = F.gelu(linear(layer_norm(x, w["ln2.weight"], w["ln2.bias"]), w["fc.weight"], w["fc.bias"]))
+        return x + F.dropout(linear(h, w["out.weight"], w["out.bias"]), drop, self.training)
+
+
+class Shared(nn.Module):
+    """The shared weights of one run: token embedding (tied with the LM head), positions, final norm.
+    Updated every step in every variant."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         self.pos_emb = nn.Embedding(cfg.max_seq_len, cfg.embed_dim)
-        self.agents = nn.ModuleList(Block(cfg) for _ in self.topology.names)
         self.ln_f = nn.LayerNorm(cfg.embed_dim)
-        self.head = nn.Linear(cfg.embed_dim, cfg.vocab_size, bias=False)
-        self.head.weight = self.tok_emb.weight  # weight tying (shared parameter, updated every step)
-        self.apply(self._init_weights)
-        for block in self.agents:  # GPT-2 style: residual projections scaled by depth
-            for proj in (block.attn.proj, block.out):
-                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * cfg.depth))
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
+
+# --------------------------------------------------------------------------- the tree
+class AgentTree(nn.Module):
+    """`runs` copies of the tree; run r is initialised from `seeds[r]` (default: seeds drawn from
+    torch's global generator, so `torch.manual_seed(s); AgentTree(cfg)` is reproducible)."""
+
+    def __init__(self, cfg: ModelConfig, runs: int = 1, attention: str = "masked",
+                 seeds: Sequence[int] | None = None, run_batching: str = "loop"):
+        super().__init__()
+        if attention not in ATTENTION_KERNELS:
+            raise ValueError(f"attention={attention!r}; allowed: {', '.join(ATTENTION_KERNELS)}")
+        if run_batching not in RUN_BATCHING:
+            raise ValueError(f"run_batching={run_batching!r}; allowed: {', '.join(RUN_BATCHING)}")
+        self.cfg = cfg
+        self.runs = runs
+        self.attention = attention
+        self.batched = run_batching == "batched"
+        self.topology = build_topology(cfg.branching, dict(cfg.role_names))
+        self.shared = nn.ModuleList(Shared(cfg) for _ in range(runs))
+        self.agents = nn.ModuleList(Agent(cfg, runs) for _ in self.topology.names)
+        T = cfg.max_seq_len
+        self.register_buffer("mask", torch.full((T, T), float("-inf")).triu(1), persistent=False)
+        if seeds is None:
+            seeds = torch.randint(0, 2**62, (runs,)).tolist()
+        if len(seeds) != runs:
+            raise ValueError(f"{len(seeds)} seeds for {runs} runs")
+        for r, seed in enumerate(seeds):
+            self.init_run(r, seed)
+
+    @torch.no_grad()
+    def init_run(self, r: int, seed: int) -> None:
+        """Run r's weights from `seed` alone: normal(0.02) matrices and embeddings, residual
+        projections scaled by depth (GPT-2), zero biases, unit norms."""
+        g = torch.Generator().manual_seed(int(seed))
+
+        def normal(t: torch.Tensor, std: float) -> None:
+            t.copy_(torch.randn(t.shape, generator=g).mul_(std))
+
+        shared = self.shared[r]
+        normal(shared.tok_emb.weight, 0.02)
+        normal(shared.pos_emb.weight, 0.02)
+        shared.ln_f.weight.fill_(1.0)
+        shared.ln_f.bias.zero_()
+        residual = 0.02 / math.sqrt(2 * self.cfg.depth)
+        for agent in self.agents:
+            block = agent.copies[r]
+            for name in BLOCK_TENSORS:
+                t = block.get_parameter(name)
+                if name.startswith("ln") and name.endswith("weight"):
+                    t.fill_(1.0)
+                elif name.endswith("bias"):
+                    t.zero_()
+                else:
+                    normal(t, residual if name in _RESIDUAL else 0.02)
 
     # --- structure -------------------------------------------------------------------
     @property
     def agent_names(self) -> tuple[str, ...]:
         return self.topology.names
 
-    def shared_parameters(self) -> list[nn.Parameter]:
-        """Embedding (tied with the head), positions, final norm: updated every step in every variant."""
-        return [*self.tok_emb.parameters(), *self.pos_emb.parameters(), *self.ln_f.parameters()]
+    def agent_parameters(self, k: int, r: int = 0) -> list[nn.Parameter]:
+        """The weights of agent k in run r."""
+        return list(self.agents[k].copies[r].parameters())
+
+    def shared_parameters(self, r: int | None = None) -> list[nn.Parameter]:
+        """The shared weights of run r (of every run when r is None)."""
+        runs = range(self.runs) if r is None else [r]
+        return [p for i in runs for p in self.shared[i].parameters()]
+
+    def run_groups(self, r: int) -> list[list[nn.Parameter]]:
+        """Run r's weights by update unit: [shared, agent 0, agent 1, ...]."""
+        return [self.shared_parameters(r)] + [self.agent_parameters(k, r) for k in range(len(self.agents))]
 
     def agent_parameter_counts(self) -> list[int]:
-        return [sum(p.numel() for p in a.parameters()) for a in self.agents]
+        """Weights per agent (of one run)."""
+        return [sum(p.numel() for p in self.agent_parameters(k)) for k in range(len(self.agents))]
+
+    def run_state(self, r: int) -> dict[str, torch.Tensor]:
+        """Run r's weights as the state dict of a one-run model (what a run's checkpoint holds)."""
+        out = {}
+        for key, value in self.state_dict().items():
+            local = _run_key(key, r)
+            if local is not None:
+                out[local] = value.detach().clone()
+        return out
+
+    @torch.no_grad()
+    def load_run_state(self, r: int, state: dict[str, torch.Tensor]) -> None:
+        """Put a one-run state dict (from `run_state`) into run r."""
+        own = {_run_key(k, r): v for k, v in self.state_dict().items() if _run_key(k, r) is not None}
+        if set(state) != set(own):
+            raise KeyError(f"state has {len(state)} tensors that do not match the model's {len(own)} "
+                           f"(e.g. {sorted(set(state) ^ set(own))[:3]})")
+        for k, v in state.items():
+            if v.shape != own[k].shape:
+                raise ValueError(f"{k}: state shape {tuple(v.shape)} does not fit {tuple(own[k].shape)}")
+            own[k].copy_(v)
 
     # --- computation -----------------------------------------------------------------
+    def _stacked(self, name: str) -> torch.Tensor:
+        return torch.stack([s.get_parameter(name) for s in self.shared])
+
     def embed(self, idx: torch.Tensor) -> torch.Tensor:
-        T = idx.shape[1]
+        """idx [R, B, T] -> [R, B, T, D]."""
+        R, _, T = idx.shape
         if T > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {T} exceeds max_seq_len={self.cfg.max_seq_len}")
-        return self.tok_emb(idx) + self.pos_emb(torch.arange(T, device=idx.device))
+        if not self.batched:
+            ids = split_runs(idx)
+            return per_run(lambda r: self.shared[r].tok_emb(ids[r]) + self.shared[r].pos_emb.weight[:T], R)
+        tok = self._stacked("tok_emb.weight")
+        V, D = tok.shape[1:]
+        offsets = (torch.arange(R, device=idx.device) * V).view(R, 1, 1)
+        return F.embedding(idx + offsets, tok.reshape(R * V, D)) + self._stacked("pos_emb.weight")[:, None, :T, :]
 
     def run_tree(self, h: torch.Tensor, bypass: Iterable[int] = ()) -> list[torch.Tensor]:
         """Outputs of every agent (breadth-first). Bypassed agents pass their input through."""
         skip = set(bypass)
         outs: list[torch.Tensor] = []
-        for i, block in enumerate(self.agents):
+        for i, agent in enumerate(self.agents):
             x = h if i == 0 else outs[self.topology.parents[i]]
-            outs.append(x if i in skip else block(x))
+            outs.append(x if i in skip else agent(x, self.mask, self.attention, self.batched))
         return outs
 
-    def readout(self, outs: list[torch.Tensor]) -> torch.Tensor:
-        """Mean of the leaves -> final norm -> logits."""
+    def leaf_mean(self, outs: Sequence[torch.Tensor]) -> torch.Tensor:
         leaves = self.topology.leaves
-        y = torch.stack([outs[i] for i in leaves]).mean(0) if len(leaves) > 1 else outs[leaves[0]]
-        return self.head(self.ln_f(y))
+        return torch.stack([outs[i] for i in leaves]).mean(0) if len(leaves) > 1 else outs[leaves[0]]
 
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, bypass: Iterable[str | int] = ()
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def head(self, y: torch.Tensor) -> torch.Tensor:
+        """Final norm and the tied LM head: y [R, ..., D] -> logits [R, ..., V]."""
+        if not self.batched:
+            ys = split_runs(y)
+            return per_run(lambda r: F.linear(self.shared[r].ln_f(ys[r]), self.shared[r].tok_emb.weight), len(ys))
+        z = layer_norm(y, self._stacked("ln_f.weight"), self._stacked("ln_f.bias"))
+        shape = z.shape
+        logits = torch.bmm(z.reshape(shape[0], -1, shape[-1]), self._stacked("tok_emb.weight").transpose(1, 2))
+        return logits.view(*shape[:-1], -1)
+
+    def run_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per run: logits [R, ..., V], targets [R, ...] -> [R]."""
+        R, V = logits.shape[0], logits.shape[-1]
+        if not self.batched:
+            ls, ts = split_runs(logits), split_runs(targets)
+            return per_run(lambda r: F.cross_entropy(ls[r].reshape(-1, V).float(), ts[r].reshape(-1)), R)
+        ce = F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none")
+        return ce.view(R, -1).mean(1)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, bypass: Iterable[str | int] = ()
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits, loss, _ = self.forward_with_outputs(idx, targets, bypass)
         return logits, loss
 
-    def forward_with_outputs(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, bypass: Iterable[str | int] = ()
-    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
-        """`forward`, plus every agent's output (breadth-first), e.g. for the LOO to reuse (same computation)."""
+    def forward_with_outputs(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                             bypass: Iterable[str | int] = ()
+                             ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+        """Logits, loss per run ([R]; a scalar for 2-D input) and every agent's output.
+
+        `idx` is [R, B, T], or [B, T] for a one-run model (then logits are [B, T, V] and the outputs
+        keep their run dimension of 1)."""
+        single = idx.dim() == 2
+        if single:
+            if self.runs != 1:
+                raise ValueError(f"2-D input needs a one-run model; this one has {self.runs} runs")
+            idx = idx.unsqueeze(0)
+            targets = None if targets is None else targets.unsqueeze(0)
         skip = [self.topology.index(b) if isinstance(b, str) else int(b) for b in bypass]
         outs = self.run_tree(self.embed(idx), skip)
-        logits = self.readout(outs)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        logits = self.head(self.leaf_mean(outs))
+        loss = None if targets is None else self.run_losses(logits, targets)
+        if single:
+            logits, loss = logits[0], (None if loss is None else loss[0])
         return logits, loss, outs
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int = 50, temperature: float = 1.0,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sample continuations (temperature 0 = greedy)."""
+        """Sample continuations of [B, T] prompts with a one-run model (temperature 0 = greedy)."""
         for _ in range(max_new_tokens):
             logits, _ = self(idx[:, -self.cfg.max_seq_len:])
             logits = logits[:, -1, :]
@@ -203,3 +396,12 @@ class AgentTree(nn.Module):
                 nxt = torch.multinomial(probs, 1, generator=generator)
             idx = torch.cat([idx, nxt], dim=1)
         return idx
+
+
+def _run_key(key: str, r: int) -> str | None:
+    """A state-dict key of run r in the key space of a one-run model (None for other runs' keys)."""
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part in ("shared", "copies") and parts[i + 1].isdigit():
+            return ".".join([*parts[:i + 1], "0", *parts[i + 2:]]) if int(parts[i + 1]) == r else None
+    return key

@@ -68,13 +68,3 @@ def command_roots(command: str) -> set[str]:
         if isinstance(node, ast.FunctionDef) and node.name == command:
             return {m for m in _imports(node, "k1model.cli.x") if m.startswith("k1model")} | {"k1model.cli"}
     raise KeyError(f"no handler for k1 {command}")
-
-
-def rule_commands(rule: str) -> set[str]:
-    """`k1` subcommands in the shell of a Snakemake rule."""
-    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        text = smk.read_text()
-        m = re.search(rf"^rule {rule}:\n(.*?)(?=^rule |\Z)", text, re.S | re.M)
-        if m:
-            return set(re.findall(r"\bk1 (\w+)", m.group(1)))
-    raise KeyError(f"no rule {rule}")

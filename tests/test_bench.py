@@ -16,7 +16,8 @@ from k1model.errors import ConfigError
 from k1model.train.step import K1Trainer
 from k1model.model import AgentTree
 
-TINY = dict(width=16, heads=2, context=8, batch=2, repeats=1, warmup=1, loo_interval=3)
+TINY = dict(width=16, heads=2, context=8, batch=2, repeats=1, warmup=1, loo_interval=3, multi_runs=2,
+            reference=(ModelConfig(branching=(2,), embed_dim=16, num_heads=2, hidden_dim=32, max_seq_len=8), 2))
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +43,21 @@ def test_json_structure(result):
     assert tree["variants"]["dense"]["ratio_to_dense"] == 1.0
     loo = tree["loo"]
     assert loo["speedup"] > 0 and loo["max_abs_diff"] < 1e-4
-    assert tree["optimizer_foreach"]["bit_equal"] is True
-    assert tree["sibling_batching"]["grad_max_rel_diff"] < 1e-3
-    assert set(result["targets"]) == {"k1_full_amortised_over_dense", "batched_loo_speedup"}
+    assert tree["optimizer"]["bit_equal"] is True  # foreach equals the for-loop
+    assert tree["optimizer"]["fused_max_rel_diff"] < 1e-4  # fused: same update up to rounding
+    assert set(result["targets"]) >= {"k1_full_amortised_over_dense", "batched_loo_speedup",
+                                      "dense_step_fraction_of_matmul", "multi_run_step_speedup"}
+    ex = result["execution"]
+    assert len(ex["rows"]) == 2 * 2 * 2 and all(r["per_run_step_s"]["median"] > 0 for r in ex["rows"].values())
+    eff = result["efficiency"]
+    assert eff["flops_per_step"] > 0 and 0 < eff["fraction_of_matmul"] < 2
     json.dumps(result)  # JSON-able as is
 
 
 def test_table_prints(result):
     table = format_table(result)
-    for word in ("k1_full", "dense", "plain_adamw", "LOO eval", "targets", "tree [2]"):
+    for word in ("k1_full", "dense", "plain_adamw", "LOO eval", "targets", "tree [2]", "execution choices",
+                 "efficiency"):
         assert word in table
 
 
@@ -65,7 +72,7 @@ def test_cli_writes_json_and_prints_table(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = build_parser().parse_args(["bench", "--trees", "2", "--width", "16", "--context", "8", "--batch", "2",
                                       "--repeats", "1", "--warmup", "0", "--loo-interval", "2", "--threads", "1",
-                                      "--out", str(out)])
+                                      "--multi-runs", "2", "--out", str(out)])
     assert args.func(args) == 0  # routed lazily to k1model.bench:cli_bench
     assert "k1_full" in capsys.readouterr().out
     data = json.loads(out.read_text())
@@ -88,8 +95,7 @@ def test_count_host_syncs_sees_item_and_cpu():
 @pytest.mark.parametrize("branching", [(2, 2), (3, 2)])
 def test_loo_reusing_training_forward_is_bit_identical(branching):
     cfg = ModelConfig(branching=branching, embed_dim=32, num_heads=4, hidden_dim=64, max_seq_len=16)
-    torch.manual_seed(0)
-    model = AgentTree(cfg)
+    model = AgentTree(cfg, seeds=[0])
     with torch.no_grad():
         for p in model.agents.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -110,13 +116,12 @@ def test_loo_reusing_training_forward_is_bit_identical(branching):
 
 def test_trainer_loo_equals_loo_of_the_pre_update_model():
     cfg = ModelConfig(branching=(2, 2), embed_dim=32, num_heads=4, hidden_dim=64, max_seq_len=16)
-    torch.manual_seed(0)
-    trainer = K1Trainer(AgentTree(cfg), MethodConfig(variant="k1_full", loo_interval=2))
+    trainer = K1Trainer(AgentTree(cfg, seeds=[0]), MethodConfig(variant="k1_full", loo_interval=2))
     g = torch.Generator().manual_seed(2)
     for step in range(4):
         w = torch.randint(0, 256, (3, 17), generator=g)
         x, y = w[:, :-1], w[:, 1:]
-        before = AgentTree(cfg)
+        before = AgentTree(cfg, seeds=[0])
         before.load_state_dict(trainer.model.state_dict())
         rec = trainer.train_step(x, y)
         assert rec.loo_computed == (step % 2 == 0)

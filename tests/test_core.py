@@ -39,9 +39,9 @@ def make(variant: str, cfg: ModelConfig = SMALL, seed: int = 0, **method) -> K1T
 
 def agent_snapshot(trainer: K1Trainer, k: int) -> tuple[list[torch.Tensor], list[dict]]:
     params = list(trainer.model.agents[k].parameters())
-    state = trainer.optimizer.optimizer.state
+    state = trainer.optimizer.state  # per tensor: (exp_avg, exp_avg_sq, step)
     return ([p.detach().clone() for p in params],
-            [copy.deepcopy({n: v.clone() if torch.is_tensor(v) else v for n, v in state[p].items()}) for p in params])
+            [{n: v.clone() for n, v in zip(("exp_avg", "exp_avg_sq", "step"), state[p])} for p in params])
 
 
 def same_snapshot(a, b) -> bool:
@@ -75,10 +75,9 @@ def test_scale_multiplies_the_adamw_update_not_the_gradient():
     data = batches(6)
     for x, y in data[:3]:  # build up non-trivial Adam moments first
         trainer.train_step(x, y)
-    opt = trainer.optimizer.optimizer
+    opt = trainer.optimizer
     before_params = [[p.detach().clone() for p in a.parameters()] for a in trainer.model.agents]
-    before_state = copy.deepcopy(opt.state_dict()["state"])
-    param_index = {p: i for i, p in enumerate(p for g in opt.param_groups for p in g["params"])}
+    before_state = {p: tuple(t.clone() for t in st) for p, st in opt.state.items()}
     rec = trainer.train_step(*data[3])
     scaled = [(k, s) for k, s in enumerate(rec.scales) if s > 0]
     assert any(s < 1.0 for _, s in scaled), "need a partially scaled agent on the path"
@@ -87,10 +86,10 @@ def test_scale_multiplies_the_adamw_update_not_the_gradient():
             ref_param = torch.nn.Parameter(p0.clone())
             ref_param.grad = p.grad.clone()  # the gradient this step used (kept until the next zero_grad)
             ref = torch.optim.AdamW([ref_param], lr=trainer.method.learning_rate * s, betas=trainer.method.betas,
-                                    eps=trainer.method.eps, weight_decay=trainer.method.weight_decay)
-            saved = before_state.get(param_index[p])
-            if saved is not None:
-                ref.state[ref_param] = {n: v.clone() for n, v in saved.items()}
+                                    eps=trainer.method.eps, weight_decay=trainer.method.weight_decay, fused=True)
+            m, v, step = before_state[p]
+            if step.item() > 0:
+                ref.state[ref_param] = {"step": step.clone(), "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
             ref.step()
             assert torch.equal(ref_param.detach(), p.detach()), (k, s)
         # and an unscaled (lr·1) update would have differed: the scale really matters
@@ -106,7 +105,7 @@ def test_dense_equals_plain_adamw_bit_for_bit():
     plain.load_state_dict(trainer.model.state_dict())
     m = trainer.method
     opt = torch.optim.AdamW(plain.parameters(), lr=m.learning_rate, betas=m.betas, eps=m.eps,
-                            weight_decay=m.weight_decay)
+                            weight_decay=m.weight_decay, fused=True)  # the kernel the trainer runs
     for x, y in batches(5):
         rec = trainer.train_step(x, y)
         opt.zero_grad(set_to_none=True)
@@ -139,7 +138,7 @@ def test_grad_scores_equal_per_agent_norms():
     x, y = batches(1)[0]
     _, loss = trainer.model(x, y)
     loss.backward()
-    fused = GradScorer(trainer.model).scores()
+    fused = GradScorer(trainer.model).scores()[0]
     naive = torch.stack([torch.sqrt(sum((p.grad ** 2).sum() for p in a.parameters())) for a in trainer.model.agents])
     assert torch.allclose(fused, naive, rtol=1e-5)
 
@@ -225,28 +224,27 @@ def test_non_finite_loss_stops_without_changing_weights():
     trainer = make("k1_full")
     x, y = batches(1)[0]
     with torch.no_grad():
-        trainer.model.ln_f.weight.fill_(float("nan"))
+        trainer.model.shared[0].ln_f.weight.fill_(float("nan"))
     before = copy.deepcopy(trainer.model.state_dict())
     with pytest.raises(NonFiniteLossError, match="step 0"):
         trainer.train_step(x, y)
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) or torch.isnan(before[k]).all() for k in before)
-    assert not trainer.optimizer.optimizer.state
+    assert all(st[2].item() == 0 for st in trainer.optimizer.state.values())
 
 
 def test_reset_moments_on_return_clears_adam_state():
     trainer = make("k1_full", trust_increase=0.5, trust_threshold=0.6, trust_decay=0.8, reset_moments_on_return=True)
-    opt = trainer.optimizer.optimizer
+    opt = trainer.optimizer
     reset_seen = False
     for x, y in batches(25):
-        steps_before = {k: opt.state[p]["step"].item() if p in opt.state else 0
-                        for k, p in enumerate(next(a.parameters()) for a in trainer.model.agents)}
+        steps_before = {k: opt.state[p][2].item() for k, p in enumerate(next(a.parameters()) for a in trainer.model.agents)}
         returning = trainer.cooled.copy()
         rec = trainer.train_step(x, y)
         for k, s in enumerate(rec.scales):
             p = next(trainer.model.agents[k].parameters())
             if s > 0 and returning[k]:
-                assert opt.state[p]["step"].item() == 1  # fresh moments
+                assert opt.state[p][2].item() == 1  # fresh moments
                 reset_seen |= steps_before[k] > 0
     assert reset_seen
 

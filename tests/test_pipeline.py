@@ -55,14 +55,26 @@ def output(proc: subprocess.CompletedProcess) -> str:
 
 
 def job_counts(text: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    """The 'Job stats' table of a dry run: rule -> number of jobs (the per-group training rules
+    train_g0, train_g1, ... counted together as `train`)."""
     counts: dict[str, int] = {}
     block = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
     for line in block.splitlines():
         m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
+        if m and m.group(1) == "total":
+            break  # the table is printed twice; read the first one
+        if m:
+            rule = "train" if re.fullmatch(r"train_g\d+", m.group(1)) else m.group(1)
+            counts[rule] = counts.get(rule, 0) + int(m.group(2))
     return counts
+
+
+def train_jobs(params: dict) -> int:
+    """Training jobs of a profile: its runs in groups of train.runs_per_job."""
+    import math
+
+    n_runs = len(params["experiment"]["variants"]) * len(params["experiment"]["seeds"])
+    return math.ceil(n_runs / params["train"].get("runs_per_job", 1))
 
 
 # ------------------------------------------------------------------------------ schema
@@ -153,7 +165,7 @@ def test_dry_run_lists_every_job_of_the_default_profile(tmp_path):
     params = yaml.safe_load((ROOT / "params/default.yaml").read_text())
     n_runs = len(params["experiment"]["variants"]) * len(params["experiment"]["seeds"])
     counts = job_counts(output(proc))
-    assert counts == {"prepare_data": 1, "train": n_runs, "attribute": n_runs, "aggregate": 1,
+    assert counts == {"prepare_data": 1, "train": train_jobs(params), "attribute": n_runs, "aggregate": 1,
                       "figures": 1, "paper": 1, "all": 1}, counts
 
 
@@ -172,8 +184,8 @@ def test_cuda_params_request_a_gpu_and_slurm_profile_dry_runs(tmp_path):
                      "--config", "params_file=params/paper.yaml")
     text = output(proc)
     assert proc.returncode == 0, text
-    train_jobs = [block for block in text.split("\nrule ") if block.startswith("train:")]
-    assert train_jobs and all("gpu=1" in block for block in train_jobs), text[:3000]
+    jobs = [block for block in text.split("\nrule ") if re.match(r"train_g\d+:", block)]
+    assert jobs and all("gpu=1" in block for block in jobs), text[:3000]
 
 
 @needs_snakemake
@@ -247,7 +259,8 @@ def test_end_to_end_tiny_pipeline(tmp_path):
             run = wd / f"results/runs/{variant}/seed{seed}"
             for name in ("metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt", "attribution.json"):
                 assert (run / name).is_file(), run / name
-            assert (wd / f"logs/train/{variant}/seed{seed}.log").is_file()
+            assert (wd / f"logs/attribute/{variant}/seed{seed}.log").is_file()
+    assert len(list((wd / "logs/train").glob("g*.log"))) == train_jobs(params)
     assert (wd / "results/tidy.csv").stat().st_size > 0
     assert (wd / "results/summary.json").stat().st_size > 0
     assert list((wd / "results/tables").glob("*.csv")) and list((wd / "results/tables").glob("*.md"))
@@ -270,8 +283,8 @@ def test_end_to_end_tiny_pipeline(tmp_path):
     # editing a statistics param reruns only the analysis and the paper
     original = (wd / "params/tiny.yaml").read_text()
     for section, key, expected in (
-        ("train", "steps_per_phase", {"train": n_runs, "attribute": n_runs, "aggregate": 1, "figures": 1,
-                                      "paper": 1, "all": 1}),
+        ("train", "steps_per_phase", {"train": train_jobs(params), "attribute": n_runs, "aggregate": 1,
+                                      "figures": 1, "paper": 1, "all": 1}),
         ("analysis", "bootstrap_resamples", {"aggregate": 1, "figures": 1, "paper": 1, "all": 1}),
     ):
         edited = yaml.safe_load(original)

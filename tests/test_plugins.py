@@ -39,22 +39,22 @@ class Logger(Plugin):
     def __init__(self) -> None:
         self.log: list[str] = []
 
-    def before_phase(self, trainer, phase):
-        self.log.append(f"before:{phase.index}:{phase.domain}:{trainer.step_count}")
+    def before_phase(self, run, phase):
+        self.log.append(f"before:{phase.index}:{phase.domain}:{run.step}")
 
-    def batch(self, trainer, x, y, phase):
-        self.log.append(f"batch:{trainer.step_count}")
+    def batch(self, run, x, y, phase):
+        self.log.append(f"batch:{run.step}")
         return x, y
 
-    def loss_term(self, trainer, loss):
-        self.log.append(f"loss:{trainer.step_count}")
+    def loss_term(self, run, loss):
+        self.log.append(f"loss:{run.step}")
         return None
 
-    def after_update(self, trainer, record):
+    def after_update(self, run, record):
         self.log.append(f"update:{record.step}")
 
-    def after_phase(self, trainer, phase):
-        self.log.append(f"after:{phase.index}:{trainer.step_count}")
+    def after_phase(self, run, phase):
+        self.log.append(f"after:{phase.index}:{run.step}")
 
     def state_dict(self):
         return {"log": list(self.log)}
@@ -110,8 +110,8 @@ class Penalty(Plugin):
     def __init__(self, strength: float) -> None:
         self.strength = strength
 
-    def loss_term(self, trainer, loss):
-        return self.strength * sum(p.pow(2).sum() for p in trainer.model.parameters())
+    def loss_term(self, run, loss):
+        return self.strength * sum(p.pow(2).sum() for p in run.parameters())
 
 
 class FixedBatch(Plugin):
@@ -120,13 +120,12 @@ class FixedBatch(Plugin):
     def __init__(self, x, y) -> None:
         self.x, self.y = x, y
 
-    def batch(self, trainer, x, y, phase):
+    def batch(self, run, x, y, phase):
         return self.x, self.y
 
 
 def trainer_with(plugins) -> K1Trainer:
-    torch.manual_seed(0)
-    return K1Trainer(AgentTree(SMALL), MethodConfig(variant="dense"), seed=0, plugins=plugins)
+    return K1Trainer(AgentTree(SMALL, seeds=[0]), MethodConfig(variant="dense"), seed=0, plugins=plugins)
 
 
 def test_a_loss_term_changes_the_update_and_a_zero_term_does_not():
@@ -144,10 +143,9 @@ def test_the_batch_hook_replaces_what_the_step_trains_on(data_dir, tmp_path):
     trainer = trainer_with([FixedBatch(fx, fy)])
     x, y = batch(seed=1)
     for plugin in trainer.plugins:
-        x, y = plugin.batch(trainer, x, y, None)
+        x, y = plugin.batch(trainer.trainer.context(0), x, y, None)
     rec = trainer.train_step(x, y)
-    torch.manual_seed(0)
-    ref = AgentTree(SMALL)
+    ref = AgentTree(SMALL, seeds=[0])
     assert rec.loss == ref(fx, fy)[1].item()
 
 

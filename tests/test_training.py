@@ -103,15 +103,15 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path, mon
     good = (out / "resume.pt").read_bytes()
     import k1model.train.step as trainer_mod
 
-    real = trainer_mod.K1Trainer.train_step
+    real = trainer_mod.Trainer.train_step
 
     def poisoned(self, x, y):
         if self.step_count == 7:
             with torch.no_grad():
-                self.model.ln_f.weight.fill_(float("nan"))
+                self.model.shared[0].ln_f.weight.fill_(float("nan"))
         return real(self, x, y)
 
-    monkeypatch.setattr(trainer_mod.K1Trainer, "train_step", poisoned)
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", poisoned)
     with pytest.raises(NonFiniteLossError, match="step 7"):
         run_training(PARAMS, data_dir, "k1_full", 0, out, progress=False)
     assert (out / "resume.pt").read_bytes() == good

@@ -41,12 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="root folder for `source: local` (overrides data.local.root and $K1_DATA_ROOT)")
     p.set_defaults(func=commands.prepare)
 
-    p = sub.add_parser("train", help="train one variant × seed through the domain sequence")
+    p = sub.add_parser("train", help="train variants × seeds through the domain sequence (together, in one process)")
     _add_params(p)
     p.add_argument("--data", type=Path, required=True, help="directory written by `k1 prepare`")
-    p.add_argument("--variant", required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--variant", help="a variant, or several: k1_full,dense,...")
+    p.add_argument("--seed", help="a seed, or several: 0,1,2")
+    p.add_argument("--out", help="run directory; with several runs a pattern such as 'runs/{variant}/seed{seed}'")
+    p.add_argument("--group", help="instead of --variant/--seed/--out: train this job of the params' run plan "
+                                   "(the pipeline's way; see train.runs_per_job) ...")
+    p.add_argument("--runs-root", type=Path, help="... into this directory (the plan's paths are relative to it)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help="torch CPU threads (default %(default)s, as the pipeline; part of a run's identity)")
     p.add_argument("--max-steps", type=int, default=None,
@@ -88,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--loo-interval", type=int, default=50)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads (default %(default)s)")
+    p.add_argument("--params", type=Path, default=None,
+                   help="take the reference model and batch of the execution/efficiency measurements from here")
+    p.add_argument("--multi-runs", type=int, default=6, help="runs per process in the multi-run measurement")
     p.add_argument("--out", type=Path, default=None, help="write JSON results here")
     p.set_defaults(func=commands.bench)
 

@@ -49,17 +49,42 @@ def prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list(text: str, what: str, cast=str) -> list:
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    try:
+        return [cast(t) for t in items]
+    except ValueError:
+        raise ConfigError(f"--{what} {text!r}: expected a comma-separated list, e.g. --{what} "
+                          f"{'0,1,2' if cast is int else 'k1_full,dense'}") from None
+
+
 def train(args: argparse.Namespace) -> int:
+    """Every variant x seed given, trained together in one process (runs sharing the model)."""
     from k1model.config import load_params
-    from k1model.train.protocol import run_training
+    from k1model.train.protocol import RunGroup, run_specs
 
     params = load_params(args.params)
     _threads(args.threads)
-    metrics = run_training(params, args.data, args.variant, args.seed, args.out, threads=args.threads,
-                           max_steps=args.max_steps)
-    if metrics is not None:
+    if args.group is not None:
+        from k1model.study.plan import group_runs, run_dir
+
+        if args.runs_root is None or any(a is not None for a in (args.variant, args.seed, args.out)):
+            raise ConfigError("--group needs --runs-root and replaces --variant/--seed/--out")
+        specs = [spec for run in group_runs(params, args.group)
+                 for spec in run_specs(params, [run.variant], [run.seed], run_dir(args.runs_root, run))]
+    else:
+        if any(a is None for a in (args.variant, args.seed, args.out)):
+            raise ConfigError("k1 train needs --variant, --seed and --out (or --group with --runs-root)")
+        specs = run_specs(params, _list(args.variant, "variant"), _list(args.seed, "seed", int), args.out)
+    results = RunGroup(params, args.data, specs, threads=args.threads).run(max_steps=args.max_steps)
+    for spec, metrics in zip(specs, results):
+        if metrics is None:
+            continue
+        if metrics.get("status") == "failed":
+            print(f"{spec.variant} seed {spec.seed}: FAILED ({metrics.get('error')}); see {spec.out_dir}/failure.json")
+            continue
         s = metrics["scalars"]
-        print(f"{args.variant} seed {args.seed}: final avg bpb {s['final_avg_bpb']:.4f}, forgetting "
+        print(f"{spec.variant} seed {spec.seed}: final avg bpb {s['final_avg_bpb']:.4f}, forgetting "
               f"{s['forgetting']}, agent params changed/step {s['sparsity_param_fraction']:.3f}, "
               f"wall {metrics['wall_time_s']:.1f}s")
     return 0
@@ -122,13 +147,18 @@ def paper(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     from k1model.app.bench import format_table, parse_trees, run_benchmark
+    from k1model.config import load_params
     from k1model.io import write_json
 
+    reference = None
+    if args.params is not None:
+        params = load_params(args.params)
+        reference = (params.model, params.train.batch_size)
     result = run_benchmark(
         parse_trees(args.trees), width=args.width, hidden=getattr(args, "hidden", None),
         heads=getattr(args, "heads", None) or 4, context=args.context, batch=args.batch, repeats=args.repeats,
         warmup=args.warmup, loo_interval=args.loo_interval, device=args.device, threads=args.threads,
-        loo_repeats=getattr(args, "loo_repeats", None),
+        loo_repeats=getattr(args, "loo_repeats", None), reference=reference, multi_runs=args.multi_runs,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     print(format_table(result))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from k1model.config.checks import Integer, ListOf, Nullable, Section, Text, setting
+from k1model.config.checks import Boolean, Integer, ListOf, Nullable, OneOf, Section, Text, setting
 
 DOMAIN_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 DOMAIN = Text(DOMAIN_PATTERN, "a domain name (letters, digits, '_', '-', '.')")
@@ -24,3 +24,18 @@ class TrainConfig(Section):
                                              "domain order of the phases; null = data.domains in order")
     device: str = setting("cpu", Text(r"cpu|cuda|auto|cuda:[0-9]+", "cpu, cuda, cuda:N or auto"),
                           "cpu | cuda | cuda:N | auto (cuda and auto make train jobs request resources: gpu=1)")
+    precision: str = setting("fp32", OneOf(("fp32", "bf16")),
+                             "fp32, or bf16 autocast for the matmuls (losses, norms, optimiser stay fp32)")
+    attention: str = setting("auto", OneOf(("auto", "masked", "causal")),
+                             "attention kernel: auto = chosen by measurement per device (CPU masked, CUDA causal)")
+    run_batching: str = setting("auto", OneOf(("auto", "loop", "batched")),
+                                "runs of one process: loop = each run's own kernels in turn; batched = batched matmuls "
+                                "over runs; auto = chosen by measurement per device (CPU loop, CUDA batched)")
+    deterministic: bool = setting(False, Boolean(), "torch.use_deterministic_algorithms and CUBLAS_WORKSPACE_CONFIG "
+                                  "(bit-reproducible CUDA runs, slower); CPU runs are deterministic anyway")
+    runs_per_job: int = setting(1, Integer(1), "runs trained together in one process (one pipeline job); "
+                                "not part of a run's identity")
+
+    def identity(self) -> dict:
+        """What a run's results depend on (hashed into its config hash): everything but the grouping."""
+        return {k: v for k, v in self.to_dict().items() if k != "runs_per_job"}

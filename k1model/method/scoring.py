@@ -22,11 +22,12 @@ HYBRID_EPS = 1e-12
 
 
 def hybrid_scores(grad_scores: torch.Tensor, loo: torch.Tensor | None) -> torch.Tensor:
-    """s_k = g_k · (1 + relu(−Δ_k) / (mean|Δ| + ε)); g_k unchanged when no LOO is known yet."""
+    """s_k = g_k · (1 + relu(−Δ_k) / (mean|Δ| + ε)) over the last dim (agents; [agents] or
+    [runs, agents]); g_k unchanged when no LOO is known yet."""
     if loo is None:
         return grad_scores
     loo = loo.to(grad_scores)
-    weight = 1.0 + torch.relu(-loo) / (loo.abs().mean() + HYBRID_EPS)
+    weight = 1.0 + torch.relu(-loo) / (loo.abs().mean(-1, keepdim=True) + HYBRID_EPS)
     return grad_scores * weight
 
 

@@ -1,15 +1,21 @@
-"""The sparse optimiser step (DESIGN.md §2.3, "What a scale means").
+"""The sparse optimiser step (DESIGN.md §2.3, "What a scale means"), for every run of a model.
 
-One AdamW parameter group per agent plus one for the shared parameters. Before each
-step, an agent with scale s > 0 gets lr = base_lr · s, so the scale multiplies its
-*update* (Adam would normalise a scaled gradient away). An agent with scale 0 gets
-`p.grad = None`: torch's AdamW then skips the parameter entirely, so its weights, both
-moments, its step count and its weight decay stay bit-for-bit unchanged.
+AdamW with decoupled weight decay, applied by torch's fused kernel (`torch._fused_adamw_`, what
+`torch.optim.AdamW(fused=True)` runs) to exactly the weights being updated: the shared weights of
+every live run at the run's learning rate, and agent k of run r at lr_r · scale_rk when
+scale_rk > 0. Tensors are grouped by their hyperparameters, so a step is a handful of kernel calls.
+
+A scale multiplies the agent's *update* (its learning rate), never its gradient (Adam would
+normalise a scaled gradient away). An agent that is not updated is not passed to the kernel at
+all, so its weights, both moments, its step counts and its weight decay stay bit-for-bit
+unchanged. Every tensor keeps its own step count, as `torch.optim.AdamW` does.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from k1model.config import MethodConfig
@@ -17,34 +23,67 @@ from k1model.model import AgentTree
 
 
 class SparseAdamW:
-    def __init__(self, model: AgentTree, method: MethodConfig):
-        self.base_lr = method.learning_rate
-        self.reset_moments_on_return = method.reset_moments_on_return
-        groups = [{"params": model.shared_parameters(), "name": "shared"}]
-        groups += [{"params": list(agent.parameters()), "name": name}
-                   for name, agent in zip(model.agent_names, model.agents)]
-        self.optimizer = torch.optim.AdamW(groups, lr=method.learning_rate, betas=method.betas, eps=method.eps,
-                                           weight_decay=method.weight_decay)
-        self.agent_groups = self.optimizer.param_groups[1:]
+    def __init__(self, model: AgentTree, methods: Sequence[MethodConfig]):
+        if len(methods) != model.runs:
+            raise ValueError(f"{len(methods)} method configs for {model.runs} runs")
+        self.methods = list(methods)
+        self.groups = [model.run_groups(r) for r in range(model.runs)]  # [run][0 = shared, 1 + agent] -> tensors
+        self.state: dict[torch.nn.Parameter, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        for run in self.groups:
+            for group in run:
+                for p in group:
+                    self.state[p] = (torch.zeros_like(p, memory_format=torch.preserve_format),
+                                     torch.zeros_like(p, memory_format=torch.preserve_format),
+                                     torch.zeros((), dtype=torch.float32, device=p.device))
 
-    def step(self, scales: Sequence[float], returning: Sequence[bool] = ()) -> None:
-        """Apply one update; `returning[k]` marks agents back from cooldown (moments reset if configured)."""
-        for k, (group, scale) in enumerate(zip(self.agent_groups, scales)):
-            if scale <= 0.0:
-                for p in group["params"]:
-                    p.grad = None
+    @torch.no_grad()
+    def step(self, scales: np.ndarray, live: Sequence[bool], returning: np.ndarray | None = None) -> None:
+        """One update. `scales` [runs, agents] (host); `live[r]` False skips run r entirely;
+        `returning[r, k]` marks agents back from cooldown (moments reset if that run asks for it)."""
+        batches: dict[tuple[float, ...], list[torch.nn.Parameter]] = defaultdict(list)
+        for r, m in enumerate(self.methods):
+            if not live[r]:
                 continue
-            group["lr"] = self.base_lr * float(scale)
-            if self.reset_moments_on_return and k < len(returning) and returning[k]:
-                for p in group["params"]:
-                    self.optimizer.state.pop(p, None)
-        self.optimizer.step()
+            hyper = (m.weight_decay, m.betas[0], m.betas[1], m.eps)
+            batches[(m.learning_rate, *hyper)] += self.groups[r][0]  # shared: full rate, every step
+            for k in np.flatnonzero(scales[r] > 0.0):
+                if m.reset_moments_on_return and returning is not None and returning[r, k]:
+                    self.reset(r, int(k))
+                batches[(m.learning_rate * float(scales[r, k]), *hyper)] += self.groups[r][int(k) + 1]
+        for (lr, wd, beta1, beta2, eps), params in batches.items():
+            states = [self.state[p] for p in params]
+            steps = [s[2] for s in states]
+            torch._foreach_add_(steps, 1)
+            torch._fused_adamw_(params, [p.grad for p in params], [s[0] for s in states], [s[1] for s in states], [],
+                                steps, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd, eps=eps,
+                                maximize=False, grad_scale=None, found_inf=None)
+
+    @torch.no_grad()
+    def reset(self, r: int, agent: int) -> None:
+        """Fresh Adam state for agent `agent` of run r (moments and step counts to zero)."""
+        for p in self.groups[r][agent + 1]:
+            for t in self.state[p]:
+                t.zero_()
 
     def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.state:
+            p.grad = None
 
-    def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
+    def agent_state(self, r: int, agent: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(exp_avg, exp_avg_sq, step) of every tensor of agent `agent` in run r."""
+        return [self.state[p] for p in self.groups[r][agent + 1]]
 
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state)
+    def run_state_dict(self, r: int) -> dict[str, list[torch.Tensor]]:
+        states = [self.state[p] for group in self.groups[r] for p in group]
+        return {"exp_avg": [s[0].clone() for s in states], "exp_avg_sq": [s[1].clone() for s in states],
+                "steps": [s[2].clone() for s in states]}
+
+    @torch.no_grad()
+    def load_run_state_dict(self, r: int, state: dict[str, list[torch.Tensor]]) -> None:
+        params = [p for group in self.groups[r] for p in group]
+        for i, key in enumerate(("exp_avg", "exp_avg_sq", "steps")):
+            saved = state[key]
+            if len(saved) != len(params) or any(s.shape != self.state[p][i].shape for s, p in zip(saved, params)):
+                raise ValueError(f"optimiser state {key!r} does not match the model")
+            for s, p in zip(saved, params):
+                self.state[p][i].copy_(s)

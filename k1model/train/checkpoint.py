@@ -60,7 +60,7 @@ def load_run_model(run_dir: str | Path, params: Any, device: str = "cpu") -> tup
     path = run_dir / "checkpoint.pt"
     blob = load_checkpoint(path, map_location=device)
     try:
-        model = AgentTree(params.model).to(device)
+        model = AgentTree(params.model, attention=metrics.get("attention", "masked"), seeds=[0]).to(device)
         model.load_state_dict(blob["trainer"]["model"])
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"checkpoint {path} does not match params ({err})") from None

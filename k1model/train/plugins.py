@@ -1,32 +1,35 @@
 """Plugins: how a strategy extends the fixed training loop (Avalanche-style hooks).
 
-The step (`step.Trainer.train_step`) and the protocol (`protocol.Run`) call every plugin of a
-run at fixed points; a plugin overrides only the hooks it needs:
+The step (`step.Trainer.train_step`) and the protocol (`protocol.RunGroup`) call every plugin of
+a run at fixed points; a plugin overrides only the hooks it needs:
 
-    protocol  before_phase(trainer, phase)            a domain's phase begins
-              batch(trainer, x, y, phase) -> (x, y)   the batch source: e.g. replay mixes in old windows
-    step      loss_term(trainer, loss) -> Tensor|None  added to the loss before backward (e.g. EWC)
-              after_update(trainer, record)            after the optimiser step and the trust update
-    protocol  after_phase(trainer, phase)             a phase ended (e.g. EWC's Fisher, a replay snapshot)
-    state     state_dict() / load_state_dict(state)   saved in the run's checkpoint; tensors and plain
-                                                      Python values only (checkpoints load with
-                                                      weights_only=True)
+    protocol  before_phase(run, phase)              a domain's phase begins
+              batch(run, x, y, phase) -> (x, y)     the run's batch ([batch, time]): e.g. replay mixes in
+                                                    old windows; same shape out
+    step      loss_term(run, loss) -> Tensor|None   added to the run's loss before backward (e.g. EWC)
+              after_update(run, record)             after the optimiser step and the trust update
+    protocol  after_phase(run, phase)               a phase ended, after its evaluation (e.g. EWC's Fisher)
+    state     state_dict() / load_state_dict(state) saved in the run's checkpoint; tensors and plain
+                                                    Python values only (checkpoints load with
+                                                    weights_only=True)
 
-Register a plugin class with `@register_plugin` (its `name` is what `Variant.plugins` lists).
-A plugin instance belongs to one run. Hooks must not touch RNG streams they do not own: every
-plugin that samples keeps its own generator in its state, so runs stay reproducible.
+`run` is a `step.RunContext`: the trainer, the run's row index, its method settings, its weights
+(`run.rows()`, differentiable views of its rows of the stacked model) and the step count. A
+plugin instance belongs to one run, even when many runs train in one process. Register a plugin
+class with `@register_plugin` (its `name` is what `Variant.plugins` lists). Hooks must not touch
+RNG streams they do not own: a plugin that samples keeps its own generator in its state.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
-    from k1model.train.step import StepRecord, Trainer
+    from k1model.train.step import RunContext, StepRecord
 
 
 @dataclass(frozen=True)
@@ -41,27 +44,28 @@ class Phase:
     seq_len: int
     batch_size: int
     seed: int  # the run's seed
+    domain_tokens: Mapping[str, np.ndarray] = field(default_factory=dict)  # every domain of the run, in order
 
 
 class Plugin:
     name: ClassVar[str] = ""
 
-    def before_phase(self, trainer: "Trainer", phase: Phase) -> None:
+    def before_phase(self, run: "RunContext", phase: Phase) -> None:
         """A phase begins (before its first batch)."""
 
-    def batch(self, trainer: "Trainer", x: "torch.Tensor", y: "torch.Tensor",
+    def batch(self, run: "RunContext", x: "torch.Tensor", y: "torch.Tensor",
               phase: Phase) -> tuple["torch.Tensor", "torch.Tensor"]:
         """The batch the step will train on; return it unchanged or a new one of the same shape."""
         return x, y
 
-    def loss_term(self, trainer: "Trainer", loss: "torch.Tensor") -> "torch.Tensor | None":
+    def loss_term(self, run: "RunContext", loss: "torch.Tensor") -> "torch.Tensor | None":
         """A term added to the loss before backward (None: nothing)."""
         return None
 
-    def after_update(self, trainer: "Trainer", record: "StepRecord") -> None:
+    def after_update(self, run: "RunContext", record: "StepRecord") -> None:
         """After the optimiser step and the trust update of a step."""
 
-    def after_phase(self, trainer: "Trainer", phase: Phase) -> None:
+    def after_phase(self, run: "RunContext", phase: Phase) -> None:
         """A phase ended (after its last step and its evaluation)."""
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,314 +1,371 @@
-"""The continual-learning protocol behind `k1 train` (DESIGN.md §3).
+"""The continual-learning protocol behind `k1 train` (DESIGN.md §3), for one run or many at once.
 
-Domains arrive in sequence (default prose → code → science), a fixed number of steps
-each. Every `eval_interval` steps all domains are evaluated on fixed validation windows
-(learning curves); at the end of every phase all domains are evaluated on fixed test
-windows, giving the row R[phase, :] of the forgetting matrix (bits per byte). The
-untrained model's test bpb is R0 (for forward transfer).
+Domains arrive in sequence (default prose → code → science), a fixed number of steps each.
+Every `eval_interval` steps all domains are evaluated on the validation split (learning curves);
+at the end of every phase all domains are evaluated on the test split, giving the row R[phase, :]
+of the forgetting matrix in bits per byte (and the same on validation, `R_valid`, which is what
+tuning may read). The untrained model's bpb is R0 (for forward transfer).
 
-Robustness: outputs are written atomically; a checkpoint (model, optimiser, trust, RNGs,
-sampler positions, logs so far) is written to `resume.pt` every `checkpoint_interval` steps and
-at the end of each phase, so a killed run resumes from it and ends with the same metrics as an
-uninterrupted one. A run directory belongs to one config hash; resuming a different
-config into it is refused. A non-finite loss stops the run, naming the step, and keeps the
-last good checkpoint.
+Many runs, one process (DESIGN.md §10): runs that share a topology and the `train` settings
+(variants, seeds, method settings, domain orders) train in lockstep in one stacked model; each
+run has its own data stream, decisions, optimiser rows and outputs, identical in format to a run
+trained alone. Runs never mix.
+
+Robustness: outputs are written atomically. Every run keeps a resumable state (model rows,
+optimiser rows, trust, RNGs, sampler positions, logs so far) in `RUN/resume.pt`, written every
+`checkpoint_interval` steps and at phase ends, so a killed process resumes to the same numbers.
+Runs found at different resume steps are trained in consecutive sub-groups. A run directory
+belongs to one config hash and one thread count; resuming anything else into it is refused. A run
+whose loss stops being finite is recorded as failed (failure.json, status "failed") while the
+others go on.
 """
 from __future__ import annotations
 
 import json
-import math
-import shutil
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from k1model.config import MethodConfig, ModelConfig, Params, TrainConfig, config_hash, load_params, method_config
+from k1model.config import MethodConfig, ModelConfig, Params, config_hash, load_params, method_config
 from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
-from k1model.io import atomic_path, write_json
-from k1model.model import AgentTree
+from k1model.model import AgentTree, default_execution
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
+from k1model.train.outputs import (RunLog, bpb_rows, finish_run, record_failure, run_metrics, step_row,
+                                   write_run_outputs)
 from k1model.train.plugins import Phase
 from k1model.train.runtime import resolve_device, versions
-from k1model.train.step import K1Trainer, StepRecord
+from k1model.train.step import Trainer
 
-CHECKPOINT_FORMAT = 2  # 2: thread count and plugin state recorded; loads with weights_only=True
-LN2 = math.log(2.0)
-
-
-@torch.no_grad()
-def evaluate_bpb(model: AgentTree, batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> float:
-    """Mean held-out cross-entropy in bits per byte (byte tokens, so exact)."""
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    for x, y in batches:
-        total += model(x.to(device), y.to(device))[1].item()
-    model.train(was_training)
-    return total / len(batches) / LN2
+CHECKPOINT_FORMAT = 3  # 3: one run's rows of a (possibly stacked) model; threads and plugin state recorded
 
 
-def step_row(record: StepRecord, phase: int, domain: str) -> dict[str, Any]:
-    names = record.names
-    row: dict[str, Any] = {
-        "step": record.step, "phase": phase, "domain": domain, "loss": record.loss,
-        "culprit": "" if record.culprit is None else names[record.culprit],
-        "path": " > ".join(names[k] for k in record.path),
-        "scales": json.dumps({names[k]: s for k, s in enumerate(record.scales) if s > 0}),
-        "updated": record.updated, "skipped": record.skipped, "loo_computed": int(record.loo_computed),
-        "avg_trust": record.avg_trust,
-    }
-    for k, name in enumerate(names):
-        row[f"grad_{name}"] = record.grad_scores[k]
-        row[f"score_{name}"] = record.scores[k]
-        row[f"loo_{name}"] = record.loo[k] if record.loo is not None else float("nan")
-        row[f"trust_{name}"] = record.trust[k]
-    return row
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: its variant, seed, method settings, domain order, directory and architecture."""
+
+    variant: str
+    seed: int
+    out_dir: Path
+    method: MethodConfig
+    phases: tuple[str, ...]
+    model: ModelConfig
 
 
-class RunState:
-    """Everything besides the trainer that a resumed run needs to continue identically."""
+def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out: str | Path) -> list[RunSpec]:
+    """Runs for variants × seeds; `out` is a directory (one run) or a pattern with {variant} and {seed}."""
+    pattern = str(out)
+    many = len(variants) * len(seeds) > 1
+    missing = [f for f in ("{variant}", "{seed}") if f not in pattern and (
+        (f == "{variant}" and len(variants) > 1) or (f == "{seed}" and len(seeds) > 1))]
+    if missing:
+        raise ConfigError(f"--out {pattern!r} must contain {' and '.join(missing)} when several "
+                          f"{'variants' if '{variant}' in missing else 'seeds'} are given, e.g. 'runs/{{variant}}/seed{{seed}}'")
+    dupes = sorted({v for v in variants if list(variants).count(v) > 1} | {str(s) for s in seeds if list(seeds).count(s) > 1})
+    if dupes:
+        raise ConfigError(f"duplicate runs: {', '.join(dupes)} given twice; each variant x seed is one run")
+    phases = tuple(params.train.phases or params.data.domains)
+    specs = []
+    for v in variants:
+        if v not in params.experiment.variants:
+            raise ConfigError(f"variant {v!r} is not in experiment.variants {list(params.experiment.variants)}")
+        for s in seeds:
+            out_dir = Path(pattern.format(variant=v, seed=s) if many or "{" in pattern else pattern)
+            specs.append(RunSpec(v, int(s), out_dir, method_config(params.method, v), phases, params.model))
+    return specs
 
-    def __init__(self) -> None:
-        self.step_rows: list[dict[str, Any]] = []
-        self.eval_rows: list[dict[str, Any]] = []
-        self.R: list[list[float]] = []
-        self.R0: list[float] = []
-        self.sparsity_checks: list[dict[str, float]] = []
-        self.wall_time_s = 0.0
 
-    def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("step_rows", "eval_rows", "R", "R0", "sparsity_checks", "wall_time_s")}
+class RunGroup:
+    """Trains `specs` (runs sharing the model and train settings) together; see the module docstring."""
 
-    def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
-
-
-class Run:
-    def __init__(self, params: Params | dict, data_dir: Path, variant: str, seed: int, out_dir: Path,
+    def __init__(self, params: Params | dict, data_dir: str | Path, specs: Sequence[RunSpec],
                  threads: int | None = None):
         if threads:
             torch.set_num_threads(threads)
         self.params = params = load_params(params)
-        self.model_cfg: ModelConfig = params.model
-        self.method: MethodConfig = method_config(params.method, variant)
-        self.train_cfg: TrainConfig = params.train
-        variants = params.experiment.variants
-        if variant not in variants:
-            raise ConfigError(f"variant {variant!r} is not in experiment.variants {list(variants)}")
-        self.seed, self.out_dir, self.data_dir = seed, Path(out_dir), Path(data_dir)
-        self.phases = list(self.train_cfg.phases or params.data.domains)
+        self.model_cfg, self.train_cfg = params.model, params.train
+        self.data_dir = Path(data_dir)
+        if not specs:
+            raise ConfigError("no runs to train")
+        dirs = [s.out_dir.resolve() for s in specs]
+        if len(set(dirs)) != len(dirs):
+            raise ConfigError(f"duplicate runs: two runs would write to {sorted(str(d) for d in dirs if dirs.count(d) > 1)[0]}")
+        self.specs = list(specs)
+        odd = [s for s in self.specs if s.model != self.model_cfg]
+        if odd:
+            raise ConfigError(f"runs with different model settings cannot train in one process: {odd[0].out_dir} has "
+                              f"branching {list(odd[0].model.branching)}, width {odd[0].model.embed_dim}; the group "
+                              f"has {list(self.model_cfg.branching)}, width {self.model_cfg.embed_dim}. Give each "
+                              "topology its own process")
+        lengths = {len(s.phases) for s in self.specs}
+        if len(lengths) > 1:
+            raise ConfigError(f"runs with different numbers of phases ({sorted(lengths)}) cannot train in lockstep")
         self.device = resolve_device(self.train_cfg.device)
+        auto_attention, auto_batching = default_execution(self.device)
+        self.attention = auto_attention if self.train_cfg.attention == "auto" else self.train_cfg.attention
+        self.run_batching = auto_batching if self.train_cfg.run_batching == "auto" else self.train_cfg.run_batching
         manifest_path = self.data_dir / "manifest.json"
         if not manifest_path.is_file():
             raise DataError(f"no prepared data at {self.data_dir} (missing manifest.json); run `k1 prepare` first")
-        manifest = json.loads(manifest_path.read_text())
-        self.hash = config_hash(self.model_cfg, self.method, self.train_cfg, self.phases, seed, manifest)
+        self.manifest = json.loads(manifest_path.read_text())
+        self.hashes = [config_hash(self.model_cfg, s.method, self.train_cfg.identity(), list(s.phases), s.seed,
+                                   self.manifest) for s in self.specs]
         self._load_data()
 
+    # --- data ----------------------------------------------------------------------------
     def _load_data(self) -> None:
         from k1model.data.loading import load_split
-        from k1model.data.sampling import BatchSampler, eval_batches
+        from k1model.data.sampling import eval_batches
 
         cfg, T = self.train_cfg, self.model_cfg.max_seq_len
-        eval_domains = list(dict.fromkeys(self.phases))
-        self.train_tokens = {d: load_split(self.data_dir, d, "train") for d in eval_domains}
-        self.samplers = {d: BatchSampler(self.train_tokens[d], T, cfg.batch_size,
-                                         seed=self.seed * 1000 + i) for i, d in enumerate(eval_domains)}
-        self.valid = {d: eval_batches(load_split(self.data_dir, d, "valid"), T, cfg.batch_size, cfg.eval_batches)
-                      for d in eval_domains}
-        self.test = {d: eval_batches(load_split(self.data_dir, d, "test"), T, cfg.batch_size, cfg.eval_batches)
-                     for d in eval_domains}
-        self.domains = eval_domains
+        domains = list(dict.fromkeys(d for s in self.specs for d in s.phases))
+        self.train_tokens = {d: load_split(self.data_dir, d, "train") for d in domains}
+        n = cfg.eval_batches
+        self.valid = {d: eval_batches(load_split(self.data_dir, d, "valid"), T, cfg.batch_size, n) for d in domains}
+        self.test = {d: eval_batches(load_split(self.data_dir, d, "test"), T, cfg.batch_size, n) for d in domains}
 
-    # --- checkpoints -----------------------------------------------------------------
-    @property
-    def checkpoint_path(self) -> Path:
-        """The final checkpoint of a completed run (what the probes read)."""
-        return self.out_dir / "checkpoint.pt"
+    def samplers(self, spec: RunSpec) -> dict[str, Any]:
+        from k1model.data.sampling import BatchSampler
 
-    @property
-    def resume_path(self) -> Path:
-        """The in-progress checkpoint. Kept apart from `checkpoint.pt` because workflow managers delete a
+        T, B = self.model_cfg.max_seq_len, self.train_cfg.batch_size
+        order = list(dict.fromkeys(spec.phases))
+        return {d: BatchSampler(self.train_tokens[d], T, B, seed=spec.seed * 1000 + i) for i, d in enumerate(order)}
+
+    def phase(self, spec: RunSpec, index: int) -> Phase:
+        steps = self.train_cfg.steps_per_phase
+        return Phase(index=index, domain=spec.phases[index], steps=steps, first_step=index * steps,
+                     tokens=self.train_tokens[spec.phases[index]], seq_len=self.model_cfg.max_seq_len,
+                     batch_size=self.train_cfg.batch_size, seed=spec.seed,
+                     domain_tokens={d: self.train_tokens[d] for d in dict.fromkeys(spec.phases)})
+
+    @torch.no_grad()
+    def evaluate(self, model: AgentTree, which: dict[str, list]) -> dict[str, np.ndarray]:
+        """bpb of every run on every domain's fixed batches (the same windows for every run)."""
+        was = model.training
+        model.eval()
+        out = {}
+        R = model.runs
+        for d, batches in which.items():
+            losses = []
+            for x, y in batches:
+                x, y = x.to(self.device), y.to(self.device)
+                losses.append(model(x.expand(R, *x.shape), y.expand(R, *y.shape))[1].float().cpu().numpy())
+            out[d] = bpb_rows(losses)
+        model.train(was)
+        return out
+
+    # --- checkpoints -----------------------------------------------------------------------
+    @staticmethod
+    def resume_path(spec: RunSpec) -> Path:
+        """The in-progress state. Kept apart from `checkpoint.pt` because workflow managers delete a
         job's declared outputs before rerunning it, which would throw away the state to resume from."""
-        return self.out_dir / "resume.pt"
+        return spec.out_dir / "resume.pt"
 
-    def save_checkpoint(self, trainer: K1Trainer, state: RunState) -> None:
-        blob = {"format": CHECKPOINT_FORMAT, "config_hash": self.hash, "threads": torch.get_num_threads(),
-                "trainer": trainer.state_dict(), "samplers": {d: s.state_dict() for d, s in self.samplers.items()},
-                "torch_rng": torch.get_rng_state(), "run": state.state_dict()}
-        save_checkpoint(self.resume_path, blob)
-
-    def load_checkpoint(self, trainer: K1Trainer, state: RunState) -> bool:
-        path = self.resume_path
+    def _read_resume(self, i: int) -> dict | None:
+        spec, path = self.specs[i], self.resume_path(self.specs[i])
         if not path.exists():
-            return False
+            return None
         blob = load_checkpoint(path, map_location=self.device)
         if blob.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"checkpoint {path} has an unknown format; delete it to restart the run")
-        if blob["config_hash"] != self.hash:
+        if blob["config_hash"] != self.hashes[i]:
             raise CheckpointError(
-                f"run directory {self.out_dir} holds a run with config hash {blob['config_hash']}, but the current "
-                f"params/data give {self.hash}; refusing to resume into a stale run. Delete {self.out_dir} or "
+                f"run directory {spec.out_dir} holds a run with config hash {blob['config_hash']}, but the current "
+                f"params/data give {self.hashes[i]}; refusing to resume into a stale run. Delete {spec.out_dir} or "
                 f"choose another --out.")
         threads = torch.get_num_threads()
         if blob.get("threads") != threads:
             raise CheckpointError(
-                f"run directory {self.out_dir} was started with {blob.get('threads')} torch thread(s), this process "
+                f"run directory {spec.out_dir} was started with {blob.get('threads')} torch thread(s), this process "
                 f"uses {threads}; results depend on the thread count, so resuming would mix two computations. "
-                f"Resume with --threads {blob.get('threads')}, or delete {self.out_dir} to restart.")
-        try:
-            trainer.load_state_dict(blob["trainer"])
-            for d, s in self.samplers.items():
-                s.load_state_dict(blob["samplers"][d])
-            torch.set_rng_state(blob["torch_rng"].cpu())
-            state.load_state_dict(blob["run"])
-        except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"checkpoint {path} does not match this model ({err}); delete it to restart") from None
-        return True
+                f"Resume with --threads {blob.get('threads')}, or delete {spec.out_dir} to restart.")
+        return blob
 
-    # --- the protocol ----------------------------------------------------------------
-    def phase(self, index: int) -> Phase:
-        domain = self.phases[index]
-        steps = self.train_cfg.steps_per_phase
-        return Phase(index=index, domain=domain, steps=steps, first_step=index * steps,
-                     tokens=self.train_tokens[domain], seq_len=self.model_cfg.max_seq_len,
-                     batch_size=self.train_cfg.batch_size, seed=self.seed)
+    # --- the protocol ----------------------------------------------------------------------
+    def run(self, max_steps: int | None = None, progress: bool | None = None) -> list[dict | None]:
+        """Train every run to the end (or to `max_steps`); returns each run's metrics (None if stopped early)."""
+        results: list[dict | None] = [None] * len(self.specs)
+        pending: dict[int, list[int]] = {}
+        blobs: dict[int, dict | None] = {}
+        for i, spec in enumerate(self.specs):
+            metrics_path = spec.out_dir / "metrics.json"
+            if metrics_path.exists():
+                done = json.loads(metrics_path.read_text())
+                if done.get("config_hash") == self.hashes[i] and done.get("status") == "completed":
+                    print(f"{spec.out_dir}: already complete (config hash {self.hashes[i]}); nothing to do")
+                    results[i] = done
+                    continue
+            blobs[i] = self._read_resume(i)
+            start = 0 if blobs[i] is None else int(blobs[i]["trainer"]["step"])
+            pending.setdefault(start, []).append(i)
+        for start in sorted(pending):  # runs at different resume steps: consecutive sub-groups
+            for i, metrics in zip(pending[start], self._train([*pending[start]], blobs, max_steps, progress)):
+                results[i] = metrics
+        return results
 
-    def eval_all(self, model: AgentTree, which: dict) -> list[float]:
-        return [evaluate_bpb(model, which[d], self.device) for d in self.domains]
-
-    def run(self, max_steps: int | None = None, progress: bool | None = None) -> dict | None:
-        metrics_path = self.out_dir / "metrics.json"
-        if metrics_path.exists():
-            done = json.loads(metrics_path.read_text())
-            if done.get("config_hash") == self.hash and done.get("status") == "completed":
-                print(f"{self.out_dir}: already complete (config hash {self.hash}); nothing to do")
-                return done
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(self.seed)
-        model = AgentTree(self.model_cfg).to(self.device)
-        trainer = K1Trainer(model, self.method, seed=self.seed)
-        state = RunState()
-        resumed = self.load_checkpoint(trainer, state)
-        if not resumed:
-            state.R0 = self.eval_all(model, self.test)
-        cfg = self.train_cfg
-        total = cfg.steps_per_phase * len(self.phases)
+    def _train(self, members: list[int], blobs: dict[int, dict | None], max_steps: int | None,
+               progress: bool | None) -> list[dict | None]:
+        specs = [self.specs[i] for i in members]
+        R, cfg = len(specs), self.train_cfg
+        for s in specs:
+            s.out_dir.mkdir(parents=True, exist_ok=True)
+        model = AgentTree(self.model_cfg, runs=R, attention=self.attention, seeds=[s.seed for s in specs],
+                          run_batching=self.run_batching).to(self.device)
+        trainer = Trainer(model, [s.method for s in specs], [s.seed for s in specs], precision=cfg.precision)
+        samplers = [self.samplers(s) for s in specs]
+        logs = [RunLog() for _ in specs]
+        resumed = blobs[members[0]] is not None
+        if resumed:
+            for r, i in enumerate(members):
+                blob = blobs[i]
+                trainer.load_run_state_dict(r, blob["trainer"])
+                for d, sampler in samplers[r].items():
+                    sampler.load_state_dict(blob["samplers"][d])
+                logs[r].load_state_dict(blob["run"])
+            torch.set_rng_state(blobs[members[0]]["torch_rng"].cpu())
+        else:
+            torch.manual_seed(specs[0].seed)  # dropout's stream (unused at dropout 0)
+            test0, valid0 = self.evaluate(model, self.test), self.evaluate(model, self.valid)
+            for r, s in enumerate(specs):
+                logs[r].R0 = [float(test0[d][r]) for d in dict.fromkeys(s.phases)]
+                logs[r].R0_valid = [float(valid0[d][r]) for d in dict.fromkeys(s.phases)]
+        total = cfg.steps_per_phase * len(specs[0].phases)
         stop_at = total if max_steps is None else min(total, max_steps)
         start_step = trainer.step_count
         if resumed:
-            print(f"{self.out_dir}: resuming at step {start_step}/{total}")
+            print(f"resuming {R} run(s) at step {start_step}/{total}: {', '.join(str(s.out_dir) for s in specs)}")
         show_bar = sys.stderr.isatty() if progress is None else progress
-        bar = tqdm(total=total, initial=start_step, disable=not show_bar, desc=f"{self.method.variant} s{self.seed}")
-        agent_params = [list(a.parameters()) for a in model.agents]
-        n_agent_params = sum(p.numel() for ps in agent_params for p in ps)
+        label = specs[0].method.variant + (f" +{R - 1} runs" if R > 1 else f" s{specs[0].seed}")
+        bar = tqdm(total=total, initial=start_step, disable=not show_bar, desc=label)
+        n_agent_params = sum(model.agent_parameter_counts())
+        failed: dict[int, dict] = {}
         t0 = time.perf_counter()
         for step in range(start_step, stop_at):
             phase = step // cfg.steps_per_phase
-            domain = self.phases[phase]
-            current = self.phase(phase)
-            if step == current.first_step:
-                for plugin in trainer.plugins:
-                    plugin.before_phase(trainer, current)
-            x, y = next(self.samplers[domain])
-            for plugin in trainer.plugins:
-                x, y = plugin.batch(trainer, x, y, current)
+            xs, ys = [], []
+            for r, s in enumerate(specs):
+                current = self.phase(s, phase)
+                run = trainer.runs[r]
+                if step == current.first_step:
+                    for plugin in run.plugins:
+                        plugin.before_phase(trainer.context(r), current)
+                x, y = next(samplers[r][current.domain])
+                for plugin in run.plugins:
+                    x, y = plugin.batch(trainer.context(r), x, y, current)
+                xs.append(x)
+                ys.append(y)
             check = step % cfg.sparsity_interval == 0
-            before = [[p.detach().clone() for p in ps] for ps in agent_params] if check else None
-            try:
-                record = trainer.train_step(x.to(self.device), y.to(self.device))
-            except NonFiniteLossError as err:
-                write_json(self.out_dir / "failure.json", {"status": "failed", "step": err.step, "loss": str(err.loss),
-                                                           "message": str(err), "variant": self.method.variant,
-                                                           "seed": self.seed, "config_hash": self.hash})
-                raise
-            if check:
-                changed = torch.stack([sum((p.detach() != b).sum() for p, b in zip(ps, bs))
-                                       for ps, bs in zip(agent_params, before)]).tolist()  # one host sync
-                state.sparsity_checks.append({"step": step, "param_fraction": sum(changed) / n_agent_params,
-                                              "agents_changed": sum(c > 0 for c in changed),
-                                              "agents_scaled": record.updated})
-            state.step_rows.append(step_row(record, phase, domain))
-            bar.update(1)
+            groups = [model.run_groups(r)[1:] for r in range(R)] if check else None
+            before = [[[p.detach().clone() for p in g] for g in run] for run in groups] if check else None
+            records = trainer.train_step(torch.stack(xs).to(self.device), torch.stack(ys).to(self.device))
+            if check:  # measured: compare weights (one host sync for every run and agent)
+                changed = torch.stack([torch.stack([sum((p.detach() != b).sum() for p, b in zip(g, bg))
+                                                    for g, bg in zip(run, brun)])
+                                       for run, brun in zip(groups, before)]).tolist()
             end_of_phase = (step + 1) % cfg.steps_per_phase == 0
+            for r, (s, record) in enumerate(zip(specs, records)):
+                run = trainer.runs[r]
+                if record is None:
+                    if r not in failed and run.failure is not None:
+                        failed[r] = self._fail(s, members[r], run.failure, logs[r])
+                    continue
+                if check:
+                    logs[r].sparsity_checks.append({"step": step, "param_fraction": sum(changed[r]) / n_agent_params,
+                                                    "agents_changed": sum(c > 0 for c in changed[r]),
+                                                    "agents_scaled": record.updated})
+                logs[r].step_rows.append(step_row(record, phase, s.phases[phase]))
+            bar.update(1)
             if (step + 1) % cfg.eval_interval == 0 or end_of_phase:
-                for d, bpb in zip(self.domains, self.eval_all(model, self.valid)):
-                    state.eval_rows.append({"step": step + 1, "phase_index": phase, "phase": domain, "domain": d,
-                                            "bpb": bpb, "end_of_phase": int(end_of_phase)})
+                valid = self.evaluate(model, self.valid)
+                for r, s in enumerate(specs):
+                    if r in failed:
+                        continue
+                    for d in dict.fromkeys(s.phases):
+                        logs[r].eval_rows.append({"step": step + 1, "phase_index": phase, "phase": s.phases[phase],
+                                                  "domain": d, "bpb": float(valid[d][r]),
+                                                  "end_of_phase": int(end_of_phase)})
+                    if end_of_phase:
+                        logs[r].R_valid.append([float(valid[d][r]) for d in dict.fromkeys(s.phases)])
             if end_of_phase:
-                state.R.append(self.eval_all(model, self.test))
-                for plugin in trainer.plugins:
-                    plugin.after_phase(trainer, current)
+                test = self.evaluate(model, self.test)
+                for r, s in enumerate(specs):
+                    if r in failed:
+                        continue
+                    logs[r].R.append([float(test[d][r]) for d in dict.fromkeys(s.phases)])
+                    for plugin in trainer.runs[r].plugins:
+                        plugin.after_phase(trainer.context(r), self.phase(s, phase))
             if not show_bar and ((step + 1) % max(1, total // 10) == 0):
-                print(f"[{self.method.variant} seed {self.seed}] step {step + 1}/{total} phase {domain} "
-                      f"loss {record.loss:.3f} updated {record.updated}/{len(record.scales)}", flush=True)
+                live = [r for r in range(R) if r not in failed]
+                print(f"[{label}] step {step + 1}/{total} phase {phase} loss "
+                      + " ".join(f"{records[r].loss:.3f}" for r in live if records[r] is not None), flush=True)
             if (step + 1) % cfg.checkpoint_interval == 0 or end_of_phase or step + 1 == stop_at:
-                state.wall_time_s += time.perf_counter() - t0
+                elapsed = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                self.save_checkpoint(trainer, state)
+                for r, s in enumerate(specs):
+                    if r not in failed:
+                        logs[r].wall_time_s += elapsed / R  # this run's share of the process
+                        self._save(s, members[r], trainer, r, samplers[r], logs[r])
         bar.close()
         if trainer.step_count < total:
-            print(f"{self.out_dir}: stopped at step {trainer.step_count}/{total} (--max-steps); rerun to resume")
-            return None
-        return self.finish(model, trainer, state, n_agent_params)
+            print(f"stopped at step {trainer.step_count}/{total} (--max-steps); rerun to resume")
+            return [failed.get(r) for r in range(R)]
+        return [failed[r] if r in failed else self._finish(s, members[r], model, trainer, r, logs[r])
+                for r, s in enumerate(specs)]
 
-    def finish(self, model: AgentTree, trainer: K1Trainer, state: RunState, n_agent_params: int) -> dict:
-        from k1model.analysis.cl_metrics import forgetting_summary, sparsity_summary
+    def _save(self, spec: RunSpec, i: int, trainer: Trainer, r: int, samplers: dict, log: RunLog) -> None:
+        blob = {"format": CHECKPOINT_FORMAT, "config_hash": self.hashes[i], "threads": torch.get_num_threads(),
+                "trainer": trainer.run_state_dict(r), "samplers": {d: s.state_dict() for d, s in samplers.items()},
+                "torch_rng": torch.get_rng_state(), "run": log.state_dict()}
+        save_checkpoint(self.resume_path(spec), blob)
 
+    def _identity(self, spec: RunSpec, i: int) -> dict[str, Any]:
+        return {"variant": spec.variant, "seed": spec.seed, "config_hash": self.hashes[i],
+                "domains": list(dict.fromkeys(spec.phases)), "phases": list(spec.phases)}
+
+    def _fail(self, spec: RunSpec, i: int, failure: dict, log: RunLog) -> dict:
+        err = NonFiniteLossError(failure["step"], failure["loss"])
+        print(f"{spec.out_dir}: FAILED: {err} (failure.json; the other runs go on)", file=sys.stderr)
+        info = {"status": "failed", "step": failure["step"], "loss": str(failure["loss"]), "message": str(err),
+                **{k: v for k, v in self._identity(spec, i).items() if k in ("variant", "seed", "config_hash")}}
+        return record_failure(spec.out_dir, self.resume_path(spec), log, info)
+
+    def _finish(self, spec: RunSpec, i: int, model: AgentTree, trainer: Trainer, r: int, log: RunLog) -> dict:
         topo = model.topology
-        steps = pd.DataFrame(state.step_rows)
-        with atomic_path(self.out_dir / "steps.csv.gz") as tmp:
-            steps.to_csv(tmp, index=False, compression="gzip")
-        with atomic_path(self.out_dir / "evals.csv") as tmp:
-            pd.DataFrame(state.eval_rows).to_csv(tmp, index=False)
-        checks = pd.DataFrame(state.sparsity_checks)
-        total = trainer.step_count
-        counts = {name: int(c) for name, c in zip(topo.names, trainer.update_counts)}
-        sparsity = sparsity_summary(checks["param_fraction"], checks["agents_changed"], len(topo))
-        sparsity.update({
-            "checked_steps": int(len(checks)),
-            "scales_agree_with_weights": bool((checks["agents_changed"] == checks["agents_scaled"]).all()),
-            "intended_agent_fraction": float(steps["updated"].mean() / len(topo)),
-            "idle_step_fraction": float((steps["updated"] == 0).mean()),
-            "agent_params": n_agent_params,
-            "shared_params": sum(p.numel() for p in model.shared_parameters()),
-        })
-        scalars: dict[str, Any] = dict(forgetting_summary(state.R, state.R0))
-        for d, bpb in zip(self.domains, state.R[-1]):
-            scalars[f"final_bpb_{d}"] = bpb
-        scalars.update({
-            "sparsity_param_fraction": sparsity["sparsity_param_fraction"],
-            "sparsity_agent_fraction": sparsity["sparsity_agent_fraction"],
-            "idle_step_fraction": sparsity["idle_step_fraction"],
-            "final_train_loss": float(steps["loss"].tail(max(1, len(steps) // 20)).mean() / LN2),
-            "wall_time_s": state.wall_time_s,
-            "steps_per_s": total / state.wall_time_s if state.wall_time_s > 0 else None,
-        })
-        metrics = {
-            "status": "completed", "variant": self.method.variant, "seed": self.seed, "config_hash": self.hash,
-            "agents": [{"name": n, "level": topo.levels[k], "parent": None if topo.parents[k] < 0
-                        else topo.names[topo.parents[k]], "params": c}
-                       for k, (n, c) in enumerate(zip(topo.names, model.agent_parameter_counts()))],
-            "domains": self.domains, "phases": self.phases, "R": state.R, "R0": state.R0,
-            "final_bpb": dict(zip(self.domains, state.R[-1])), "update_counts": counts, "steps": total,
-            "sparsity": sparsity, "scalars": scalars, "versions": versions(), "device": str(self.device),
-            "threads": torch.get_num_threads(), "wall_time_s": state.wall_time_s,
-        }
-        with atomic_path(self.checkpoint_path) as tmp:
-            shutil.copyfile(self.resume_path, tmp)
-        write_json(self.out_dir / "metrics.json", metrics)  # last: its presence means "complete"
-        self.resume_path.unlink(missing_ok=True)
-        (self.out_dir / "failure.json").unlink(missing_ok=True)
-        return metrics
+        steps = write_run_outputs(spec.out_dir, log)
+        metrics = run_metrics(
+            log, steps, identity=self._identity(spec, i),
+            agents=[{"name": n, "level": topo.levels[k], "parent": None if topo.parents[k] < 0
+                     else topo.names[topo.parents[k]], "params": c}
+                    for k, (n, c) in enumerate(zip(topo.names, model.agent_parameter_counts()))],
+            update_counts={name: int(c) for name, c in zip(topo.names, trainer.runs[r].update_counts)},
+            n_agents=len(topo), agent_params=sum(model.agent_parameter_counts()),
+            shared_params=sum(p.numel() for p in model.shared_parameters(0)),
+            extra={"versions": versions(), "device": str(self.device), "threads": torch.get_num_threads(),
+                   "precision": self.train_cfg.precision, "attention": self.attention,
+                   "run_batching": self.run_batching,
+                   "process_runs": len(trainer.runs)})
+        return finish_run(spec.out_dir, self.resume_path(spec), log, metrics)
 
 
-def run_training(params: dict, data_dir: Path, variant: str, seed: int, out_dir: Path, *,
+class Run(RunGroup):
+    """One run (variant, seed) into `out_dir`."""
+
+    def __init__(self, params: Params | dict, data_dir: str | Path, variant: str, seed: int, out_dir: str | Path,
+                 threads: int | None = None):
+        params = load_params(params)
+        super().__init__(params, data_dir, run_specs(params, [variant], [seed], out_dir), threads=threads)
+
+
+def run_training(params: Params | dict, data_dir: str | Path, variant: str, seed: int, out_dir: str | Path, *,
                  threads: int | None = None, max_steps: int | None = None, progress: bool | None = None) -> dict | None:
-    return Run(params, data_dir, variant, seed, out_dir, threads=threads).run(max_steps=max_steps, progress=progress)
+    """Train one run; its metrics, or None when stopped early by `max_steps`. A non-finite loss
+    raises NonFiniteLossError after the failure is recorded (failure.json)."""
+    metrics = Run(params, data_dir, variant, seed, out_dir, threads=threads).run(max_steps, progress)[0]
+    if metrics is not None and metrics.get("status") == "failed":
+        raise NonFiniteLossError(int(metrics["step"]), float(metrics["loss"]))
+    return metrics

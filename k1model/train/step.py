@@ -1,22 +1,26 @@
-"""One training step of any variant: attribute, select, update, cool down.
+"""One training step of any variant, for every run of a model at once.
 
-    forward + backward (train mode)         -> loss, all agent gradients
-    fused gradient scores                    -> g (device)
-    every `loo_interval` steps (LOO variants) -> batched LOO Δ (device), kept as latest; with dropout 0 it
-                                                reuses the training forward's agent outputs (identical values)
-    hybrid score                              -> s (device)
-    ONE host sync                             -> loss and scores on the host
-    selection (the variant's selector) with trust eligibility -> scales
-    sparse AdamW step (lr·scale; grad=None for scale 0)
-    trust update; update counts
+    forward + backward (train mode; all runs in one batched pass)  -> loss per run, all agent gradients
+    plugins' loss terms (e.g. EWC) are added before backward
+    every `loo_interval` steps (runs with a LOO scorer)             -> batched LOO Δ, kept as each run's latest;
+                                                                       with dropout 0 it reuses the training
+                                                                       forward's agent outputs
+    gradient norms [runs, agents] and each run's scores             -> on the device
+    ONE host sync for all runs                                      -> losses, gradient norms, scores, LOO
+    per run, on the host: trust eligibility, the variant's selector -> path and scales
+    sparse AdamW over exactly the rows with scale > 0 (+ every live run's shared row)
+    per run: trust update, update counts, plugins' after_update
 
-Plugins (`plugins.py`) add a loss term before backward and see every step's record after the
-update. A non-finite loss raises `NonFiniteLossError` before anything is changed.
+Runs never mix: a run's gradients, decisions and updates depend only on its own weights and batch.
+A run whose loss is not finite is marked failed at that step (nothing of it is updated) and
+skipped from then on; the other runs go on. `K1Trainer` is the one-run view used by the API.
 """
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +28,7 @@ import torch
 from k1model.config import MethodConfig
 from k1model.errors import NonFiniteLossError
 from k1model.method.attribution import GradScorer, loo_deltas
-from k1model.method.scoring import get_scorer
+from k1model.method.scoring import get_scorer, hybrid_scores
 from k1model.method.selection import get_selector
 from k1model.method.trust import Trust
 from k1model.method.updates import SparseAdamW
@@ -32,10 +36,12 @@ from k1model.method.variants import get_variant
 from k1model.model import AgentTree
 from k1model.train.plugins import Plugin, make_plugins
 
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass
 class StepRecord:
-    """Everything a step decided, by agent index (breadth-first); `names` maps indices to agents."""
+    """Everything a step decided for one run, by agent index (breadth-first); `names` maps indices to agents."""
 
     step: int
     loss: float
@@ -44,7 +50,7 @@ class StepRecord:
     loo: list[float] | None  # Δ per agent when computed at this step
     loo_computed: bool
     eligible: list[bool]  # before this step's update
-    path: list[int]  # error path (root ... culprit); empty for dense and flat_topk
+    path: list[int]  # error path (root ... culprit); empty for selectors without one
     scales: list[float]
     trust: list[float]  # after this step's trust update
     names: tuple[str, ...] = field(repr=False, default=())
@@ -72,121 +78,257 @@ class StepRecord:
         return d
 
 
-class K1Trainer:
-    """One run's training step: the variant's parts (scorer, selector, cooldown) and plugins around
-    a fixed loop. `plugins` defaults to instances of the variant's registered plugins."""
+class RunState:
+    """One run of the stack: its method and variant parts, trust, RNG, counts, latest LOO, plugins."""
 
-    def __init__(self, model: AgentTree, method: MethodConfig, seed: int = 0, log_scores: bool = True,
-                 plugins: list[Plugin] | None = None):
-        self.model = model
+    def __init__(self, index: int, method: MethodConfig, seed: int, num_agents: int, plugins: list[Plugin] | None):
+        self.index = index
         self.method = method
+        self.seed = seed
         self.variant = get_variant(method.variant)
         self.scoring = get_scorer(self.variant.scorer)
         self.selector = get_selector(self.variant.selector)
+        self.trust = Trust(num_agents, method.trust_threshold, method.trust_increase, method.trust_decay,
+                           enabled=self.variant.cooldown)
+        self.rng = np.random.default_rng([seed, 0x4B31])  # selectors that draw (random_path); data has its own
+        self.latest_loo: torch.Tensor | None = None
+        self.update_counts = np.zeros(num_agents, dtype=np.int64)
+        self.cooled = np.zeros(num_agents, dtype=bool)  # has been in cooldown since its last update
+        self.plugins = make_plugins(self.variant.plugins) if plugins is None else list(plugins)
+        self.failure: dict[str, Any] | None = None  # set when the run's loss stopped being finite
+
+    @property
+    def live(self) -> bool:
+        return self.failure is None
+
+    def loo_due(self, step: int) -> bool:
+        return self.live and self.scoring.needs_loo and step % self.method.loo_interval == 0
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a plugin hook sees of its run: the trainer, the run's row index and state."""
+
+    trainer: "Trainer"
+    index: int
+
+    @property
+    def run(self) -> RunState:
+        return self.trainer.runs[self.index]
+
+    @property
+    def model(self) -> AgentTree:
+        return self.trainer.model
+
+    @property
+    def method(self) -> MethodConfig:
+        return self.run.method
+
+    @property
+    def step(self) -> int:
+        return self.trainer.step_count
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """This run's weights (shared first, then every agent's), as the model holds them."""
+        return [p for group in self.model.run_groups(self.index) for p in group]
+
+
+class Trainer:
+    """Trains the runs of one model (`model.runs` rows) in lockstep; see the module docstring."""
+
+    def __init__(self, model: AgentTree, methods: Sequence[MethodConfig], seeds: Sequence[int], *,
+                 plugins: Sequence[list[Plugin] | None] | None = None, precision: str = "fp32"):
+        if len(methods) != model.runs or len(seeds) != model.runs:
+            raise ValueError(f"{len(methods)} methods and {len(seeds)} seeds for a model of {model.runs} runs")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; allowed: {', '.join(PRECISIONS)}")
+        self.model = model
         self.topology = model.topology
         self.num_agents = len(model.agents)
-        self.log_scores = log_scores or self.variant.selector != "all"
+        plugins = plugins or [None] * model.runs
+        self.runs = [RunState(r, m, s, self.num_agents, p) for r, (m, s, p) in enumerate(zip(methods, seeds, plugins))]
+        self.optimizer = SparseAdamW(model, methods)
         self.scorer = GradScorer(model)
-        self.optimizer = SparseAdamW(model, method)
-        self.trust = Trust(self.num_agents, method.trust_threshold, method.trust_increase, method.trust_decay,
-                           enabled=self.variant.cooldown)
-        self.plugins = make_plugins(self.variant.plugins) if plugins is None else list(plugins)
-        self.rng = np.random.default_rng([seed, 0x4B31])  # random_path only; data order has its own RNG
+        self.precision = precision
         self.step_count = 0
-        self.latest_loo: torch.Tensor | None = None
-        self.update_counts = np.zeros(self.num_agents, dtype=np.int64)
-        self.cooled = np.zeros(self.num_agents, dtype=bool)  # has been in cooldown since last update
 
-    def loo_due(self) -> bool:
-        return self.scoring.needs_loo and self.step_count % self.method.loo_interval == 0
+    def context(self, r: int) -> RunContext:
+        return RunContext(self, r)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
-        model, variant = self.model, self.variant
+    def _autocast(self):  # bf16 autocast for matmuls; losses, norms and the optimiser stay fp32
+        if self.precision == "fp32":
+            return nullcontext()
+        return torch.autocast(device_type=self.model.mask.device.type, dtype=torch.bfloat16)
+
+    def _clip(self) -> None:
+        """Per run: scale the run's gradients so their global norm is at most method.grad_clip."""
+        clips = [run.method.grad_clip for run in self.runs]
+        if all(c is None for c in clips):
+            return
+        for r, clip in enumerate(clips):  # as torch.nn.utils.clip_grad_norm_, per run
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_([p for g in self.model.run_groups(r) for p in g], clip)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> list[StepRecord | None]:
+        """One step of every run; x, y [runs, batch, time]. None for runs that have failed."""
+        model, runs, n = self.model, self.runs, self.num_agents
         model.train()
         self.optimizer.zero_grad()
-        loo_due = self.loo_due()
-        outs = None
-        if loo_due and model.cfg.dropout == 0.0:  # the LOO reuses this forward's agent outputs (same values)
-            _, loss, outs = model.forward_with_outputs(x, y)
-        else:
-            _, loss = model(x, y)
-        objective = loss
-        for plugin in self.plugins:
-            term = plugin.loss_term(self, loss)
-            if term is not None:
-                objective = objective + term
+        loo_runs = [r for r, run in enumerate(runs) if run.loo_due(self.step_count)]
+        keep_outs = bool(loo_runs) and model.cfg.dropout == 0.0  # LOO reuses this forward's outputs
+        with self._autocast():
+            _, losses, outs = model.forward_with_outputs(x, y)
+        objective = losses.sum()
+        for r, run in enumerate(runs):
+            for plugin in run.plugins if run.live else ():
+                term = plugin.loss_term(self.context(r), losses[r])
+                if term is not None:
+                    objective = objective + term
         objective.backward()
-        if self.method.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.method.grad_clip)
-
+        self._clip()
         loo = None
-        if loo_due:
-            _, loo = loo_deltas(model, x, y, outs=None if outs is None else [o.detach() for o in outs])
-            self.latest_loo = loo
-            del outs
-        if self.log_scores:
-            grad = self.scorer.scores()
-            scores = self.scoring.score(grad, self.latest_loo)
-            parts = [loss.detach().float().view(1), grad, scores] + ([loo.float()] if loo is not None else [])
-            host = torch.cat(parts).cpu().numpy().astype(np.float64)  # the one host sync of the step
-        else:
-            host = loss.detach().float().view(1).cpu().numpy().astype(np.float64)
-        loss_value = float(host[0])
-        if not math.isfinite(loss_value):
-            self.optimizer.zero_grad()
-            raise NonFiniteLossError(self.step_count, loss_value)
-        n = self.num_agents
-        grad_host = host[1:1 + n] if self.log_scores else np.full(n, np.nan)
-        score_host = host[1 + n:1 + 2 * n] if self.log_scores else grad_host
-        loo_host = host[1 + 2 * n:1 + 3 * n] if loo is not None else None
+        if loo_runs:
+            with self._autocast():
+                _, loo = loo_deltas(model, x, y, outs=[o.detach() for o in outs] if keep_outs else None)
+            loo = loo.float()
+            for r in loo_runs:
+                runs[r].latest_loo = loo[r]
+        del outs
+        grad = self.scorer.scores()
+        scores = grad.clone()
+        for r, run in enumerate(runs):
+            if run.scoring.needs_loo and run.latest_loo is not None:
+                scores[r] = hybrid_scores(grad[r], run.latest_loo)
+        parts = [losses.detach().float().view(-1), grad.view(-1), scores.view(-1)] + ([loo.view(-1)] if loo is not None else [])
+        host = torch.cat(parts).cpu().numpy().astype(np.float64)  # the one host sync of the step
+        R = len(runs)
+        loss_h, grad_h = host[:R], host[R:R + R * n].reshape(R, n)
+        score_h = host[R + R * n:R + 2 * R * n].reshape(R, n)
+        loo_h = host[R + 2 * R * n:].reshape(R, n) if loo is not None else None
 
-        eligible = self.trust.eligible()
-        path, scales = self.selector(self.topology, score_host, eligible, self.method, self.rng)
+        scales = np.zeros((R, n))
+        returning = np.zeros((R, n), dtype=bool)
+        decided: dict[int, tuple[list[int], np.ndarray]] = {}
+        for r, run in enumerate(runs):
+            if not run.live:
+                continue
+            if not math.isfinite(loss_h[r]):
+                run.failure = {"step": self.step_count, "loss": float(loss_h[r])}
+                continue
+            eligible = run.trust.eligible()
+            path, scales[r] = run.selector(self.topology, score_h[r], eligible, run.method, run.rng)
+            updated = scales[r] > 0
+            run.cooled |= ~eligible
+            returning[r] = run.cooled & updated
+            run.cooled &= ~updated
+            decided[r] = (path, eligible)
+        self.optimizer.step(scales, live=[r in decided for r in range(R)], returning=returning)
+        records: list[StepRecord | None] = [None] * R
+        for r, (path, eligible) in decided.items():
+            run = runs[r]
+            run.trust.update(scales[r])
+            run.update_counts += scales[r] > 0
+            records[r] = StepRecord(
+                step=self.step_count, loss=float(loss_h[r]), grad_scores=grad_h[r].tolist(), scores=score_h[r].tolist(),
+                loo=loo_h[r].tolist() if r in loo_runs else None, loo_computed=r in loo_runs,
+                eligible=eligible.tolist(), path=path, scales=scales[r].tolist(), trust=run.trust.values.tolist(),
+                names=self.topology.names)
+        if decided:  # a step no run could take (every live loss non-finite) does not count
+            self.step_count += 1
+        for r, record in enumerate(records):
+            if record is not None:
+                for plugin in runs[r].plugins:
+                    plugin.after_update(self.context(r), record)
+        return records
 
-        updated = scales > 0
-        self.cooled |= ~eligible
-        self.optimizer.step(scales, returning=self.cooled & updated)
-        self.cooled &= ~updated
-        self.trust.update(scales)
-        self.update_counts += updated
-        record = StepRecord(
-            step=self.step_count, loss=loss_value, grad_scores=grad_host.tolist(), scores=score_host.tolist(),
-            loo=None if loo_host is None else loo_host.tolist(), loo_computed=loo is not None,
-            eligible=eligible.tolist(), path=path, scales=scales.tolist(), trust=self.trust.values.tolist(),
-            names=self.topology.names,
-        )
-        self.step_count += 1
-        for plugin in self.plugins:
-            plugin.after_update(self, record)
-        return record
-
-    # --- checkpointing -----------------------------------------------------------------
-    def state_dict(self) -> dict:
+    # --- checkpointing, one run at a time -------------------------------------------------
+    def run_state_dict(self, r: int) -> dict[str, Any]:
+        """Everything of run r a resumed run needs: tensors and plain values only (weights_only-safe)."""
+        run = self.runs[r]
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "trust": self.trust.state_dict(),
-            "rng": self.rng.bit_generator.state,
+            "model": self.model.run_state(r),
+            "optimizer": self.optimizer.run_state_dict(r),
+            "trust": run.trust.state_dict(),
+            "rng": run.rng.bit_generator.state,
             "step": self.step_count,
-            "latest_loo": None if self.latest_loo is None else self.latest_loo.cpu(),
-            "update_counts": self.update_counts.tolist(),
-            "cooled": self.cooled.tolist(),
-            "plugins": {p.name: p.state_dict() for p in self.plugins},
+            "latest_loo": None if run.latest_loo is None else run.latest_loo.detach().cpu().clone(),
+            "update_counts": run.update_counts.tolist(),
+            "cooled": run.cooled.tolist(),
+            "plugins": {p.name: p.state_dict() for p in run.plugins},
+            "failure": run.failure,
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.trust.load_state_dict(state["trust"])
-        self.rng.bit_generator.state = state["rng"]
+    def load_run_state_dict(self, r: int, state: dict[str, Any]) -> None:
+        run = self.runs[r]
+        self.model.load_run_state(r, state["model"])
+        self.optimizer.load_run_state_dict(r, state["optimizer"])
+        run.trust.load_state_dict(state["trust"])
+        run.rng.bit_generator.state = state["rng"]
+        if r and int(state["step"]) != self.step_count:
+            raise ValueError(f"run {r} is at step {state['step']}, the others at {self.step_count}")
         self.step_count = int(state["step"])
         loo = state["latest_loo"]
-        self.latest_loo = None if loo is None else loo.to(next(self.model.parameters()).device)
-        self.update_counts = np.asarray(state["update_counts"], dtype=np.int64)
-        self.cooled = np.asarray(state["cooled"], dtype=bool)
+        run.latest_loo = None if loo is None else loo.to(self.model.mask.device)
+        run.update_counts = np.asarray(state["update_counts"], dtype=np.int64)
+        run.cooled = np.asarray(state["cooled"], dtype=bool)
+        run.failure = state.get("failure")
         saved = state.get("plugins", {})
-        if sorted(saved) != sorted(p.name for p in self.plugins):
+        if sorted(saved) != sorted(p.name for p in run.plugins):
             raise ValueError(f"checkpoint has plugin state for {sorted(saved)}, the run has "
-                             f"{sorted(p.name for p in self.plugins)}")
-        for plugin in self.plugins:
+                             f"{sorted(p.name for p in run.plugins)}")
+        for plugin in run.plugins:
             plugin.load_state_dict(saved[plugin.name])
+
+
+class K1Trainer:
+    """A single run: the `Trainer` of a one-run model, with 2-D batches and one record per step.
+
+    A non-finite loss raises `NonFiniteLossError` (the step was not applied)."""
+
+    def __init__(self, model: AgentTree, method: MethodConfig, seed: int = 0, plugins: list[Plugin] | None = None,
+                 precision: str = "fp32"):
+        if model.runs != 1:
+            raise ValueError(f"K1Trainer trains one run; the model has {model.runs} (use Trainer)")
+        self.trainer = Trainer(model, [method], [seed], plugins=[plugins], precision=precision)
+        self.model = model
+        self.topology = model.topology
+        self.num_agents = len(model.agents)
+        self.optimizer = self.trainer.optimizer
+
+    @property
+    def run(self) -> RunState:
+        return self.trainer.runs[0]
+
+    method = property(lambda self: self.run.method)
+    variant = property(lambda self: self.run.variant)
+    trust = property(lambda self: self.run.trust)
+    rng = property(lambda self: self.run.rng)
+    plugins = property(lambda self: self.run.plugins)
+    update_counts = property(lambda self: self.run.update_counts)
+    cooled = property(lambda self: self.run.cooled)
+    latest_loo = property(lambda self: self.run.latest_loo)
+
+    @property
+    def step_count(self) -> int:
+        return self.trainer.step_count
+
+    @step_count.setter
+    def step_count(self, value: int) -> None:
+        self.trainer.step_count = value
+
+    def loo_due(self) -> bool:
+        return self.run.loo_due(self.step_count)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
+        record = self.trainer.train_step(x.unsqueeze(0), y.unsqueeze(0))[0]
+        if record is None:
+            failure = self.run.failure or {}
+            self.run.failure = None  # the API may fix the model and go on
+            raise NonFiniteLossError(int(failure.get("step", self.step_count)), float(failure.get("loss", math.nan)))
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.trainer.run_state_dict(0)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.load_run_state_dict(0, state)

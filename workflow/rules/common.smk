@@ -23,8 +23,11 @@ from snakemake.utils import validate
 # Pipeline-only settings (never written in a params file) are given with --config:
 #   params_file=FILE   the params file (see above)
 #   data_root=DIR      root folder for `data.source: local` (else $K1_DATA_ROOT / data.local.root)
+#   stage=NAME         only the rules of one stage (data, runs, analysis, paper): what dvc.yaml runs,
+#                      so a stage never re-runs another stage's rules; their outputs are inputs
 # --------------------------------------------------------------------------------------
-PIPELINE_KEYS = ("params_file", "data_root")
+PIPELINE_KEYS = ("params_file", "data_root", "stage")
+STAGES = ("data", "runs", "analysis", "paper")
 DEFAULT_PARAMS_FILE = "params/default.yaml"
 SCHEMA = "../schemas/params.schema.yaml"
 
@@ -114,6 +117,14 @@ _validate_params(PARAMS, PARAMS_FILE)
 config.clear()
 config.update(PARAMS)
 DATA_ROOT = (workflow.config_settings.config or {}).get("data_root")
+STAGE = (workflow.config_settings.config or {}).get("stage")
+if STAGE is not None and STAGE not in STAGES:
+    raise WorkflowError(f"--config stage={STAGE}: unknown stage; allowed: {', '.join(STAGES)}")
+
+
+def in_stage(name):
+    """Whether the rules of stage `name` are part of this invocation (all of them without stage=)."""
+    return STAGE is None or STAGE == name
 
 VARIANTS = list(config["experiment"]["variants"])
 SEEDS = [int(s) for s in config["experiment"]["seeds"]]
@@ -176,4 +187,12 @@ def prepared_files():
 
 
 def run_files(name):
-    return [f"{RUNS}/{v}/seed{s}/{name}" for v in VARIANTS for s in SEEDS]
+    return [f"{RUNS}/{r.path}/{name}" for r in PLAN]
+
+
+# The run plan and its jobs come from the library (the same function `k1 train --group` uses).
+from k1model.config import load_params as _load_validated
+from k1model.study.plan import job_groups, plan_runs
+
+PLAN = plan_runs(_load_validated(PARAMS_FILE))
+TRAIN_GROUPS = job_groups(PLAN)

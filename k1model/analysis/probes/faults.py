@@ -18,7 +18,7 @@ from k1model.model import AgentTree, Topology
 METHODS = ("grad", "loo", "hybrid")
 
 def _fault_params(block: torch.nn.Module) -> list[torch.nn.Parameter]:
-    return [block.attn.proj.weight, block.out.weight]
+    return [block.proj.weight, block.out.weight]
 
 class _Fault:
     """Agent k's residual output projections W (attn.proj.weight, out.weight) set to
@@ -26,7 +26,7 @@ class _Fault:
 
     def __init__(self, model: AgentTree, k: int, seed: Sequence[int]):
         rng = np.random.default_rng(list(seed))
-        self.params = _fault_params(model.agents[k])
+        self.params = _fault_params(model.agents[k].copies[0])
         self.originals = [p.detach().clone() for p in self.params]
         self.directions = []
         for p in self.params:

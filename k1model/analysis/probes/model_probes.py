@@ -26,7 +26,7 @@ def batch_attribution(model: AgentTree, scorer: GradScorer, x: torch.Tensor, y: 
     with torch.enable_grad():
         _, loss = model(x, y)
         loss.backward()
-    grad = scorer.scores()
+    grad = scorer.scores()[0]  # a one-run model
     model.zero_grad(set_to_none=True)
     parts = [loss.detach().float().view(1), grad.float()]
     if with_loo:
@@ -78,10 +78,9 @@ def resample_probe(model: AgentTree, batches: Sequence[tuple[torch.Tensor, torch
     }
 
 def _fresh_agents(model: AgentTree, seed: Sequence[int]) -> AgentTree:
-    """A freshly initialised tree (the model's own init) from a fixed seed; global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(np.random.default_rng(list(seed)).integers(2**31 - 1)))
-        fresh = AgentTree(model.cfg)
+    """A freshly initialised one-run tree (the model's own init) from a fixed seed."""
+    fresh = AgentTree(model.cfg, seeds=[int(np.random.default_rng(list(seed)).integers(2**31 - 1))],
+                      attention=model.attention)
     return fresh.to(next(model.parameters()).device)
 
 def randomisation_probe(model: AgentTree, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], use_loo: bool,

@@ -18,7 +18,7 @@ A variant's step time is the **amortised** one, LOO included:
 
 and `ratio_to_dense = t_amortised / median(t_dense)`. `ratio_to_dense_paired` is the
 median over rounds of the same quantity computed within one round (robust to drift).
-`dense` is the trainer with `log_scores=False` (pure backprop + AdamW, no scores);
+`dense` is the trainer with every agent at scale 1 (backprop + the fused AdamW; scores are still computed);
 `plain_adamw` is `zero_grad → forward → backward → AdamW.step` with nothing else, a sanity
 reference for the trainer's own overhead.
 
@@ -35,12 +35,17 @@ Besides the step times, per tree:
   `.numpy()`, `bool()/float()/int()` of a tensor, `.to(cpu)`) during one step, by call
   site, counted with a `TorchFunctionMode` (the same count is what would sync on CUDA;
   torch.optim's `.item()` on its CPU step counters is listed separately: no sync on CUDA);
-* `optimizer_foreach`: torch's AdamW step over all parameters with `foreach=False`
+* `optimizer`: torch's AdamW step over all parameters as a for-loop (the CPU default), `foreach`
+  and `fused` (the kernel the trainer runs), same gradients: times, and which ones are bit-equal;
   (the CPU default) against `foreach=True`, interleaved, and whether both are bit-equal;
-* `sibling_batching`: an experiment, not used by the trainer: the whole tree evaluated level
-  by level with all agents of a level batched (stacked weights, `baddbmm`, one SDPA call),
-  per-agent parameters kept as separate `nn.Parameter`s, against the straightforward
-  forward; forward+backward time and the float difference of loss and gradients.
+Once per benchmark, on the reference model (the params file's model and batch size, default the
+default profile's), with 1 thread unless `--threads`:
+
+* `execution`: a dense step per run for every attention kernel (masked, causal) x run batching
+  (loop, batched), alone and with several runs in one process; the fastest choices, and the
+  multi-run speedup per step (time alone / time per run in the stack);
+* `efficiency`: FLOPs of a dense step (FlopCounterMode: matmuls), its achieved GFLOP/s and the
+  square-matmul GFLOP/s measured in the same run, alternating.
 
 `run_benchmark(...) -> dict` does the work; `format_table(result) -> str` renders it;
 `cli_bench(args)` is `k1 bench`.
@@ -57,14 +62,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from k1model.app.bench.experiments import optimizer_foreach_experiment, sibling_batching_experiment
+from k1model.app.bench.experiments import efficiency_experiment, execution_experiment, optimizer_experiment
 from k1model.app.bench.measure import (_cpu_model, _load, _maxrss_mb, _summary, _sync, _tensor_bytes, _timed,
                                        count_host_syncs, parse_trees, peak_step_memory)
 from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import ConfigError
 from k1model.method.attribution import loo_deltas, loo_deltas_reference
 from k1model.method.variants import VARIANTS
-from k1model.model import AgentTree
+from k1model.model import AgentTree, default_execution
 from k1model.train.step import K1Trainer
 
 __all__ = ["PLAIN", "VARIANT_ORDER", "bench_tree", "count_host_syncs", "format_table", "parse_trees", "run_benchmark"]
@@ -96,7 +101,7 @@ class _Entry:
                                          eps=method.eps, weight_decay=method.weight_decay)
             self.has_loo = False
         else:
-            self.trainer = K1Trainer(model, method, seed=0, log_scores=name != "dense")
+            self.trainer = K1Trainer(model, method, seed=0)
             self.has_loo = self.trainer.variant.uses_loo
         self.step_times: list[float] = []
         self.loo_step_times: list[float] = []
@@ -124,12 +129,13 @@ class _Entry:
         t.train_step(self.x, self.y)
 
     def optimizer_state_mb(self) -> float:
-        opt = self.opt if self.trainer is None else self.trainer.optimizer.optimizer
-        return _tensor_bytes(v for s in opt.state.values() for v in s.values()) / 2**20
+        if self.trainer is None:
+            return _tensor_bytes(v for s in self.opt.state.values() for v in s.values()) / 2**20
+        return _tensor_bytes(t for s in self.trainer.optimizer.state.values() for t in s) / 2**20
 
-def _make_model(cfg: ModelConfig, seed: int, device: torch.device) -> AgentTree:
-    torch.manual_seed(seed)
-    return AgentTree(cfg).to(device)
+def _make_model(cfg: ModelConfig, seed: int, device: torch.device, attention: str = "masked",
+                batching: str = "loop") -> AgentTree:
+    return AgentTree(cfg, seeds=[seed], attention=attention, run_batching=batching).to(device)
 
 def _batch(cfg: ModelConfig, batch: int, context: int, seed: int, device: torch.device):
     g = torch.Generator().manual_seed(seed)
@@ -143,7 +149,8 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
     cfg = ModelConfig(branching=tuple(branching), embed_dim=width, hidden_dim=hidden, num_heads=heads,
                       max_seq_len=context, dropout=0.0)
     x, y = _batch(cfg, batch, context, seed, device)
-    base = _make_model(cfg, seed, device)
+    attention, batching = default_execution(device)
+    base = _make_model(cfg, seed, device, attention, batching)
     n = len(base.agents)
     entries: dict[str, _Entry] = {}
     for name in (*VARIANT_ORDER, PLAIN):
@@ -234,13 +241,16 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
     }
     if experiments:
         exp_repeats = max(3, repeats // 2)
-        result["optimizer_foreach"] = optimizer_foreach_experiment(base, entries["dense"].trainer.method, x, y,
-                                                                   exp_repeats, device)
-        result["sibling_batching"] = sibling_batching_experiment(base, x, y, exp_repeats, device)
+        result["optimizer"] = optimizer_experiment(base, entries["dense"].trainer.method, x, y, exp_repeats, device)
         log(f"  experiments done ({time.perf_counter() - t0:.1f} s)")
     return result
 
-def _targets(trees: list[dict[str, Any]]) -> dict[str, Any]:
+TARGET_MATMUL_FRACTION = 0.40  # dense step GFLOP/s / square-matmul GFLOP/s, default model
+TARGET_MULTI_RUN = 2.0  # six runs in one process vs alone, per-step throughput (<= 0.5x the time)
+
+
+def _targets(trees: list[dict[str, Any]], efficiency: dict | None = None,
+             execution: dict | None = None) -> dict[str, Any]:
     ratio = {}
     loo = {}
     for t in trees:
@@ -250,14 +260,27 @@ def _targets(trees: list[dict[str, Any]]) -> dict[str, Any]:
                                    "required": t["agents"] in TARGET_TREES}
         loo[str(t["agents"])] = {"speedup": t["loo"]["speedup"], "target": TARGET_LOO_SPEEDUP,
                                  "met": t["loo"]["speedup"] >= TARGET_LOO_SPEEDUP, "required": t["agents"] == 41}
-    return {"k1_full_amortised_over_dense": ratio, "batched_loo_speedup": loo}
+    out: dict[str, Any] = {"k1_full_amortised_over_dense": ratio, "batched_loo_speedup": loo}
+    if efficiency is not None:
+        f = efficiency["fraction_of_matmul"]
+        out["dense_step_fraction_of_matmul"] = {"value": f, "target": TARGET_MATMUL_FRACTION,
+                                                "met": f >= TARGET_MATMUL_FRACTION}
+    if execution is not None:
+        best = execution["fastest_multi_run"].rsplit("/", 1)[0]
+        sp = execution["multi_run_speedup"][best]
+        out["multi_run_step_speedup"] = {"value": sp, "choice": best, "target": TARGET_MULTI_RUN,
+                                         "met": sp >= TARGET_MULTI_RUN}
+    return out
 
 def run_benchmark(trees: Sequence[Sequence[int]] = ((2, 2), (4, 4), (4, 3, 2)), *, width: int = 128,
                   hidden: int | None = None, heads: int = 4, context: int = 64, batch: int = 32, repeats: int = 10,
                   warmup: int = 3, loo_interval: int = 50, device: str = "cpu", threads: int | None = None,
                   seed: int = 0, loo_repeats: int | None = None, experiments: bool = True,
+                  reference: tuple[ModelConfig, int] | None = None, multi_runs: int = 6,
                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Time every variant against dense on each tree; see the module docstring. Returns a JSON-able dict."""
+    """Time every variant against dense on each tree; see the module docstring. Returns a JSON-able dict.
+    `reference` = (model config, batch size) of the execution and efficiency measurements (default:
+    the default profile's model: [2, 2], width 64, 4 heads, MLP 128, context 64, batch 16)."""
     if repeats < 1:
         raise ConfigError(f"invalid value for 'repeats': {repeats}; allowed: an integer >= 1")
     if warmup < 0:
@@ -290,8 +313,20 @@ def run_benchmark(trees: Sequence[Sequence[int]] = ((2, 2), (4, 4), (4, 3, 2)), 
         results.append(bench_tree(tuple(branching), width=width, hidden=hidden, heads=heads, context=context,
                                   batch=batch, repeats=repeats, warmup=warmup, loo_interval=loo_interval, device=dev,
                                   seed=seed, loo_repeats=loo_repeats, experiments=experiments, log=log))
+    out: dict[str, Any] = {"meta": meta, "trees": results}
+    if experiments:
+        ref_cfg, ref_batch = reference or (ModelConfig(branching=(2, 2), embed_dim=64, num_heads=4, hidden_dim=128,
+                                                       max_seq_len=64), 16)
+        log(f"execution choices on the reference model (batch {ref_batch}, {multi_runs} runs per process)")
+        out["execution"] = execution_experiment(ref_cfg, ref_batch, dev, max(3, repeats), runs=multi_runs)
+        att, batching = default_execution(dev)
+        out["efficiency"] = efficiency_experiment(ref_cfg, ref_batch, dev, max(3, repeats), att, batching)
+        out["reference_model"] = {"branching": list(ref_cfg.branching), "width": ref_cfg.embed_dim,
+                                  "heads": ref_cfg.num_heads, "hidden": ref_cfg.hidden_dim,
+                                  "context": ref_cfg.max_seq_len, "batch": ref_batch}
     meta.update(load_average_end=_load(), wall_s=time.perf_counter() - t0, maxrss_mb=_maxrss_mb())
-    return {"meta": meta, "trees": results, "targets": _targets(results)}
+    out["targets"] = _targets(results, out.get("efficiency"), out.get("execution"))
+    return out
 
 def _ms(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{1000 * v:.1f}"
@@ -327,23 +362,31 @@ def format_table(result: dict[str, Any]) -> str:
                      f"(max |diff| {lo['max_abs_diff']:.1e}); amortised at 1/{m['loo_interval']}: "
                      f"{_ms(lo['amortised_batched_s_per_step'])} ms/step = "
                      f"{100 * lo['amortised_share_of_k1_full_step']:.2f}% of a k1_full step")
-        if "optimizer_foreach" in t:
-            fe = t["optimizer_foreach"]
-            lines.append(f"AdamW step, all params: foreach=False {_ms(fe['step_s']['foreach_false']['median'])} ms, "
-                         f"foreach=True {_ms(fe['step_s']['foreach_true']['median'])} ms "
-                         f"(x{fe['foreach_over_default']:.2f}; bit-equal: {fe['bit_equal']})")
-        if "sibling_batching" in t:
-            sb = t["sibling_batching"]
-            lines.append(f"level-batched agents (experiment): fwd+bwd "
-                         f"{_ms(sb['fwd_bwd_s']['grouped']['median'])} ms vs straightforward "
-                         f"{_ms(sb['fwd_bwd_s']['straightforward']['median'])} ms "
-                         f"(x{sb['grouped_over_straightforward']:.2f}; loss diff {sb['loss_abs_diff']:.1e}, "
-                         f"grad rel diff {sb['grad_max_rel_diff']:.1e})")
+        if "optimizer" in t:
+            op = t["optimizer"]["step_s"]
+            lines.append(f"AdamW step, all params: for-loop {_ms(op['loop']['median'])} ms, foreach "
+                         f"{_ms(op['foreach']['median'])} ms, fused {_ms(op['fused']['median'])} ms "
+                         f"(fused x{t['optimizer']['fused_over_loop']:.2f}; foreach bit-equal to the loop: "
+                         f"{t['optimizer']['bit_equal']}; fused max rel diff {t['optimizer']['fused_max_rel_diff']:.1e})")
     lines += ["", "columns: step = regular step; LOO step = step with the batched LOO; amort. = "
                   "((I-1)*step + LOO step)/I; x dense = amort./dense step (medians); paired = median over rounds of "
                   "the same ratio within a round; LOO % = LOO's share of the amortised step; peak MB = torch "
                   "allocations during a step above what was held before; syncs = host transfers in k1model code "
                   "(regular/LOO step)"]
+    if "execution" in result:
+        ex, rm = result["execution"], result["reference_model"]
+        lines += ["", f"execution choices, reference model {rm['branching']} width {rm['width']} batch {rm['batch']}: "
+                      f"dense step per run (ms), 1 vs {ex['runs']} runs in one process"]
+        for key, row in ex["rows"].items():
+            lines.append(f"  {key:<22} {_ms(row['per_run_step_s']['median']):>8}")
+        lines.append(f"  fastest alone: {ex['fastest_single_run']}; fastest stacked: {ex['fastest_multi_run']}; "
+                     "multi-run speedup per step: "
+                     + ", ".join(f"{k} x{v:.2f}" for k, v in ex["multi_run_speedup"].items()))
+        ef = result["efficiency"]
+        lines.append(f"efficiency: dense step {_ms(ef['step_s'])} ms, {ef['flops_per_step'] / 1e9:.2f} GFLOP -> "
+                     f"{ef['achieved_gflops']:.1f} GFLOP/s vs square matmul {ef['matmul_gflops']:.1f} GFLOP/s "
+                     f"= {100 * ef['fraction_of_matmul']:.0f}% ({ef['attention']}/{ef['run_batching']}, "
+                     f"{ef['tokens_per_s']:.0f} tokens/s)")
     tg = result["targets"]
     ratio = ", ".join(f"{k} agents {v['ratio']:.3f} ({'met' if v['met'] else 'MISSED'})"
                       for k, v in tg["k1_full_amortised_over_dense"].items() if v["required"])
@@ -351,4 +394,8 @@ def format_table(result: dict[str, Any]) -> str:
                     for k, v in tg["batched_loo_speedup"].items() if v["required"])
     lines.append(f"targets: k1_full <= {TARGET_RATIO} x dense: {ratio or 'no 21/41-agent tree in this run'}; "
                  f"batched LOO >= {TARGET_LOO_SPEEDUP}x: {loo or 'no 41-agent tree in this run'}")
+    for key, label in (("dense_step_fraction_of_matmul", "dense step >= 40% of matmul rate"),
+                       ("multi_run_step_speedup", "multi-run per-step speedup >= 2x")):
+        if key in tg:
+            lines.append(f"         {label}: {tg[key]['value']:.2f} ({'met' if tg[key]['met'] else 'MISSED'})")
     return "\n".join(lines)

@@ -1,112 +1,129 @@
-"""Experiments the benchmark reports but the trainer does not use (kept measured, not merged)."""
+"""Measurements the benchmark reports besides the per-variant step times: the optimiser kernels,
+the execution choices (attention kernel x run batching x runs per process), and the matmul
+efficiency of a dense step against the same machine's square-matmul rate."""
 from __future__ import annotations
 
-import collections
 import copy
 import statistics
-from typing import Any
+from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
-from k1model.app.bench.measure import _summary, _timed
-from k1model.config import MethodConfig
-from k1model.model import AgentTree
+from k1model.app.bench.measure import _summary, _sync, _timed
+from k1model.config import MethodConfig, ModelConfig
+from k1model.model import ATTENTION_KERNELS, RUN_BATCHING, AgentTree
+from k1model.train.step import Trainer
 
-def _grouped_level(blocks, xs: torch.Tensor) -> torch.Tensor:
-    """All blocks of one level at once: xs [n, B, T, D] (input of each block) -> outputs [n, B, T, D]."""
-    n, B, T, D = xs.shape
-    H = blocks[0].attn.num_heads
 
-    def stack(get):
-        return torch.stack([get(b) for b in blocks])
-
-    def norm(x, ln):
-        return (F.layer_norm(x, (D,)) * stack(lambda b: getattr(b, ln).weight)[:, None, None, :]
-                + stack(lambda b: getattr(b, ln).bias)[:, None, None, :])
-
-    def linear(x, get):
-        w, b = stack(lambda blk: get(blk).weight), stack(lambda blk: get(blk).bias)
-        return torch.baddbmm(b[:, None, :], x.reshape(n, B * T, -1), w.transpose(1, 2)).view(n, B, T, -1)
-
-    q, k, v = linear(norm(xs, "ln1"), lambda b: b.attn.qkv).split(D, dim=-1)
-    q, k, v = (t.reshape(n * B, T, H, D // H).transpose(1, 2) for t in (q, k, v))
-    att = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(n, B, T, D)
-    xs = xs + linear(att, lambda b: b.attn.proj)
-    hidden = F.gelu(linear(norm(xs, "ln2"), lambda b: b.fc))
-    return xs + linear(hidden, lambda b: b.out)
-
-def grouped_forward(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Loss of `model` with every level's agents batched (see module docstring). Dropout must be 0."""
-    topo = model.topology
-    levels: dict[int, list[int]] = collections.defaultdict(list)
-    for i, level in enumerate(topo.levels):
-        levels[level].append(i)
-    outs: list[torch.Tensor | None] = [None] * len(topo)
-    h0 = model.embed(idx)
-    for level in sorted(levels):
-        ids = levels[level]
-        if level == 0:
-            xs = h0.unsqueeze(0)
-        else:
-            prev = levels[level - 1]
-            pos = torch.tensor([prev.index(topo.parents[i]) for i in ids], device=h0.device)
-            xs = torch.stack([outs[p] for p in prev]).index_select(0, pos)
-        ys = _grouped_level([model.agents[i] for i in ids], xs)
-        for j, i in enumerate(ids):
-            outs[i] = ys[j]
-    logits = model.readout(outs)
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-
-def sibling_batching_experiment(model: AgentTree, x: torch.Tensor, y: torch.Tensor, repeats: int,
-                                device: torch.device) -> dict[str, Any]:
-    model = copy.deepcopy(model)
-    grads = {}
-    losses = {}
-    fns = {"straightforward": lambda: model(x, y)[1], "grouped": lambda: grouped_forward(model, x, y)}
-    for name, fn in fns.items():
-        model.zero_grad(set_to_none=True)
-        loss = fn()
-        loss.backward()
-        losses[name] = loss.detach()
-        grads[name] = [p.grad.detach().clone() for p in model.agents.parameters()]
-    rel = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item()
-              for a, b in zip(grads["straightforward"], grads["grouped"]))
-
-    def fwd_bwd(fn):
-        def run():
-            model.zero_grad(set_to_none=True)
-            fn().backward()
-        return run
-
+def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device,
+                 per_call: dict[str, int] | None = None) -> dict[str, list[float]]:
+    """Time every function once per round, rounds alternating direction; first round discarded."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(repeats + 1):  # first round is warm-up
+    for r in range(repeats + 1):
         for name, fn in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
-            t = _timed(fwd_bwd(fn), device)
+            t = _timed(fn, device) / (per_call or {}).get(name, 1)
             if r:
                 times[name].append(t)
-    a, b = (statistics.median(times[k]) for k in fns)
-    return {"fwd_bwd_s": {k: _summary(v) for k, v in times.items()}, "grouped_over_straightforward": b / a,
-            "loss_abs_diff": (losses["straightforward"] - losses["grouped"]).abs().item(),
-            "grad_max_rel_diff": rel, "pays": b < a}
+    return times
 
-def optimizer_foreach_experiment(model: AgentTree, method: MethodConfig, x: torch.Tensor, y: torch.Tensor,
-                                 repeats: int, device: torch.device) -> dict[str, Any]:
-    """torch AdamW step over every parameter: foreach=False (CPU default) vs foreach=True, same grads."""
-    models = {fe: copy.deepcopy(model) for fe in (False, True)}
+
+def optimizer_experiment(model: AgentTree, method: MethodConfig, x: torch.Tensor, y: torch.Tensor,
+                         repeats: int, device: torch.device) -> dict[str, Any]:
+    """torch AdamW over every weight: for-loop (torch's CPU default), foreach and fused (what the
+    trainer runs), same gradients; times and whether foreach/fused equal the for-loop bit for bit."""
+    kinds = {"loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}
+    models = {k: copy.deepcopy(model) for k in kinds}
     opts = {}
-    for fe, m in models.items():
+    for k, m in models.items():
         m.zero_grad(set_to_none=True)
         m(x, y)[1].backward()
-        opts[fe] = torch.optim.AdamW(m.parameters(), lr=method.learning_rate, betas=method.betas, eps=method.eps,
-                                     weight_decay=method.weight_decay, foreach=fe)
-    times: dict[bool, list[float]] = {False: [], True: []}
-    for r in range(repeats + 1):
-        for fe in ((False, True) if r % 2 == 0 else (True, False)):
-            t = _timed(opts[fe].step, device)
-            if r:
-                times[fe].append(t)
-    equal = all(torch.equal(a, b) for a, b in zip(models[False].parameters(), models[True].parameters()))
-    a, b = statistics.median(times[False]), statistics.median(times[True])
-    return {"step_s": {"foreach_false": _summary(times[False]), "foreach_true": _summary(times[True])},
-            "foreach_over_default": b / a, "bit_equal": equal, "pays": b < a}
+        opts[k] = torch.optim.AdamW(m.parameters(), lr=method.learning_rate, betas=method.betas, eps=method.eps,
+                                    weight_decay=method.weight_decay, **kinds[k])
+    times = _interleaved({k: o.step for k, o in opts.items()}, repeats, device)
+    med = {k: statistics.median(v) for k, v in times.items()}
+
+    def equal(a: str, b: str) -> bool:
+        return all(torch.equal(p, q) for p, q in zip(models[a].parameters(), models[b].parameters()))
+
+    def max_rel(a: str, b: str) -> float:
+        return max(((p - q).abs().max() / q.abs().max().clamp_min(1e-30)).item()
+                   for p, q in zip(models[a].parameters(), models[b].parameters()))
+
+    return {"step_s": {k: _summary(v) for k, v in times.items()},
+            "foreach_over_loop": med["foreach"] / med["loop"], "fused_over_loop": med["fused"] / med["loop"],
+            "bit_equal": equal("foreach", "loop"), "fused_bit_equal": equal("fused", "loop"),
+            "fused_max_rel_diff": max_rel("fused", "loop"),
+            # the original key: foreach vs the for-loop (kept for readers of older results)
+            "foreach_over_default": med["foreach"] / med["loop"], "pays": med["fused"] < med["loop"]}
+
+
+def _dense_trainer(cfg: ModelConfig, runs: int, attention: str, batching: str, device: torch.device) -> Trainer:
+    model = AgentTree(cfg, runs=runs, attention=attention, run_batching=batching, seeds=list(range(runs))).to(device)
+    return Trainer(model, [MethodConfig(variant="dense", loo_interval=10**9)] * runs, list(range(runs)))
+
+
+def execution_experiment(cfg: ModelConfig, batch: int, device: torch.device, repeats: int,
+                         runs: int = 6) -> dict[str, Any]:
+    """Dense step time per run for every attention kernel x run batching, with 1 and `runs` runs per
+    process (interleaved). `multi_run_speedup` = time of one run alone / time per run in the stack."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randint(0, cfg.vocab_size, (runs, batch, cfg.max_seq_len + 1), generator=g).to(device)
+    x, y = w[..., :-1].contiguous(), w[..., 1:].contiguous()
+    fns, per_call = {}, {}
+    for attention in ATTENTION_KERNELS:
+        for batching in RUN_BATCHING:
+            for R in (1, runs):
+                tr = _dense_trainer(cfg, R, attention, batching, device)
+                key = f"{attention}/{batching}/R{R}"
+                fns[key] = (lambda t=tr, R=R: t.train_step(x[:R], y[:R]))
+                per_call[key] = R
+    times = _interleaved(fns, repeats, device, per_call)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = {k: {"per_run_step_s": _summary(v)} for k, v in times.items()}
+    best_single = min((k for k in med if k.endswith("/R1")), key=med.get)
+    best_multi = min((k for k in med if k.endswith(f"/R{runs}")), key=med.get)
+    speedup = {f"{a}/{b}": med[f"{a}/{b}/R1"] / med[f"{a}/{b}/R{runs}"] for a in ATTENTION_KERNELS for b in RUN_BATCHING}
+    return {"runs": runs, "batch": batch, "rows": rows, "fastest_single_run": best_single,
+            "fastest_multi_run": best_multi, "multi_run_speedup": speedup,
+            "what": "dense training step per run (incl. scores, host sync, fused AdamW); multi_run_speedup = "
+                    "single-run step / per-run step with `runs` runs in one process"}
+
+
+def matmul_rate(device: torch.device, size: int = 1024, repeats: int = 10) -> float:
+    """GFLOP/s of a float32 square matmul (the machine's practical peak at this thread count)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    times = [_timed(lambda: a @ b, device) for _ in range(repeats)]
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def step_flops(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """FLOPs of one training step as torch's FlopCounterMode counts them (matmuls; not attention kernels)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(x, y)
+    return float(counter.get_total_flops())
+
+
+def efficiency_experiment(cfg: ModelConfig, batch: int, device: torch.device, repeats: int,
+                          attention: str, batching: str) -> dict[str, Any]:
+    """The dense step's achieved GFLOP/s against the square-matmul rate measured in the same run."""
+    tr = _dense_trainer(cfg, 1, attention, batching, device)
+    g = torch.Generator().manual_seed(1)
+    w = torch.randint(0, cfg.vocab_size, (1, batch, cfg.max_seq_len + 1), generator=g).to(device)
+    x, y = w[..., :-1].contiguous(), w[..., 1:].contiguous()
+    flops = step_flops(tr, x, y)
+    rates, steps = [], []
+    for _ in range(3):  # alternate, so drift of a shared machine hits both
+        rates.append(matmul_rate(device))
+        steps.append(statistics.median(_interleaved({"step": lambda: tr.train_step(x, y)}, repeats, device)["step"]))
+    step_s, peak = statistics.median(steps), statistics.median(rates)
+    achieved = flops / step_s / 1e9
+    return {"flops_per_step": flops, "step_s": step_s, "achieved_gflops": achieved, "matmul_gflops": peak,
+            "fraction_of_matmul": achieved / peak, "attention": attention, "run_batching": batching,
+            "tokens_per_s": batch * cfg.max_seq_len / step_s,
+            "counts": "FlopCounterMode: matmul FLOPs of forward + backward (attention kernels not counted)"}

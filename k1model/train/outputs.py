@@ -1,0 +1,138 @@
+"""What a run records while it trains (step log, evaluations, R matrix, sparsity checks) and the
+files it leaves in its run directory: metrics.json, steps.csv.gz, evals.csv, checkpoint.pt
+(and failure.json when its loss stopped being finite)."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from k1model.io import atomic_path, write_json
+from k1model.train.step import StepRecord
+
+LN2 = math.log(2.0)
+
+
+def step_row(record: StepRecord, phase: int, domain: str) -> dict[str, Any]:
+    names = record.names
+    row: dict[str, Any] = {
+        "step": record.step, "phase": phase, "domain": domain, "loss": record.loss,
+        "culprit": "" if record.culprit is None else names[record.culprit],
+        "path": " > ".join(names[k] for k in record.path),
+        "scales": json.dumps({names[k]: s for k, s in enumerate(record.scales) if s > 0}),
+        "updated": record.updated, "skipped": record.skipped, "loo_computed": int(record.loo_computed),
+        "avg_trust": record.avg_trust,
+    }
+    for k, name in enumerate(names):
+        row[f"grad_{name}"] = record.grad_scores[k]
+        row[f"score_{name}"] = record.scores[k]
+        row[f"loo_{name}"] = record.loo[k] if record.loo is not None else float("nan")
+        row[f"trust_{name}"] = record.trust[k]
+    return row
+
+
+class RunLog:
+    """Everything besides the trainer that a resumed run needs to continue identically."""
+
+    FIELDS = ("step_rows", "eval_rows", "R", "R0", "R_valid", "R0_valid", "sparsity_checks", "wall_time_s")
+
+    def __init__(self) -> None:
+        self.step_rows: list[dict[str, Any]] = []
+        self.eval_rows: list[dict[str, Any]] = []
+        self.R: list[list[float]] = []  # test bpb after each phase
+        self.R0: list[float] = []
+        self.R_valid: list[list[float]] = []  # validation bpb after each phase (for tuning)
+        self.R0_valid: list[float] = []
+        self.sparsity_checks: list[dict[str, float]] = []
+        self.wall_time_s = 0.0
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.FIELDS:
+            setattr(self, k, state[k])
+
+
+def write_run_outputs(out_dir: Path, log: RunLog) -> pd.DataFrame:
+    """steps.csv.gz and evals.csv; returns the step table."""
+    steps = pd.DataFrame(log.step_rows)
+    with atomic_path(out_dir / "steps.csv.gz") as tmp:
+        steps.to_csv(tmp, index=False, compression="gzip")
+    with atomic_path(out_dir / "evals.csv") as tmp:
+        pd.DataFrame(log.eval_rows).to_csv(tmp, index=False)
+    return steps
+
+
+def finish_run(out_dir: Path, resume_path: Path, log: RunLog, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The final files of a completed run: checkpoint.pt, then metrics.json last (its presence means done)."""
+    with atomic_path(out_dir / "checkpoint.pt") as tmp:
+        shutil.copyfile(resume_path, tmp)
+    write_json(out_dir / "metrics.json", metrics)
+    resume_path.unlink(missing_ok=True)
+    (out_dir / "failure.json").unlink(missing_ok=True)
+    return metrics
+
+
+def record_failure(out_dir: Path, resume_path: Path, log: RunLog, info: dict[str, Any]) -> dict[str, Any]:
+    """A run whose loss stopped being finite: failure.json, the log so far, the last good checkpoint
+    as checkpoint.pt (the resumable state stays), and metrics.json with status "failed", so a
+    pipeline sees every output of the job and goes on; the analysis lists the run as failed."""
+    write_json(out_dir / "failure.json", info)
+    write_run_outputs(out_dir, log)
+    if resume_path.exists():
+        with atomic_path(out_dir / "checkpoint.pt") as tmp:
+            shutil.copyfile(resume_path, tmp)
+    metrics = {**info, "status": "failed", "error": info["message"]}
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], agents: list[dict[str, Any]],
+                update_counts: dict[str, int], n_agents: int, agent_params: int, shared_params: int,
+                extra: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json of a completed run: R matrices, scalars (what `k1 aggregate` reads), sparsity."""
+    from k1model.analysis.cl_metrics import forgetting_summary, sparsity_summary
+
+    checks = pd.DataFrame(log.sparsity_checks)
+    sparsity = sparsity_summary(checks["param_fraction"], checks["agents_changed"], n_agents)
+    sparsity.update({
+        "checked_steps": int(len(checks)),
+        "scales_agree_with_weights": bool((checks["agents_changed"] == checks["agents_scaled"]).all()),
+        "intended_agent_fraction": float(steps["updated"].mean() / n_agents),
+        "idle_step_fraction": float((steps["updated"] == 0).mean()),
+        "agent_params": agent_params,
+        "shared_params": shared_params,
+    })
+    domains = identity["domains"]
+    scalars: dict[str, Any] = dict(forgetting_summary(log.R, log.R0))
+    for d, bpb in zip(domains, log.R[-1]):
+        scalars[f"final_bpb_{d}"] = bpb
+    total = len(steps)
+    scalars.update({
+        "sparsity_param_fraction": sparsity["sparsity_param_fraction"],
+        "sparsity_agent_fraction": sparsity["sparsity_agent_fraction"],
+        "idle_step_fraction": sparsity["idle_step_fraction"],
+        "final_train_loss": float(steps["loss"].tail(max(1, len(steps) // 20)).mean() / LN2),
+        "wall_time_s": log.wall_time_s,
+        "steps_per_s": total / log.wall_time_s if log.wall_time_s > 0 else None,
+    })
+    return {
+        "status": "completed", **identity, "agents": agents,
+        "R": log.R, "R0": log.R0, "R_valid": log.R_valid, "R0_valid": log.R0_valid,
+        # validation-split numbers are kept out of `scalars` (what the analysis reports): choices such
+        # as tuning read only these, never the test split
+        "validation": forgetting_summary(log.R_valid, log.R0_valid),
+        "final_bpb": dict(zip(domains, log.R[-1])), "update_counts": update_counts, "steps": total,
+        "sparsity": sparsity, "scalars": scalars, **extra, "wall_time_s": log.wall_time_s,
+    }
+
+
+def bpb_rows(losses: list[np.ndarray]) -> np.ndarray:
+    """Mean over evaluation batches of per-run losses (nats) -> bits per byte per run."""
+    return np.mean(np.stack(losses), axis=0) / LN2
