@@ -23,6 +23,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     variant="|".join(VARIANTS),
     seed=r"\d+",
+    order=r"[A-Za-z0-9_.-]+",
 
 
 # `--config stage=NAME` (what dvc.yaml runs) includes only that stage's rules.

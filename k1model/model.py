@@ -128,16 +128,19 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, kernel: str,
                      dropout: float) -> torch.Tensor:
-    """q, k, v [N, heads, T, head_dim]. kernel `masked`: SDPA with an explicit additive causal mask
-    (on CPU faster than the flash kernel at these head widths, measured by `k1 bench`);
-    `causal`: SDPA's is_causal path (flash kernels on GPU). Both compute the same attention."""
+    """q, k, v [N, heads, T, head_dim]. kernel `masked`: SDPA with an explicit additive causal mask;
+    `causal`: SDPA's is_causal path (flash kernels on GPU); `math`: the softmax written out. All
+    compute the same attention (up to rounding); `k1 bench` measures which is fastest."""
     T = q.shape[-2]
     if kernel == "causal":
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+    if kernel == "math":  # plain ops: what torch.func transforms (vmap) handle without a fallback
+        att = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5 + mask[:T, :T], dim=-1)
+        return F.dropout(att, dropout) @ v
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:T, :T], dropout_p=dropout)
 
 
-ATTENTION_KERNELS = ("masked", "causal")
+ATTENTION_KERNELS = ("masked", "causal", "math")
 
 
 def default_execution(device: torch.device | str) -> tuple[str, str]:
@@ -285,6 +288,10 @@ class AgentTree(nn.Module):
     def agent_parameter_counts(self) -> list[int]:
         """Weights per agent (of one run)."""
         return [sum(p.numel() for p in self.agent_parameters(k)) for k in range(len(self.agents))]
+
+    def run_parameters(self, r: int) -> dict[str, nn.Parameter]:
+        """Run r's live weights under the names of a one-run model (the keys of `run_state`)."""
+        return {_run_key(k, r): p for k, p in self.named_parameters() if _run_key(k, r) is not None}
 
     def run_state(self, r: int) -> dict[str, torch.Tensor]:
         """Run r's weights as the state dict of a one-run model (what a run's checkpoint holds)."""

@@ -19,6 +19,12 @@ import yaml
 from k1model.analysis import cl_metrics as M
 
 DOMAINS = ("prose", "code", "science")
+ORDER = "-".join(DOMAINS)  # the runs' domain order (the params' only order)
+
+
+def run_path(runs: str | Path, variant: str, seed: int, order: str = ORDER) -> Path:
+    """Where `k1 train` (the plan) puts a run of the main comparison under RESULTS/runs."""
+    return Path(runs) / order / variant / f"seed{seed}"
 ROLE_NAMES = {1: ["language", "logic", "pattern", "context"], 2: ["basic", "advanced", "edge", "complex"]}
 
 # variant → (forgetting per later phase in bpb, measured parameter fraction changed per step)
@@ -201,8 +207,8 @@ def write_fake_runs(
     seeds: Sequence[int] = (0, 1, 2),
     **kw: Any,
 ) -> list[Path]:
-    """One fake run per variant × seed under root/<variant>/seed<k>/."""
-    return [write_fake_run(Path(root) / v / f"seed{s}", v, s, **kw) for v in variants for s in seeds]
+    """One fake run per variant × seed under root/<order>/<variant>/seed<k>/ (root = RESULTS/runs)."""
+    return [write_fake_run(run_path(root, v, s), v, s, **kw) for v in variants for s in seeds]
 
 
 def write_params(

@@ -14,6 +14,7 @@ from k1model.cli import build_parser
 from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import ConfigError
 from k1model.train.step import K1Trainer
+from k1model.method.variants import VARIANTS
 from k1model.model import AgentTree
 
 TINY = dict(width=16, heads=2, context=8, batch=2, repeats=1, warmup=1, loo_interval=3, multi_runs=2,
@@ -35,12 +36,13 @@ def test_json_structure(result):
         assert row["step_s"]["n"] == 1 and row["step_s"]["median"] > 0
         assert row["amortised_step_s"] > 0 and row["tokens_per_s"] > 0 and row["ratio_to_dense"] > 0
         assert row["memory"]["step"]["peak_extra_mb"] is not None and row["memory"]["params_mb"] > 0
-        has_loo = name in ("k1_full", "flat_topk", "no_trust")
+        has_loo = name != PLAIN and VARIANTS[name].uses_loo
         assert (row["loo_step_s"] is not None) == has_loo == (row["host_syncs"]["loo_step"] is not None)
         if has_loo:  # amortised = ((I-1) * step + loo step) / I from the medians
             expect = (2 * row["step_s"]["median"] + row["loo_step_s"]["median"]) / 3
             assert row["amortised_step_s"] == pytest.approx(expect)
     assert tree["variants"]["dense"]["ratio_to_dense"] == 1.0
+    assert tree["variants"]["ewc"]["fisher_s_per_phase"] > 0 and tree["variants"]["dense"]["fisher_s_per_phase"] is None
     loo = tree["loo"]
     assert loo["speedup"] > 0 and loo["max_abs_diff"] < 1e-4
     assert tree["optimizer"]["bit_equal"] is True  # foreach equals the for-loop
@@ -48,7 +50,7 @@ def test_json_structure(result):
     assert set(result["targets"]) >= {"k1_full_amortised_over_dense", "batched_loo_speedup",
                                       "dense_step_fraction_of_matmul", "multi_run_step_speedup"}
     ex = result["execution"]
-    assert len(ex["rows"]) == 2 * 2 * 2 and all(r["per_run_step_s"]["median"] > 0 for r in ex["rows"].values())
+    assert len(ex["rows"]) == 3 * 2 * 2 and all(r["per_run_step_s"]["median"] > 0 for r in ex["rows"].values())
     eff = result["efficiency"]
     assert eff["flops_per_step"] > 0 and 0 < eff["fraction_of_matmul"] < 2
     json.dumps(result)  # JSON-able as is

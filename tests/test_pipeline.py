@@ -254,12 +254,13 @@ def test_end_to_end_tiny_pipeline(tmp_path):
     for domain in params["data"]["domains"]:
         for split in ("train", "valid", "test"):
             assert (wd / f"data/prepared/{domain}/{split}.bin").stat().st_size > 0
+    order = "-".join(params["data"]["domains"])
     for variant in params["experiment"]["variants"]:
         for seed in params["experiment"]["seeds"]:
-            run = wd / f"results/runs/{variant}/seed{seed}"
+            run = wd / f"results/runs/{order}/{variant}/seed{seed}"
             for name in ("metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt", "attribution.json"):
                 assert (run / name).is_file(), run / name
-            assert (wd / f"logs/attribute/{variant}/seed{seed}.log").is_file()
+            assert (wd / f"logs/attribute/{order}/{variant}/seed{seed}.log").is_file()
     assert len(list((wd / "logs/train").glob("g*.log"))) == train_jobs(params)
     assert (wd / "results/tidy.csv").stat().st_size > 0
     assert (wd / "results/summary.json").stat().st_size > 0

@@ -26,8 +26,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_fake_runs(root / "results" / "runs", steps_per_phase=10, eval_interval=5)
     params = write_params(root / "params.yaml")
     write_manifest(root / "data")
-    aggregate(params, root / "results" / "runs", root / "results")
-    argv = ["figures", "--params", str(params), "--runs", str(root / "results" / "runs"),
+    aggregate(params, root / "results", root / "results")
+    argv = ["figures", "--params", str(params),
             "--results", str(root / "results"), "--out", str(root / "results" / "figures")]
     assert main(argv) == 0
     argv = ["paper", "--params", str(params), "--results", str(root / "results"), "--data", str(root / "data"),
@@ -50,11 +50,11 @@ def test_figures_skip_absent_attribution_with_a_note(tmp_path, monkeypatch):
     from k1model.report import figures as plots
 
     monkeypatch.setattr(plots, "save_figure", lambda fig, figdir, name: [figdir / f"{name}.png"])  # no drawing: fast
-    write_fake_runs(tmp_path / "runs", variants=("k1_full", "dense"), seeds=(0, 1), steps_per_phase=6,
+    write_fake_runs(tmp_path / "res" / "runs", variants=("k1_full", "dense"), seeds=(0, 1), steps_per_phase=6,
                     eval_interval=3, attribution=False)
     params = write_params(tmp_path / "p.yaml", variants=("k1_full", "dense"), seeds=(0, 1))
-    aggregate(params, tmp_path / "runs", tmp_path / "res")
-    res = plots.make_figures(params, tmp_path / "runs", tmp_path / "res", tmp_path / "fig")
+    aggregate(params, tmp_path / "res", tmp_path / "res")
+    res = plots.make_figures(params, tmp_path / "res", tmp_path / "fig")
     assert "planted_faults" not in res["figures"] and "attribution_stability" not in res["figures"]
     assert "update_frequency" in res["figures"] and "responsibility_tree" in res["figures"]
     assert any("attribution" in n and "skipped" in n for n in res["notes"])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fake_runs import write_fake_runs, write_params
+from fake_runs import ORDER, run_path, write_fake_runs, write_params
 from k1model.analysis import stats as S
 from k1model.analysis.aggregate import aggregate, load_summary
 from k1model.analysis.metric_info import metric_info
@@ -106,8 +106,8 @@ def test_metric_info_defaults_unknown_to_lower():
 
 @pytest.fixture()
 def runs(tmp_path: Path) -> tuple[Path, Path]:
-    write_fake_runs(tmp_path / "runs", steps_per_phase=10, eval_interval=5)
-    return write_params(tmp_path / "params.yaml"), tmp_path / "runs"
+    write_fake_runs(tmp_path / "results" / "runs", steps_per_phase=10, eval_interval=5)
+    return write_params(tmp_path / "params.yaml"), tmp_path / "results" / "runs"
 
 
 def _strict_json(path: Path) -> dict:
@@ -120,13 +120,13 @@ def _strict_json(path: Path) -> dict:
 def test_aggregate_writes_every_table_and_a_clean_summary(runs, tmp_path):
     params, runs_dir = runs
     out = tmp_path / "results"
-    res = aggregate(params, runs_dir, out)
+    res = aggregate(params, runs_dir.parent, out)
     for name in ("summary", "comparisons", "comparisons_key", "forgetting", "lm", "sparsity", "attribution", "faults",
                  "cost"):
         for ext in ("csv", "md", "tex"):
             assert (out / "tables" / f"{name}.{ext}").stat().st_size > 0, name
     tidy = pd.read_csv(out / "tidy.csv")
-    assert list(tidy.columns) == ["variant", "seed", "metric", "value"]
+    assert list(tidy.columns) == ["part", "point", "variant", "order", "seed", "metric", "value"]
     assert set(tidy.variant) == {"k1_full", "dense", "random_path"} and set(tidy.seed) == {0, 1, 2}
 
     summary = _strict_json(out / "summary.json")
@@ -160,12 +160,12 @@ def test_aggregate_writes_every_table_and_a_clean_summary(runs, tmp_path):
 def test_holm_family_per_metric(runs, tmp_path):
     _, runs_dir = runs
     params = write_params(tmp_path / "p.yaml", holm_family="reference_metric")
-    aggregate(params, runs_dir, tmp_path / "res")
+    aggregate(params, runs_dir.parent, tmp_path / "res")
     c = pd.read_csv(tmp_path / "res" / "tables" / "comparisons.csv")
     fam = c[(c.reference == "k1_full") & (c.metric == "forgetting")]
     assert len(fam) == 2 and (fam.holm_family_size == 2).all()
     strict = write_params(tmp_path / "q.yaml", holm_family="reference")
-    aggregate(strict, runs_dir, tmp_path / "strict")
+    aggregate(strict, runs_dir.parent, tmp_path / "strict")
     strict_c = pd.read_csv(tmp_path / "strict" / "tables" / "comparisons.csv")
     strict_fam = strict_c[strict_c.reference == "k1_full"]
     np.testing.assert_allclose(strict_fam.welch_p_holm.dropna(), S.holm(strict_fam.welch_p.dropna().to_numpy()))
@@ -175,22 +175,22 @@ def test_holm_family_per_metric(runs, tmp_path):
 
 def test_aggregate_is_deterministic(runs, tmp_path):
     params, runs_dir = runs
-    aggregate(params, runs_dir, tmp_path / "a")
-    aggregate(params, runs_dir, tmp_path / "b")
+    aggregate(params, runs_dir.parent, tmp_path / "a")
+    aggregate(params, runs_dir.parent, tmp_path / "b")
     for f in ("summary.json", "tidy.csv", "tables/comparisons.csv", "tables/summary.md"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
 
 def test_missing_runs_are_all_named(runs, tmp_path):
     params, runs_dir = runs
-    shutil.rmtree(runs_dir / "dense" / "seed1")
-    (runs_dir / "random_path" / "seed2" / "metrics.json").unlink()
+    shutil.rmtree(run_path(runs_dir, "dense", 1))
+    (run_path(runs_dir, "random_path", 2) / "metrics.json").unlink()
     with pytest.raises(K1Error) as err:
-        aggregate(params, runs_dir, tmp_path / "results")
+        aggregate(params, runs_dir.parent, tmp_path / "results")
     msg = str(err.value)
     assert "2 of 9 runs are missing" in msg
-    assert str(runs_dir / "dense" / "seed1" / "metrics.json") in msg
-    assert str(runs_dir / "random_path" / "seed2" / "metrics.json") in msg
+    assert str(run_path(runs_dir, "dense", 1) / "metrics.json") in msg
+    assert str(run_path(runs_dir, "random_path", 2) / "metrics.json") in msg
     assert not (tmp_path / "results" / "summary.json").exists()
 
 
@@ -198,23 +198,23 @@ def test_fewer_than_two_seeds_is_an_error(runs, tmp_path):
     _, runs_dir = runs
     params = write_params(tmp_path / "one.yaml", seeds=[0])
     with pytest.raises(K1Error, match="at least 2 seeds"):
-        aggregate(params, runs_dir, tmp_path / "results")
+        aggregate(params, runs_dir.parent, tmp_path / "results")
 
 
 def test_failed_runs_fail_unless_allowed_and_are_listed(runs, tmp_path):
     params, runs_dir = runs
-    mpath = runs_dir / "dense" / "seed2" / "metrics.json"
+    mpath = run_path(runs_dir, "dense", 2) / "metrics.json"
     m = json.loads(mpath.read_text())
     m.update(status="failed", error="non-finite loss")
     mpath.write_text(json.dumps(m))
     with pytest.raises(K1Error, match="did not complete") as err:
-        aggregate(params, runs_dir, tmp_path / "r1")
-    assert str(runs_dir / "dense" / "seed2") in str(err.value) and "allow_failed" in str(err.value)
+        aggregate(params, runs_dir.parent, tmp_path / "r1")
+    assert str(run_path(runs_dir, "dense", 2)) in str(err.value) and "allow_failed" in str(err.value)
 
     allowed = write_params(tmp_path / "allow.yaml", allow_failed=True)
-    summary = aggregate(allowed, runs_dir, tmp_path / "r2")
-    assert summary["failed_runs"] == [{"variant": "dense", "seed": 2, "status": "failed",
-                                       "path": str(runs_dir / "dense" / "seed2"), "error": "non-finite loss"}]
+    summary = aggregate(allowed, runs_dir.parent, tmp_path / "r2")
+    assert summary["failed_runs"] == [{"variant": "dense", "seed": 2, "order": ORDER, "status": "failed",
+                                       "path": str(run_path(runs_dir, "dense", 2)), "error": "non-finite loss"}]
     assert summary["dense"]["forgetting"]["n"] == 2
     assert summary["comparisons"]["k1_full"]["dense"]["forgetting"]["n_pairs"] == 2
     assert "dense/seed2 (failed)" in (tmp_path / "r2" / "tables" / "summary.md").read_text()
@@ -222,24 +222,24 @@ def test_failed_runs_fail_unless_allowed_and_are_listed(runs, tmp_path):
 
 def test_crashed_run_with_failure_json_is_a_failed_run(runs, tmp_path):
     params, runs_dir = runs
-    d = runs_dir / "k1_full" / "seed1"
+    d = run_path(runs_dir, "k1_full", 1)
     (d / "metrics.json").unlink()
     (d / "failure.json").write_text(json.dumps({"status": "failed", "step": 7, "message": "non-finite loss nan"}))
     with pytest.raises(K1Error, match="did not complete") as err:
-        aggregate(params, runs_dir, tmp_path / "r1")
+        aggregate(params, runs_dir.parent, tmp_path / "r1")
     assert "missing" not in str(err.value) and "non-finite loss nan" in str(err.value)
-    summary = aggregate(write_params(tmp_path / "allow.yaml", allow_failed=True), runs_dir, tmp_path / "r2")
+    summary = aggregate(write_params(tmp_path / "allow.yaml", allow_failed=True), runs_dir.parent, tmp_path / "r2")
     assert [(f["variant"], f["seed"]) for f in summary["failed_runs"]] == [("k1_full", 1)]
 
 
 def test_bad_inputs_give_clear_errors(runs, tmp_path):
     params, runs_dir = runs
-    m = runs_dir / "k1_full" / "seed0" / "metrics.json"
+    m = run_path(runs_dir, "k1_full", 0) / "metrics.json"
     doc = json.loads(m.read_text())
     doc["scalars"]["forgetting"] = "lots"
     m.write_text(json.dumps(doc))
     with pytest.raises(DataError, match="scalars.forgetting"):
-        aggregate(params, runs_dir, tmp_path / "r")
+        aggregate(params, runs_dir.parent, tmp_path / "r")
     bad = tmp_path / "bad.yaml"
     bad.write_text(params.read_text().replace("rng_seed: 0", "rng_sed: 0"))
     with pytest.raises(ConfigError, match="analysis.rng_seed"):
@@ -248,10 +248,10 @@ def test_bad_inputs_give_clear_errors(runs, tmp_path):
 
 def test_cli_aggregate(runs, tmp_path, capsys):
     params, runs_dir = runs
-    assert main(["aggregate", "--params", str(params), "--runs", str(runs_dir), "--out", str(tmp_path / "res")]) == 0
+    assert main(["aggregate", "--params", str(params), "--results", str(runs_dir.parent), "--out", str(tmp_path / "res")]) == 0
     assert "summary.json" in capsys.readouterr().out
-    shutil.rmtree(runs_dir / "k1_full" / "seed0")
-    assert main(["aggregate", "--params", str(params), "--runs", str(runs_dir), "--out", str(tmp_path / "res")]) == 2
+    shutil.rmtree(run_path(runs_dir, "k1_full", 0))
+    assert main(["aggregate", "--params", str(params), "--results", str(runs_dir.parent), "--out", str(tmp_path / "res")]) == 2
     assert "k1_full/seed0" in capsys.readouterr().err
 
 

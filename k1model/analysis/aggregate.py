@@ -61,18 +61,23 @@ _COMPARISON_COLUMNS = [
     "holm_family_size", "significant", "better", "note",
 ]
 
-def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings) -> tuple[pd.DataFrame, list[str]]:
-    """Every variant against every reference, per metric, with Holm-adjusted p per family."""
+def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[str] | None = None,
+                variants: Sequence[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Every variant against every reference (default: the params'), per metric, with Holm-adjusted
+    p per family; runs are paired by (domain order, seed)."""
     notes: list[str] = []
-    wide = tidy.pivot_table(index=["variant", "seed"], columns="metric", values="value", dropna=False)
+    ref_list = list(cfg.references if references is None else references)
+    var_list = list(cfg.variants if variants is None else variants)
+    # a unit is one run: (domain order, seed); comparisons pair units
+    wide = tidy.pivot_table(index=["variant", "order", "seed"], columns="metric", values="value", dropna=False)
     rows = []
-    refs = [r for r in cfg.references if r in cfg.variants]
-    for r in cfg.references:
-        if r not in cfg.variants:
+    refs = [r for r in ref_list if r in var_list]
+    for r in ref_list:
+        if r not in var_list:
             notes.append(f"reference variant {r!r} is not in experiment.variants: no comparisons against it")
     metrics = _metric_order(tidy["metric"].unique())
     for ref in refs:
-        for variant in cfg.variants:
+        for variant in var_list:
             if variant == ref:
                 continue
             for metric in metrics:
@@ -127,49 +132,9 @@ def _provenance(records: Sequence[RunRecord]) -> dict[str, Any]:
         "total_wall_time_s": float(sum(float(r.metrics.get("wall_time_s") or 0.0) for r in records)),
     }
 
-def aggregate(params: str | Path | Mapping[str, Any], runs: str | Path, out: str | Path) -> dict[str, Any]:
-    """Read the runs, compute every statistic, write tidy.csv, tables/ and summary.json.
-
-    Returns the summary.json content, plus the key `written` (paths of every file written),
-    which is not stored in the file.
-    """
-    cfg = load_analysis_config(params)
-    out = Path(out)
-    records = load_runs(runs, cfg.variants, cfg.seeds)
-    failed = [{"variant": r.variant, "seed": r.seed, "status": r.status, "path": str(r.path),
-               "error": r.metrics.get("error", r.metrics.get("message"))} for r in records if not r.completed]
+def statistics(tidy: pd.DataFrame, cfg: AnalysisSettings) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Per-metric summaries and paired comparisons of one set of runs, with notes on undefined metrics."""
     notes: list[str] = []
-    if failed and not cfg.allow_failed:
-        listing = "\n  ".join(f"{f['path']} (status {f['status']}{': ' + str(f['error']) if f['error'] else ''})"
-                              for f in failed)
-        raise K1Error(
-            f"{len(failed)} run(s) did not complete:\n  {listing}\nre-run them, or set analysis.allow_failed: true "
-            "to aggregate without them (they are then listed in summary.json `failed_runs` and in the table notes)"
-        )
-    if failed:
-        notes.append("failed runs excluded from the statistics: "
-                     + ", ".join(f"{f['variant']}/seed{f['seed']} ({f['status']})" for f in failed))
-    completed_per_variant = {v: sum(r.completed for r in records if r.variant == v) for v in cfg.variants}
-    few = {v: n for v, n in completed_per_variant.items() if n < 2}
-    if few:
-        raise K1Error(
-            "fewer than 2 completed seeds for " + ", ".join(f"{v} ({n})" for v, n in few.items())
-            + "; statistics across seeds need at least 2"
-        )
-    missing_attr = [f"{r.variant}/seed{r.seed}" for r in records if r.completed and r.attribution is None]
-    if missing_attr:
-        notes.append("no attribution.json (attribution metrics missing) for: " + ", ".join(missing_attr))
-
-    tidy = tidy_table(records)
-    if tidy.empty:
-        raise DataError(f"no scalars found in any run under {runs}")
-    written: list[Path] = []
-    rank = {v: i for i, v in enumerate(cfg.variants)}
-    tidy = (tidy.assign(_rank=tidy.variant.map(rank)).sort_values(["_rank", "seed", "metric"], kind="stable")
-            .drop(columns="_rank").reset_index(drop=True))
-    write_csv(out / "tidy.csv", tidy)
-    written.append(out / "tidy.csv")
-
     summary = summarise(tidy, cfg)
     unknown = sorted(summary.loc[~summary.known, "metric"].unique())
     if unknown:
@@ -180,36 +145,146 @@ def aggregate(params: str | Path | Mapping[str, Any], runs: str | Path, out: str
     for metric, grp in undefined.groupby("metric", sort=False):
         notes.append(f"{metric} undefined (null in every run) for: " + ", ".join(grp.variant))
     comp, comp_notes = comparisons(tidy, cfg)
-    notes += comp_notes
+    return summary, comp, notes + comp_notes
 
-    written += write_tables(out / "tables", summary, comp, cfg, notes)
 
-    doc: dict[str, Any] = {"n_seeds": len(cfg.seeds), "config": cfg.as_dict()}
-    doc["metrics"] = {m: {**metric_info(m)[0]._asdict(), "known": metric_info(m)[1]}
-                      for m in dict.fromkeys(summary.metric)}
-    stat_keys = ["mean", "std", "ci_low", "ci_high", "median", "median_ci_low", "median_ci_high",
-                 "iqm", "iqm_ci_low", "iqm_ci_high", "n"]
-    for variant in cfg.variants:
+STAT_KEYS = ["mean", "std", "ci_low", "ci_high", "median", "median_ci_low", "median_ci_high",
+             "iqm", "iqm_ci_low", "iqm_ci_high", "n"]
+#: the numbers a person compares across experiments: the DVC metrics file (results/metrics.json)
+HEADLINE_METRICS = ("final_avg_bpb", "forgetting", "bwt")
+
+
+def by_variant(summary: pd.DataFrame, variants: Sequence[str], metrics: Sequence[str] | None = None) -> dict:
+    out = {}
+    for variant in variants:
         sub = summary[summary.variant == variant]
-        doc[variant] = {r["metric"]: {k: r[k] for k in stat_keys} for _, r in sub.iterrows()}
+        if metrics is not None:
+            sub = sub[sub.metric.isin(metrics)]
+        out[variant] = {r["metric"]: {k: r[k] for k in STAT_KEYS} for _, r in sub.iterrows()}
+    return out
+
+
+def nested_comparisons(comp: pd.DataFrame) -> dict:
     nested: dict[str, dict[str, dict[str, Any]]] = {}
     for _, r in comp.iterrows():
         entry = r.drop(["reference", "variant", "metric"]).to_dict()
         nested.setdefault(r["reference"], {}).setdefault(r["variant"], {})[r["metric"]] = entry
+    return nested
+
+
+def _sorted(tidy: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
+    rank = {v: i for i, v in enumerate(variants)}
+    return (tidy.assign(_rank=tidy.variant.map(rank)).sort_values(["_rank", "order", "seed", "metric"], kind="stable")
+            .drop(columns="_rank").reset_index(drop=True))
+
+
+def _completed(records: list[RunRecord], cfg: AnalysisSettings, what: str) -> tuple[list[dict], list[str]]:
+    """Failed runs (refused unless analysis.allow_failed) and the notes that list them."""
+    failed = [{"variant": r.variant, "seed": r.seed, "order": r.order, "status": r.status, "path": str(r.path),
+               "error": r.metrics.get("error", r.metrics.get("message"))} for r in records if not r.completed]
+    notes = []
+    if failed and not cfg.allow_failed:
+        listing = "\n  ".join(f"{f['path']} (status {f['status']}{': ' + str(f['error']) if f['error'] else ''})"
+                              for f in failed)
+        raise K1Error(
+            f"{len(failed)} run(s) did not complete:\n  {listing}\nre-run them, or set analysis.allow_failed: true "
+            "to aggregate without them (they are then listed in summary.json `failed_runs` and in the table notes)")
+    if failed:
+        several = len({r.order for r in records}) > 1  # name the order only when there are several
+
+        def name(f: dict) -> str:
+            return f"{f['variant']}/{f['order']}/seed{f['seed']}" if several else f"{f['variant']}/seed{f['seed']}"
+
+        notes.append(f"failed runs excluded from the {what} statistics: "
+                     + ", ".join(f"{name(f)} ({f['status']})" for f in failed))
+    units = {v: sum(r.completed for r in records if r.variant == v) for v in dict.fromkeys(r.variant for r in records)}
+    few = {v: n for v, n in units.items() if n < 2}
+    if few:
+        raise K1Error("fewer than 2 completed runs for " + ", ".join(f"{v} ({n})" for v, n in few.items())
+                      + f" in the {what} comparison; statistics across seeds need at least 2")
+    return failed, notes
+
+
+def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: str | Path | None = None
+              ) -> dict[str, Any]:
+    """Read every run of the plan under `results`, compute every statistic, and write into `out`
+    (default `results`): tidy.csv, tables/, summary.json, comparisons.json and metrics.json (DVC).
+
+    Parts: the main comparison ("as specified"), per domain order when there are several, the
+    tuned comparison and the sweep when the params define them. Returns the summary.json
+    content plus the key `written` (paths of every file written), which is not stored.
+    """
+    from k1model.analysis.study_stats import order_statistics, sweep_statistics, tuned_statistics
+    from k1model.study.plan import part_runs
+
+    cfg = load_analysis_config(params)
+    p = cfg.params
+    out = Path(results if out is None else out)
+    records = load_runs(results, part_runs(p, "runs"))
+    failed, notes = _completed(records, cfg, "main")
+    several = len(p.orders) > 1
+    missing_attr = [r.label if several else f"{r.variant}/seed{r.seed}" for r in records
+                    if r.completed and r.attribution is None]
+    if missing_attr:
+        notes.append("no attribution.json (attribution metrics missing) for: " + ", ".join(missing_attr))
+    tidy = tidy_table(records)
+    if tidy.empty:
+        raise DataError(f"no scalars found in any run under {results}")
+    tidy = _sorted(tidy, cfg.variants)
+    summary, comp, stat_notes = statistics(tidy, cfg)
+    notes += stat_notes
+    written = write_tables(out / "tables", summary, comp, cfg, notes)
+
+    doc: dict[str, Any] = {"n_seeds": len(cfg.seeds), "n_orders": len(p.orders), "orders": [list(o) for o in p.orders],
+                           "config": cfg.as_dict()}
+    doc["metrics"] = {m: {**metric_info(m)[0]._asdict(), "known": metric_info(m)[1]}
+                      for m in dict.fromkeys(summary.metric)}
+    doc.update(by_variant(summary, cfg.variants))
     doc["failed_runs"] = failed
     doc["missing_attribution"] = missing_attr
     doc["notes"] = notes
     doc["provenance"] = _provenance([r for r in records if r.completed])
+    comparisons_doc: dict[str, Any] = nested_comparisons(comp)
+    tidy_all = [tidy.assign(part="as_specified", point="as_specified")]
+    if len(p.orders) > 1:
+        doc["by_order"], written_o = order_statistics(tidy, cfg, out / "tables")
+        written += written_o
+    if p.tuning.active:
+        tuned, tidy_t, written_t = tuned_statistics(p, cfg, results, out)
+        doc["tuned"] = tuned
+        comparisons_doc = {"as_specified": comparisons_doc, "tuned": tuned.pop("comparisons")}
+        tidy_all.append(tidy_t.assign(part="tuned", point="tuned"))
+        written += written_t
+    else:
+        comparisons_doc = {"as_specified": comparisons_doc}
+    if p.sweep.active:
+        doc["sweep"], tidy_s, written_s = sweep_statistics(p, cfg, results, out / "tables")
+        tidy_all.append(tidy_s)
+        written += written_s
+    full = pd.concat(tidy_all, ignore_index=True)[["part", "point", "variant", "order", "seed", "metric", "value"]]
+    write_csv(out / "tidy.csv", full)
     doc = json_safe(doc)
-    write_json(out / "summary.json", doc)  # the DVC metrics file: per variant × metric, small enough to show
-    write_json(out / "comparisons.json", json_safe(nested))
-    written += [out / "summary.json", out / "comparisons.json"]
-    return {**doc, "comparisons": json_safe(nested), "written": [str(p) for p in written]}
+    write_json(out / "summary.json", doc)
+    write_json(out / "comparisons.json", json_safe(comparisons_doc))
+    headline = {"as_specified": by_variant(summary, cfg.variants, HEADLINE_METRICS)}
+    if "tuned" in doc:
+        headline["tuned"] = {v: {m: doc["tuned"][v][m] for m in HEADLINE_METRICS if m in doc["tuned"][v]}
+                             for v in doc["tuned"] if isinstance(doc["tuned"][v], dict) and v in cfg.variants}
+    write_json(out / "metrics.json", {part: {v: {m: {k: st[k] for k in ("mean", "ci_low", "ci_high")}
+                                                 for m, st in ms.items()} for v, ms in vs.items()}
+                                      for part, vs in json_safe(headline).items()})
+    written = [out / "tidy.csv"] + written + [out / "summary.json", out / "comparisons.json", out / "metrics.json"]
+    return {**doc, "comparisons": json_safe(comparisons_doc["as_specified"]), "written": [str(w) for w in written]}
+
 
 def load_summary(results: str | Path) -> dict[str, Any]:
-    """summary.json with the paired comparisons (comparisons.json) under the key `comparisons`."""
+    """summary.json with the main comparison's paired comparisons (comparisons.json) under the key
+    `comparisons` (and the tuned comparison's under `tuned.comparisons`)."""
     results = Path(results)
     doc = _read_json(results / "summary.json")
-    comparisons = results / "comparisons.json"
-    doc["comparisons"] = _read_json(comparisons) if comparisons.is_file() else {}
+    path = results / "comparisons.json"
+    comparisons = _read_json(path) if path.is_file() else {}
+    doc["comparisons"] = comparisons.get("as_specified", {})
+    if "tuned" in doc and "tuned" in comparisons:
+        doc["tuned"]["comparisons"] = comparisons["tuned"]
     return doc

@@ -1,7 +1,8 @@
 """Reading runs: every run's `metrics.json` / `attribution.json` scalars into one tidy table.
 
-The tidy table (variant, seed, metric, value) is the only input of every statistic, so tables,
-summary, figures and paper agree.
+The tidy table (variant, order, seed, metric, value) is the only input of every statistic, so
+tables, summary, figures and paper agree. A run is one unit of the statistics: a (seed, domain
+order) pair; comparisons pair runs by seed and order.
 """
 from __future__ import annotations
 
@@ -15,10 +16,6 @@ import pandas as pd
 
 from k1model.errors import DataError, K1Error
 
-def run_dir(runs: str | Path, variant: str, seed: int) -> Path:
-    """The run directory of one variant × seed (the layout `k1 train --out` is given)."""
-    return Path(runs) / variant / f"seed{seed}"
-
 @dataclass
 class RunRecord:
     variant: str
@@ -27,10 +24,17 @@ class RunRecord:
     status: str
     metrics: dict[str, Any]
     attribution: dict[str, Any] | None
+    order: str = ""  # the domain order's name, e.g. prose-code-science
+    point: str = "as_specified"
 
     @property
     def completed(self) -> bool:
         return self.status == "completed"
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}/{self.order}/seed{self.seed}" if self.order else f"{self.variant}/seed{self.seed}"
+
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
@@ -41,37 +45,40 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise DataError(f"{path} must hold a JSON object")
     return data
 
-def load_runs(runs: str | Path, variants: Sequence[str], seeds: Sequence[int]) -> list[RunRecord]:
-    """Read every run named by variants × seeds; a K1Error names *every* missing metrics.json.
 
-    A run that crashed leaves `failure.json` (status "failed") instead of metrics.json
-    (`k1 train`); it is returned as a failed run rather than reported missing.
+def load_runs(results: str | Path, planned: Sequence[Any], attribution: bool = True) -> list[RunRecord]:
+    """Read every planned run (`k1model.study.plan`) under `results`; a K1Error names *every* missing one.
+
+    A run whose loss stopped being finite has status "failed" in its metrics.json (or only a
+    failure.json, from older runs); it is returned as a failed run rather than reported missing.
     """
     def present(d: Path) -> bool:
         return (d / "metrics.json").is_file() or (d / "failure.json").is_file()
 
-    missing = [run_dir(runs, v, s) / "metrics.json" for v in variants for s in seeds if not present(run_dir(runs, v, s))]
+    dirs = [Path(results) / run.path for run in planned]
+    missing = [d / "metrics.json" for d in dirs if not present(d)]
     if missing:
         listing = "\n  ".join(str(p) for p in missing)
         raise K1Error(
-            f"{len(missing)} of {len(variants) * len(seeds)} runs are missing (no metrics.json):\n  {listing}\n"
-            "run `k1 train` for them (or the pipeline), or remove them from experiment.variants/seeds"
+            f"{len(missing)} of {len(dirs)} runs are missing (no metrics.json):\n  {listing}\n"
+            "run `k1 train` for them (or the pipeline), or remove them from the params (experiment.variants/seeds)"
         )
     records = []
-    for v in variants:
-        for s in seeds:
-            d = run_dir(runs, v, s)
-            if (d / "metrics.json").is_file():
-                metrics = _read_json(d / "metrics.json")
-                status = str(metrics.get("status", "completed"))
-            else:
-                metrics = _read_json(d / "failure.json")
-                status = str(metrics.get("status", "failed"))
-                status = "failed" if status == "completed" else status
-            attr_path = d / "attribution.json"
-            attribution = _read_json(attr_path) if attr_path.is_file() else None
-            records.append(RunRecord(v, s, d, status, metrics, attribution))
+    for run, d in zip(planned, dirs):
+        if (d / "metrics.json").is_file():
+            metrics = _read_json(d / "metrics.json")
+            status = str(metrics.get("status", "completed"))
+        else:
+            metrics = _read_json(d / "failure.json")
+            status = str(metrics.get("status", "failed"))
+            status = "failed" if status == "completed" else status
+        attr_path = d / "attribution.json"
+        attr = _read_json(attr_path) if attribution and attr_path.is_file() else None
+        if attr is not None and attr.get("status") == "skipped":
+            attr = None
+        records.append(RunRecord(run.variant, run.seed, d, status, metrics, attr, run.order_name, run.point))
     return records
+
 
 def _scalar(value: Any, where: str) -> float:
     if value is None:
@@ -83,12 +90,12 @@ def _scalar(value: Any, where: str) -> float:
     raise DataError(f"{where} must be a number or null, got {value!r}")
 
 def tidy_table(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """Long table (variant, seed, metric, value) of completed runs; null scalars stay as NaN rows.
+    """Long table (variant, order, seed, metric, value) of completed runs; null scalars stay as NaN rows.
 
     Failed runs are not in the table (their scalars are not trustworthy); `aggregate`
     lists them in summary.json and in the table notes.
     """
-    rows: list[tuple[str, int, str, float]] = []
+    rows: list[tuple[str, str, int, str, float]] = []
     for rec in records:
         if not rec.completed:
             continue
@@ -99,14 +106,15 @@ def tidy_table(records: Iterable[RunRecord]) -> pd.DataFrame:
             if not isinstance(scalars, Mapping):
                 raise DataError(f"{rec.path / source} has no `scalars` object (flat metric → number)")
             for name, value in scalars.items():
-                rows.append((rec.variant, rec.seed, str(name), _scalar(value, f"{rec.path / source}: scalars.{name}")))
-    df = pd.DataFrame(rows, columns=["variant", "seed", "metric", "value"])
-    dup = df.duplicated(["variant", "seed", "metric"], keep=False)
+                rows.append((rec.variant, rec.order, rec.seed, str(name),
+                             _scalar(value, f"{rec.path / source}: scalars.{name}")))
+    df = pd.DataFrame(rows, columns=["variant", "order", "seed", "metric", "value"])
+    dup = df.duplicated(["variant", "order", "seed", "metric"], keep=False)
     if dup.any():
         first = df[dup].iloc[0]
         raise DataError(
             f"metric {first.metric!r} appears in both metrics.json and attribution.json of "
-            f"{first.variant}/seed{first.seed}; scalar names must be unique per run"
+            f"{first.variant}/{first.order}/seed{first.seed}; scalar names must be unique per run"
         )
     df["seed"] = df["seed"].astype(int)
     return df

@@ -47,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="a variant, or several: k1_full,dense,...")
     p.add_argument("--seed", help="a seed, or several: 0,1,2")
     p.add_argument("--out", help="run directory; with several runs a pattern such as 'runs/{variant}/seed{seed}'")
+    p.add_argument("--order", help="domain order, e.g. code,prose,science (default: the params' first order)")
     p.add_argument("--group", help="instead of --variant/--seed/--out: train this job of the params' run plan "
                                    "(the pipeline's way; see train.runs_per_job) ...")
-    p.add_argument("--runs-root", type=Path, help="... into this directory (the plan's paths are relative to it)")
+    p.add_argument("--runs-root", type=Path, help="... under this directory (the plan's paths are relative to it)")
+    p.add_argument("--choices", type=Path, help="the tuning choice (`k1 tune`), for the tuned runs of a group")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help="torch CPU threads (default %(default)s, as the pipeline; part of a run's identity)")
     p.add_argument("--max-steps", type=int, default=None,
@@ -65,14 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("aggregate", help="tidy table, statistics and tables across runs")
     _add_params(p)
-    p.add_argument("--runs", type=Path, required=True, help="directory holding <variant>/seed<k>/ runs")
-    p.add_argument("--out", type=Path, required=True, help="results directory (tables/, summary.json, tidy.csv)")
+    p.add_argument("--results", type=Path, required=True,
+                   help="results directory holding the plan's runs (runs/<order>/<variant>/seed<k>, tuned/, sweep/)")
+    p.add_argument("--out", type=Path, default=None, help="where tables/, summary.json, tidy.csv go (default --results)")
     p.set_defaults(func=commands.aggregate)
+
+    p = sub.add_parser("tune", help="choose every variant's settings on the validation split of the tuning runs")
+    _add_params(p)
+    p.add_argument("--results", type=Path, required=True, help="results directory holding tuning/<variant>/...")
+    p.add_argument("--out", type=Path, required=True, help="the choice (results/tuning/chosen.json)")
+    p.set_defaults(func=commands.tune)
 
     p = sub.add_parser("figures", help="figures from results")
     _add_params(p)
-    p.add_argument("--runs", type=Path, required=True)
-    p.add_argument("--results", type=Path, required=True)
+    p.add_argument("--results", type=Path, required=True, help="results directory (summary.json, tidy.csv, runs/)")
     p.add_argument("--out", type=Path, required=True, help="figures directory")
     p.set_defaults(func=commands.figures)
 

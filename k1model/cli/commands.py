@@ -66,16 +66,19 @@ def train(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     _threads(args.threads)
     if args.group is not None:
-        from k1model.study.plan import group_runs, run_dir
+        from k1model.io import read_json
+        from k1model.study.plan import group_runs
+        from k1model.train.protocol import planned_specs
 
-        if args.runs_root is None or any(a is not None for a in (args.variant, args.seed, args.out)):
-            raise ConfigError("--group needs --runs-root and replaces --variant/--seed/--out")
-        specs = [spec for run in group_runs(params, args.group)
-                 for spec in run_specs(params, [run.variant], [run.seed], run_dir(args.runs_root, run))]
+        if args.runs_root is None or any(a is not None for a in (args.variant, args.seed, args.out, args.order)):
+            raise ConfigError("--group needs --runs-root and replaces --variant/--seed/--out/--order")
+        choices = read_json(args.choices) if args.choices else None
+        specs = planned_specs(params, group_runs(params, args.group), args.runs_root, choices)
     else:
         if any(a is None for a in (args.variant, args.seed, args.out)):
             raise ConfigError("k1 train needs --variant, --seed and --out (or --group with --runs-root)")
-        specs = run_specs(params, _list(args.variant, "variant"), _list(args.seed, "seed", int), args.out)
+        specs = run_specs(params, _list(args.variant, "variant"), _list(args.seed, "seed", int), args.out,
+                          order=_list(args.order, "order") if args.order else None)
     results = RunGroup(params, args.data, specs, threads=args.threads).run(max_steps=args.max_steps)
     for spec, metrics in zip(specs, results):
         if metrics is None:
@@ -115,7 +118,7 @@ def attribute(args: argparse.Namespace) -> int:
 def aggregate(args: argparse.Namespace) -> int:
     from k1model.analysis.aggregate import aggregate as run_aggregate
 
-    result = run_aggregate(args.params, args.runs, args.out)
+    result = run_aggregate(args.params, args.results, args.out)
     for path in result["written"]:
         print(path)
     if result["failed_runs"]:
@@ -123,10 +126,21 @@ def aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune(args: argparse.Namespace) -> int:
+    from k1model.study.tuning import tune as run_tune
+
+    doc = run_tune(args.params, args.results, args.out)
+    for variant, v in doc["variants"].items():
+        print(f"{variant}: {v['chosen']} (validation {doc['metric'].split(' (')[0]} {v['mean']:.4f}; "
+              f"{v['searched']} candidates)")
+    print(f"wrote {args.out} ({doc['searched']} settings searched)")
+    return 0
+
+
 def figures(args: argparse.Namespace) -> int:
     from k1model.report.figures import make_figures
 
-    result = make_figures(args.params, args.runs, args.results, args.out)
+    result = make_figures(args.params, args.results, args.out)
     for p in result["files"]:
         print(p)
     for n in result["notes"]:

@@ -295,6 +295,24 @@ class IntKey(Check):
         return {"type": "integer", "minimum": self.minimum}
 
 
+class AnyValue(Check):
+    """Any YAML scalar or list of scalars; checked later in context (e.g. sweep values by the key they set)."""
+
+    allowed = "a number, string, boolean or list of them"
+
+    def __call__(self, value: Any, key: str) -> Any:
+        ok = (lambda v: isinstance(v, (int, float, str, bool)) and not (isinstance(v, float) and not math.isfinite(v)))
+        if ok(value):
+            return value
+        if isinstance(value, (list, tuple)) and value and all(ok(v) for v in value):
+            return tuple(value)
+        raise self.fail(value, key)
+
+    def schema(self) -> dict[str, Any]:
+        scalar = {"type": ["number", "string", "boolean"]}
+        return {"oneOf": [scalar, {"type": "array", "items": scalar, "minItems": 1}]}
+
+
 class Nested(Check):
     """A sub-section (another `Section` class); null or absent gives its defaults."""
 

@@ -29,6 +29,8 @@ class MethodConfig(Section):
     trust_threshold: float = setting(0.7, Number(0.0, 1.0), "an agent with trust above this is in cooldown")
     trust_increase: float = setting(0.1, Number(0.0, 1.0), "trust gained by an update")
     trust_decay: float = setting(0.995, Number(0.0, 1.0, open_low=True), "trust multiplier per step")
+    trust_rule: str = setting("per_update", OneOf(("per_update", "proportional")),
+                              "per_update: +trust_increase per update; proportional: +trust_increase x the update's scale")
     loo_interval: int = setting(50, Integer(1), "leave-one-out every that many steps")
     path_scales: tuple[float, ...] = setting((1.0, 0.15, 0.05), ListOf(Number(0.0, 1.0), min_len=1),
                                              "update scales: culprit, parent, further ancestors (last repeats)")
@@ -39,6 +41,16 @@ class MethodConfig(Section):
                                             "reset an agent's Adam moments when it returns from cooldown")
     grad_clip: float | None = setting(None, Nullable(Number(0.0, open_low=True)),
                                       "clip the global gradient norm (null = off)")
+    # --- EWC (k1model/strategies/ewc.py; variant ewc) -----------------------------------------
+    ewc_lambda: float = setting(100.0, Number(0.0), "EWC penalty strength lambda (0 = off; sweep it: results "
+                                "swing by orders of magnitude with it)")
+    ewc_gamma: float = setting(1.0, Number(0.0, 1.0, open_low=True),
+                               "online EWC decay of the old Fisher after each phase: F <- gamma F + F_new")
+    fisher_batches: int = setting(4, Integer(1), "training batches of a phase for its empirical Fisher")
+    # --- experience replay (k1model/strategies/replay.py; variants replay, k1_replay) ----------
+    replay_buffer: int = setting(1000, Integer(1), "reservoir capacity in training windows")
+    replay_fraction: float = setting(0.25, Number(0.0, 1.0, open_high=True),
+                                     "share of every batch drawn from the buffer (batch size unchanged)")
 
     def path_scale(self, distance_from_culprit: int) -> float:
         """Scale for the agent `distance` steps above the culprit; the last value repeats."""

@@ -13,7 +13,7 @@ import yaml
 from k1model.config.analysis import AnalysisConfig
 from k1model.config.checks import Nested, Section, setting
 from k1model.config.data import DataConfig
-from k1model.config.experiment import ExperimentConfig
+from k1model.config.experiment import ExperimentConfig, SweepConfig, TuningConfig
 from k1model.config.method import MethodConfig
 from k1model.config.model import ModelConfig
 from k1model.config.train import TrainConfig
@@ -38,6 +38,8 @@ class Params(Section):
                                            doc=ExperimentConfig.DESCRIPTION)
     analysis: AnalysisConfig = setting(check=Nested(AnalysisConfig, nullable=False), factory=AnalysisConfig,
                                        doc=AnalysisConfig.DESCRIPTION)
+    sweep: SweepConfig = setting(check=Nested(SweepConfig), factory=SweepConfig, doc=SweepConfig.DESCRIPTION)
+    tuning: TuningConfig = setting(check=Nested(TuningConfig), factory=TuningConfig, doc=TuningConfig.DESCRIPTION)
 
     @classmethod
     def prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -47,15 +49,60 @@ class Params(Section):
                               "--variant (and experiment.variants); remove the key")
         return values
 
+    # --- the study design, checked before any run -------------------------------------------------------
+    @property
+    def orders(self) -> list[tuple[str, ...]]:
+        """The domain orders of the main comparison (the first one is the default for sweep and tuning)."""
+        return [tuple(o) for o in self.experiment.orders] if self.experiment.orders else [tuple(self.data.domains)]
+
+    def check_orders(self) -> None:
+        named = [("experiment.orders", o) for o in (self.experiment.orders or ())]
+        named += [(f"{s}.order", getattr(self, s).order) for s in ("sweep", "tuning") if getattr(self, s).order]
+        for key, order in named:
+            problem = _order_problem(order, list(self.data.domains))
+            if problem:
+                raise ConfigError(f"{key}: {problem}; every order must list each domain exactly once")
+
+    def check_design(self) -> None:
+        """Sweep points and tuning candidates: known keys, valid values, no duplicates, disjoint seeds."""
+        from k1model.study.design import sweep_points, tuning_candidates
+
+        if self.sweep.active:
+            if not self.sweep.seeds:
+                raise ConfigError("sweep.seeds is empty; give the sweep its own seeds, e.g. [100, 101, 102]")
+            sweep_points(self)
+        if self.tuning.active:
+            if not self.tuning.seeds:
+                raise ConfigError("tuning.seeds is empty; give tuning its own seeds, disjoint from experiment.seeds")
+            shared = sorted(set(self.tuning.seeds) & set(self.experiment.seeds))
+            if shared:
+                raise ConfigError(f"tuning.seeds {shared} are also evaluation seeds (experiment.seeds); choices must "
+                                  "be made on seeds the evaluation never uses: pick other tuning seeds")
+            tuning_candidates(self)
+
     def validate(self) -> None:
         self.data.check_windows(self.model.max_seq_len)
+        share = round(self.method.replay_fraction * self.train.batch_size)
+        if self.method.replay_buffer < share:
+            raise ConfigError(f"method.replay_buffer={self.method.replay_buffer} is smaller than one batch's replay share "
+                              f"(round(method.replay_fraction {self.method.replay_fraction} x train.batch_size "
+                              f"{self.train.batch_size}) = {share} windows); raise method.replay_buffer")
+        self.check_orders()
+        self.check_design()
         unknown = [v for v in self.analysis.references if v not in self.experiment.variants]
         if unknown and len(unknown) == len(self.analysis.references):
             raise ConfigError(f"analysis.references {list(self.analysis.references)}: none is in experiment.variants "
                               f"{list(self.experiment.variants)}; no comparison could be made")
 
 
-REQUIRED_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params))
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params))
+REQUIRED_SECTIONS: tuple[str, ...] = tuple(s for s in SECTIONS if s not in ("sweep", "tuning"))
+
+
+def _order_problem(order: Any, domains: list[str]) -> str | None:
+    if sorted(order) != sorted(domains):
+        return f"{list(order)} is not a permutation of data.domains {domains}"
+    return None
 
 
 def read_params_file(path: str | Path, required: Sequence[str] = REQUIRED_SECTIONS) -> dict[str, Any]:
@@ -69,9 +116,9 @@ def read_params_file(path: str | Path, required: Sequence[str] = REQUIRED_SECTIO
         raise ConfigError(f"params file {path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"params file {path} must hold a mapping with sections {', '.join(REQUIRED_SECTIONS)}")
-    unknown = sorted(set(raw) - set(REQUIRED_SECTIONS))
+    unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"unknown params section(s) {unknown} in {path}; allowed: {', '.join(REQUIRED_SECTIONS)}")
+        raise ConfigError(f"unknown params section(s) {unknown} in {path}; allowed: {', '.join(SECTIONS)}")
     missing = [s for s in required if s not in raw]
     if missing:
         raise ConfigError(f"params file {path} lacks section(s) {missing}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from k1model.config.checks import Boolean, Integer, ListOf, Nullable, OneOf, Section, Text, setting
+from k1model.config.checks import Boolean, Integer, OneOf, Section, Text, setting
 
 DOMAIN_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 DOMAIN = Text(DOMAIN_PATTERN, "a domain name (letters, digits, '_', '-', '.')")
@@ -17,11 +17,10 @@ class TrainConfig(Section):
     batch_size: int = setting(16, Integer(1), "windows per step")
     steps_per_phase: int = setting(300, Integer(1), "steps on each domain")
     eval_interval: int = setting(50, Integer(1), "validation bpb every that many steps (learning curves)")
-    eval_batches: int = setting(8, Integer(1), "held-out batches per evaluation")
+    eval_batches: int = setting(8, Integer(1), "validation batches of the learning curves (the R matrices are "
+                                "evaluated on every byte of the held-out splits)")
     checkpoint_interval: int = setting(100, Integer(1), "resumable state every that many steps")
     sparsity_interval: int = setting(10, Integer(1), "measure changed weights every that many steps")
-    phases: tuple[str, ...] | None = setting(None, Nullable(ListOf(DOMAIN, min_len=1)),
-                                             "domain order of the phases; null = data.domains in order")
     device: str = setting("cpu", Text(r"cpu|cuda|auto|cuda:[0-9]+", "cpu, cuda, cuda:N or auto"),
                           "cpu | cuda | cuda:N | auto (cuda and auto make train jobs request resources: gpu=1)")
     precision: str = setting("fp32", OneOf(("fp32", "bf16")),

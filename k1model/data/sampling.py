@@ -124,3 +124,32 @@ def eval_batches(
         w = arr[grid[b][:, None] + offsets].astype(np.int64)
         out.append((torch.from_numpy(np.ascontiguousarray(w[:, :-1])), torch.from_numpy(np.ascontiguousarray(w[:, 1:]))))
     return out
+
+
+def full_split_batches(tokens: np.ndarray, seq_len: int, batch_size: int) -> list[tuple["torch.Tensor", "torch.Tensor"]]:
+    """The whole split as evaluation batches: windows of seq_len + 1 bytes starting every seq_len bytes, so
+    every byte after the first is predicted exactly once (with 0 to seq_len - 1 bytes of context); the
+    last window is moved back to end at the split's end and scores only the bytes not scored yet (its
+    other targets are set to -100, which cross-entropy ignores). No RNG: the same windows for everyone."""
+    import torch
+
+    _check_positive(seq_len=seq_len, batch_size=batch_size)
+    arr = _as_tokens(tokens, seq_len + 1, "full_split_batches")
+    starts = list(range(0, len(arr) - seq_len, seq_len))
+    offsets = np.arange(seq_len + 1, dtype=np.int64)
+    w = arr[np.asarray(starts)[:, None] + offsets].astype(np.int64)
+    scored = starts[-1] + seq_len  # bytes 1..scored are targets so far
+    if scored < len(arr) - 1:
+        last = arr[len(arr) - seq_len - 1:].astype(np.int64)[None]
+        tail = last.copy()
+        tail[0, 1:1 + seq_len - (len(arr) - 1 - scored)] = -100  # already scored: ignored
+        w = np.concatenate([w, last])
+        y_last = tail[:, 1:]
+    out = []
+    x_all, y_all = w[:, :-1], w[:, 1:].copy()
+    if scored < len(arr) - 1:
+        y_all[-1] = y_last[0]
+    for b in range(0, len(x_all), batch_size):
+        out.append((torch.from_numpy(np.ascontiguousarray(x_all[b:b + batch_size])),
+                    torch.from_numpy(np.ascontiguousarray(y_all[b:b + batch_size]))))
+    return out

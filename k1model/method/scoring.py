@@ -40,11 +40,12 @@ class Scorer:
     name: str
     needs_loo: bool  # the trainer computes LOO every loo_interval steps for it
     score: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    keys: tuple[str, ...] = ()  # method keys it reads
 
 
 SCORERS: dict[str, Scorer] = {
     "gradient": Scorer("gradient", False, gradient_scores),
-    "hybrid": Scorer("hybrid", True, hybrid_scores),
+    "hybrid": Scorer("hybrid", True, hybrid_scores, ("loo_interval",)),
 }
 
 

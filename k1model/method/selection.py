@@ -104,6 +104,15 @@ SELECTORS: dict[str, Selector] = {
 }
 
 
+#: method keys each selector reads
+SELECTOR_KEYS: dict[str, tuple[str, ...]] = {
+    "drilldown": ("path_scales", "scale_mode"),
+    "random_path": ("path_scales", "scale_mode"),
+    "topk": ("top_k",),
+    "all": (),
+}
+
+
 def get_selector(name: str) -> Selector:
     try:
         return SELECTORS[name]

@@ -8,8 +8,10 @@ Dynamics (DESIGN.md §2.3), applied once per step after the update:
 An agent with t_k > trust_threshold is in cooldown (not eligible for updates). Variants without
 cooldown still track trust (it is reported) but it never gates anything.
 
-Trust rules (`TRUST_RULES`): `per_update` (DESIGN.md §2.3) gains `trust_increase` for every
-agent updated this step (scale > 0), whatever its scale.
+Trust rules (`TRUST_RULES`, chosen by `method.trust_rule`): `per_update` (DESIGN.md §2.3) gains
+`trust_increase` for every agent updated this step (scale > 0), whatever its scale;
+`proportional` gains `trust_increase · scale_k`, so a 5% update earns 5% of the trust and the
+parent and ancestors on a path (scales 0.15, 0.05) cool down far less than the culprit.
 """
 from __future__ import annotations
 
@@ -25,7 +27,13 @@ def per_update(scales: np.ndarray, increase: float) -> np.ndarray:
     return increase * (np.asarray(scales) > 0).astype(np.float64)
 
 
-TRUST_RULES: dict[str, TrustRule] = {"per_update": per_update}
+def proportional(scales: np.ndarray, increase: float) -> np.ndarray:
+    return increase * np.asarray(scales, dtype=np.float64)
+
+
+TRUST_RULES: dict[str, TrustRule] = {"per_update": per_update, "proportional": proportional}
+#: method keys a variant with the trust cooldown reads (a sweep over them cannot change other variants)
+COOLDOWN_KEYS = ("trust_threshold", "trust_increase", "trust_decay", "trust_rule", "reset_moments_on_return")
 
 
 def get_trust_rule(name: str) -> TrustRule:

@@ -24,6 +24,22 @@ class Variant:
     plugins: tuple[str, ...] = ()  # keys of k1model.train.plugins.PLUGINS
     description: str = ""
 
+    def reads(self) -> frozenset[str]:
+        """The method keys that can change this variant's training: the optimiser's, its selector's,
+        its scorer's, the cooldown's (when it gates) and its plugins'. A sweep point that only
+        changes keys outside this set is the same run as the base point for this variant."""
+        from k1model.method.scoring import get_scorer
+        from k1model.method.selection import SELECTOR_KEYS
+        from k1model.method.trust import COOLDOWN_KEYS
+        from k1model.train.plugins import plugin_keys
+
+        keys = set(OPTIMIZER_KEYS) | set(SELECTOR_KEYS[self.selector]) | set(get_scorer(self.scorer).keys)
+        if self.cooldown:
+            keys |= set(COOLDOWN_KEYS)
+        for name in self.plugins:
+            keys |= set(plugin_keys(name))
+        return frozenset(keys)
+
     @property
     def uses_loo(self) -> bool:
         """The scorer needs leave-one-out deltas (so the trainer computes them every loo_interval steps)."""
@@ -31,6 +47,9 @@ class Variant:
 
         return get_scorer(self.scorer).needs_loo
 
+
+#: method keys every variant's optimiser reads
+OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "betas", "eps", "grad_clip")
 
 VARIANTS: dict[str, Variant] = {}
 
@@ -60,5 +79,12 @@ for _v in (
     Variant("dense", "all", "gradient", False, (), "every agent at scale 1 every step: ordinary backprop"),
     Variant("random_path", "random_path", "gradient", True, (),
             "control: a uniformly random eligible child at each level, same scales and trust as k1_full"),
+    # continual-learning baselines (DESIGN.md §7), on the same architecture, data order and budget
+    Variant("ewc", "all", "gradient", False, ("ewc",), "dense updates + online EWC penalty (empirical Fisher)"),
+    Variant("replay", "all", "gradient", False, ("replay",),
+            "dense updates + experience replay from a reservoir buffer (compute-matched batches)"),
+    Variant("k1_replay", "drilldown", "hybrid", True, ("replay",), "k1_full's selection + the same replay"),
+    Variant("joint", "all", "gradient", False, ("joint",),
+            "upper reference: dense updates on a mixture of all domains (no sequence)"),
 ):
     register_variant(_v)

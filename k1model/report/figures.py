@@ -29,7 +29,6 @@ from matplotlib.figure import Figure
 from k1model.errors import DataError, K1Error
 from k1model.io import atomic_path, write_json
 from k1model.analysis.metric_info import metric_info
-from k1model.analysis.runs import run_dir
 from k1model.analysis.settings import AnalysisSettings as AnalysisConfig
 from k1model.analysis.settings import load_analysis_config
 
@@ -77,30 +76,37 @@ def _palette(variants: Sequence[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- inputs
 
 
-def _read_metrics(runs: Path, cfg: AnalysisConfig) -> dict[tuple[str, int], dict[str, Any]]:
+def main_runs(results: Path, cfg: AnalysisConfig) -> list[tuple[Any, Path]]:
+    """(planned run, its directory) of the main comparison in the first domain order: curves and R
+    matrices of different orders are not averaged together (their phases differ)."""
+    from k1model.study.plan import part_runs
+
+    first = "-".join(cfg.params.orders[0])
+    return [(r, results / r.path) for r in part_runs(cfg.params, "runs") if r.order_name == first]
+
+
+def _read_metrics(runs: list[tuple[Any, Path]]) -> dict[tuple[str, int], dict[str, Any]]:
     out = {}
-    for v in cfg.variants:
-        for s in cfg.seeds:
-            p = run_dir(runs, v, s) / "metrics.json"
-            if p.is_file():
-                m = json.loads(p.read_text(encoding="utf-8"))
-                if m.get("status", "completed") == "completed":
-                    out[(v, s)] = m
+    for run, d in runs:
+        p = d / "metrics.json"
+        if p.is_file():
+            m = json.loads(p.read_text(encoding="utf-8"))
+            if m.get("status", "completed") == "completed":
+                out[(run.variant, run.seed)] = m
     if not out:
-        raise DataError(f"no completed runs (metrics.json) under {runs} for {list(cfg.variants)} × {list(cfg.seeds)}")
+        raise DataError(f"no completed runs (metrics.json) in {sorted({str(d.parent.parent) for _, d in runs})}")
     return out
 
 
-def load_evals(runs: str | Path, cfg: AnalysisConfig, notes: list[str]) -> pd.DataFrame:
+def load_evals(runs: list[tuple[Any, Path]], notes: list[str]) -> pd.DataFrame:
     """All runs' evals.csv stacked with variant and seed columns (missing files noted)."""
     frames = []
-    for v in cfg.variants:
-        for s in cfg.seeds:
-            p = run_dir(runs, v, s) / "evals.csv"
-            if not p.is_file():
-                notes.append(f"learning curves: no {p}")
-                continue
-            frames.append(pd.read_csv(p).assign(variant=v, seed=s))
+    for run, d in runs:
+        p = d / "evals.csv"
+        if not p.is_file():
+            notes.append(f"learning curves: no {p}")
+            continue
+        frames.append(pd.read_csv(p).assign(variant=run.variant, seed=run.seed))
     if not frames:
         return pd.DataFrame(columns=["step", "phase_index", "phase", "domain", "bpb", "end_of_phase", "variant", "seed"])
     return pd.concat(frames, ignore_index=True)
@@ -374,25 +380,29 @@ _CAPTIONS = {
     "planted_faults": "Planted-fault attribution accuracy per variant: mean with {ci} bootstrap CI.",
     "responsibility_tree": "Responsibility tree at the last training step of {run}: colour = gradient score, "
                            "label = update scale, red ring = culprit, red edges = error path.",
+    "sensitivity": "Sensitivity sweep: each metric against each factor's value, one factor at a time around the "
+                   "profile's settings (mean and {ci} CI over the sweep seeds; dashed: dense).",
+    "tuned_vs_specified": "Forgetting and final bpb of every variant at the profile's settings and at its tuned "
+                          "settings (mean and {ci} CI).",
 }
 
 
-def make_figures(params: str | Path | Mapping[str, Any], runs: str | Path, results: str | Path,
-                 out: str | Path) -> dict[str, Any]:
+def make_figures(params: str | Path | Mapping[str, Any], results: str | Path, out: str | Path) -> dict[str, Any]:
     """Draw every figure into `out`; returns {"files": [...], "figures": {name: ...}, "notes": [...]}."""
     cfg = load_analysis_config(params)
-    runs, results, out = Path(runs), Path(results), Path(out)
+    results, out = Path(results), Path(out)
+    runs = main_runs(results, cfg)
     for p in (results / "summary.json", results / "tidy.csv"):
         if not p.is_file():
             raise K1Error(f"{p} not found; run `k1 aggregate` first")
     summary = json.loads((results / "summary.json").read_text(encoding="utf-8"))
     tidy = pd.read_csv(results / "tidy.csv")
-    run_metrics = _read_metrics(runs, cfg)
+    run_metrics = _read_metrics(runs)
     notes: list[str] = []
     ci = f"{cfg.confidence:.0%}"
     figs: dict[str, tuple[Figure | None, str]] = {}
     with sns.axes_style("whitegrid"), matplotlib.rc_context(_RC):
-        figs["learning_curves"] = (learning_curves(load_evals(runs, cfg, notes), cfg), "")
+        figs["learning_curves"] = (learning_curves(load_evals(runs, notes), cfg), "")
         figs["forgetting_heatmaps"] = (forgetting_heatmaps(run_metrics, cfg, notes), "")
         figs["forgetting"] = (metric_points(summary, tidy, FORGETTING_METRICS, cfg, notes, "forgetting"), "")
         figs["sparsity"] = (metric_points(summary, tidy, SPARSITY_METRICS, cfg, notes, "sparsity"), "")
@@ -412,11 +422,16 @@ def make_figures(params: str | Path | Mapping[str, Any], runs: str | Path, resul
             notes.append("planted faults: no attr_fault_* metrics; figure skipped")
         ref = "k1_full" if "k1_full" in cfg.variants else cfg.variants[0]
         key = (ref, cfg.seeds[0])
+        dirs = {(r.variant, r.seed): d for r, d in runs}
         if key in run_metrics and run_metrics[key].get("agents"):
-            figs["responsibility_tree"] = responsibility_tree(run_dir(runs, *key), run_metrics[key]["agents"], notes)
+            figs["responsibility_tree"] = responsibility_tree(dirs[key], run_metrics[key]["agents"], notes)
         else:
             notes.append(f"responsibility tree: run {ref}/seed{cfg.seeds[0]} missing or without agents")
             figs["responsibility_tree"] = (None, "")
+        from k1model.report.study_figures import sensitivity, tuned_vs_specified
+
+        figs["sensitivity"] = (sensitivity(summary["sweep"], cfg.confidence) if "sweep" in summary else None, "")
+        figs["tuned_vs_specified"] = (tuned_vs_specified(summary, cfg.variants, cfg.confidence), "")
         files: list[Path] = []
         index: dict[str, Any] = {}
         out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,11 @@ from k1model.io import write_json, write_text
 from k1model.analysis.aggregate import load_summary
 from k1model.analysis.settings import load_analysis_config
 from k1model.config import HOLM_FAMILIES, TEST_NAMES
+from k1model.report.claims import CLAIMS, Claim, Numbers, _claim_sentence
+from k1model.report.study_sections import (baselines_paragraph, budget_paragraph, idle_by_rule, orders_section,
+                                           sweep_section, tuned_section, variants_paragraph)
+from k1model.report.sections import (_data_section, _embed_table, _flatten, _kv_table, _n_agents, _rel,
+                                     _trust_budget_section)
 from k1model.report.tables import fmt_num, fmt_p
 
 __all__ = ["Numbers", "Claim", "CLAIMS", "render_paper"]
@@ -39,296 +44,12 @@ RESULT_TABLES: tuple[tuple[str, str], ...] = (
     ("cost", "Compute cost"),
     ("comparisons_key", "Key paired comparisons"),
 )
-
-
-class Numbers:
-    """Quotes numbers from summary.json and remembers where each came from."""
-
-    def __init__(self, summary: Mapping[str, Any]):
-        self.summary = summary
-        self.entries: dict[str, dict[str, Any]] = {}
-
-    def get(self, *path: str) -> Any:
-        node: Any = self.summary
-        for key in path:
-            if not isinstance(node, Mapping) or key not in node:
-                return None
-            node = node[key]
-        return node
-
-    def q(self, *path: str, p: bool = False) -> str:
-        """The formatted number at `path` (recorded in numbers.json); "n/a" if absent or null."""
-        value = self.get(*path)
-        text = fmt_p(value) if p else fmt_num(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            self.entries[".".join(path)] = {"source": list(path), "value": value, "text": text}
-        return text
-
-    def ci(self, variant: str, metric: str) -> str:
-        """"mean [lo, hi]" of a metric for a variant."""
-        mean = self.q(variant, metric, "mean")
-        if self.get(variant, metric, "ci_low") is None:
-            return mean
-        return f"{mean} [{self.q(variant, metric, 'ci_low')}, {self.q(variant, metric, 'ci_high')}]"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A hypothesis of the K-1 idea: `variant` beats `reference` on `metric`.
-
-    With reference "chance" the variant's CI is compared with the chance level of the metric
-    (1 / number of agents for top-1 fault accuracy), since no other variant is the baseline.
-    """
-
-    name: str
-    metric: str
-    variant: str
-    reference: str
-    statement: str
-
-
-CLAIMS: tuple[Claim, ...] = (
-    Claim("less_forgetting", "forgetting", "k1_full", "dense",
-          "sparse, attribution-guided updates forget less than dense backpropagation"),
-    Claim("lm_quality", "final_avg_bpb", "k1_full", "dense",
-          "K-1 ends with a lower average bpb over all domains than dense backpropagation"),
-    Claim("attribution_not_sparsity", "forgetting", "k1_full", "random_path",
-          "choosing the path by attribution forgets less than a random path of the same sparsity"),
-    Claim("sparse_updates", "sparsity_param_fraction", "k1_full", "dense",
-          "K-1 changes a smaller fraction of agent parameters per step than dense training"),
-    Claim("fault_finding", "attr_fault_top1_hybrid", "k1_full", "chance",
-          "hybrid attribution names a planted faulty agent (top-1) more often than chance"),
+#: tables of the study's other parts, embedded when present
+STUDY_TABLES: tuple[tuple[str, str], ...] = (
+    ("tuned", "Tuned comparison"),
+    ("orders", "Per domain order"),
+    ("sweep", "Sensitivity sweep"),
 )
-
-
-def _comparison(nums: Numbers, a: str, b: str, references: Sequence[str]) -> tuple[str, str] | None:
-    """(reference, variant) keys under summary.comparisons for the pair a, b.
-
-    The pair's entry is taken from the family of whichever of the two comes first in
-    analysis.references (the same choice as the key-comparisons table).
-    """
-    comps = nums.get("comparisons") or {}
-    for ref in references:
-        if ref == a and b in (comps.get(a) or {}):
-            return a, b
-        if ref == b and a in (comps.get(b) or {}):
-            return b, a
-    return None
-
-
-_TEST_SHORT = {"wilcoxon": "Wilcoxon", "ttest_paired": "paired t", "welch": "Welch t"}
-
-
-def _overlap(nums: Numbers, a: str, b: str, metric: str) -> bool | None:
-    lo_a, hi_a = nums.get(a, metric, "ci_low"), nums.get(a, metric, "ci_high")
-    lo_b, hi_b = nums.get(b, metric, "ci_low"), nums.get(b, metric, "ci_high")
-    if None in (lo_a, hi_a, lo_b, hi_b):
-        return None
-    return not (hi_a < lo_b or hi_b < lo_a)
-
-
-def _chance_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None) -> tuple[str, str, str]:
-    """A one-variant claim against a chance level: decided by whether the bootstrap CI excludes it."""
-    stats_ = nums.get(claim.variant, claim.metric)
-    if claim.variant not in nums.summary:
-        text = f"{claim.variant} is not in experiment.variants, so this was not tested."
-        return "not measured", text, f"The claim that {claim.statement} was not tested: {text}"
-    if not stats_ or not stats_.get("n") or chance is None:
-        text = f"`{claim.metric}` was not measured for {claim.variant}, so this could not be tested."
-        return "not measured", text, f"The claim that {claim.statement} could not be tested: {text}"
-    value = f"{claim.variant} {nums.ci(claim.variant, claim.metric)} vs chance {fmt_num(chance)}"
-    lo, hi = stats_.get("ci_low"), stats_.get("ci_high")
-    conf = f"{cfg.confidence:.0%}"
-    if lo is not None and lo > chance:
-        return "supported", f"above chance ({value}).", (
-            f"{claim.variant}'s {claim.metric} was above chance: {value} (the {conf} bootstrap CI excludes chance), "
-            f"which supports the claim that {claim.statement}.")
-    if hi is not None and hi < chance:
-        return "contradicted", f"below chance ({value}).", (
-            f"{claim.variant}'s {claim.metric} was below chance: {value} (the {conf} bootstrap CI excludes chance), "
-            f"which contradicts the claim that {claim.statement}.")
-    return "no significant difference", f"not distinguishable from chance ({value}).", (
-        f"There was no significant difference between {claim.variant}'s {claim.metric} and chance ({value}; the "
-        f"{conf} bootstrap CI includes chance); the claim that {claim.statement} is not supported by these runs.")
-
-
-def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None = None) -> tuple[str, str, str]:
-    """(status, short, long) for one claim, all derived from summary.json.
-
-    status ∈ supported, contradicted, no significant difference, not measured.
-    """
-    if claim.reference == "chance":
-        return _chance_sentence(nums, claim, cfg, chance)
-    info = nums.get("metrics", claim.metric) or {}
-    unit = info.get("unit", "")
-    unit_s = f" {unit}" if unit and unit not in ("fraction", "p") else ""
-    absent = [v for v in (claim.variant, claim.reference) if v not in nums.summary]
-    if absent:
-        text = f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not in experiment.variants, so this was not tested."
-        return "not measured", text, f"The claim that {claim.statement} was not tested: {text}"
-    a_stats, b_stats = nums.get(claim.variant, claim.metric), nums.get(claim.reference, claim.metric)
-    if not a_stats or not b_stats or not a_stats.get("n") or not b_stats.get("n"):
-        missing = [v for v, s in ((claim.variant, a_stats), (claim.reference, b_stats)) if not s or not s.get("n")]
-        text = f"`{claim.metric}` was not measured for {', '.join(missing)}, so this could not be tested."
-        return "not measured", text, f"The claim that {claim.statement} could not be tested: {text}"
-    keys = _comparison(nums, claim.variant, claim.reference, cfg.references)
-    a_txt, b_txt = nums.ci(claim.variant, claim.metric), nums.ci(claim.reference, claim.metric)
-    values = f"{claim.variant} {a_txt}{unit_s} vs {claim.reference} {b_txt}{unit_s}"
-    short_values = (f"{claim.variant} {nums.q(claim.variant, claim.metric, 'mean')} vs {claim.reference} "
-                    f"{nums.q(claim.reference, claim.metric, 'mean')}{unit_s}")
-    if keys is None:
-        text = f"{claim.metric}: {values}; no paired comparison was computed (neither is in analysis.references)."
-        return "not measured", text, text
-    ref, var = keys
-    base = ("comparisons", ref, var, claim.metric)
-    entry = nums.get(*base) or {}
-    test = cfg.primary_test
-    p_key = f"{test}_p_holm"
-    p_txt = nums.q(*base, p_key, p=True)
-    tests = f"Holm-adjusted {_TEST_SHORT[test]} p {_relation(p_txt)}"
-    short_tests = tests
-    if test != "ttest_paired":
-        tests += f"; paired t-test, Holm-adjusted p {_relation(nums.q(*base, 'ttest_paired_p_holm', p=True))}"
-    direction = info.get("direction", "lower")
-    diff = entry.get("mean_diff")
-    # an entry holds (its variant − its reference); express it as claim.variant − claim.reference
-    if diff is not None and var != claim.variant:
-        diff = -diff
-    p = entry.get(p_key)
-    if p is None or diff is None:
-        short = f"test undefined ({short_values})."
-        return "no significant difference", short, (
-            f"{claim.metric}: {values} ({tests}); the test was undefined, so the claim that "
-            f"{claim.statement} is not supported.")
-    a_lower = diff < 0
-    word = "lower" if a_lower else "higher"
-    a_better = a_lower if direction == "lower" else not a_lower
-    if p < cfg.alpha:
-        status = "supported" if a_better else "contradicted"
-        verdict = "supports" if a_better else "contradicts"
-        short = f"{claim.variant} had significantly {word} {claim.metric} ({short_values}; {short_tests})."
-        return status, short, (
-            f"{claim.variant} had significantly {word} {claim.metric} than {claim.reference} ({values}; {tests}), "
-            f"which {verdict} the claim that {claim.statement}.")
-    overlap = _overlap(nums, claim.variant, claim.reference, claim.metric)
-    descriptive = ""
-    if overlap is not None:
-        descriptive = (f" Descriptively, {claim.variant}'s mean is {word} and the {cfg.confidence:.0%} bootstrap "
-                       f"CIs {'overlap' if overlap else 'do not overlap'}.")
-    extra = ""
-    min_p, min_p_holm = entry.get("wilcoxon_min_p"), entry.get("wilcoxon_min_p_holm")
-    if test == "wilcoxon" and min_p is not None and min_p >= cfg.alpha:
-        extra = (f" With {entry.get('n_pairs')} paired seeds the smallest attainable Wilcoxon p is "
-                 f"{nums.q(*base, 'wilcoxon_min_p', p=True)}, so this test could not have reached significance.")
-    elif test == "wilcoxon" and min_p_holm is not None and min_p_holm >= cfg.alpha:
-        extra = (f" With {entry.get('n_pairs')} paired seeds and a Holm family of "
-                 f"{nums.q(*base, 'holm_family_size')} tests the smallest attainable adjusted Wilcoxon p is "
-                 f"{nums.q(*base, 'wilcoxon_min_p_holm', p=True)}, so this test could not have reached significance.")
-    short = f"no significant difference ({short_values}; {short_tests})."
-    return "no significant difference", short, (
-        f"There was no significant difference in {claim.metric} between {claim.variant} and {claim.reference} "
-        f"({values}; {tests}); the claim that {claim.statement} is not supported by these runs."
-        f"{descriptive}{extra}")
-
-
-def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(obj, Mapping):
-        rows = []
-        for k, v in obj.items():
-            rows += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-        return rows or [(prefix, "{}")]
-    if isinstance(obj, list) and any(isinstance(v, (Mapping, list)) for v in obj):
-        rows = []
-        for i, v in enumerate(obj):
-            rows += _flatten(v, f"{prefix}[{i}]")
-        return rows
-    return [(prefix, json.dumps(obj) if not isinstance(obj, str) else obj)]
-
-
-def _kv_table(rows: Sequence[tuple[str, str]], head: tuple[str, str] = ("key", "value")) -> str:
-    def cell(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
-
-    lines = [f"| {head[0]} | {head[1]} |", "|:---|:---|"] + [f"| `{cell(k)}` | {cell(v)} |" for k, v in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _relation(p_text: str) -> str:
-    """"= 0.013" or "< 0.001": a formatted p-value after "p"."""
-    return p_text.replace("<", "< ", 1) if p_text.startswith("<") else f"= {p_text}"
-
-
-def _trust_budget_section(nums: Numbers, params: Mapping[str, Any], variants: Sequence[str]) -> str:
-    """How much the trust cooldown lets the tree learn: an analytic bound from the params and the
-    measured idle-step fractions from results (a mechanism that explains the other results)."""
-    method = params.get("method", {})
-    inc, decay, thr = (float(method.get(k, d)) for k, d in
-                       (("trust_increase", 0.1), ("trust_decay", 0.995), ("trust_threshold", 0.7)))
-    n_agents = _n_agents(params.get("model", {}).get("branching", []))
-    if inc <= 0:
-        return ""
-    rate = min(1.0, thr * (1.0 - decay) / inc)  # steady state: t* = inc·r/(1−decay) must stay ≤ threshold
-    idle = {v: nums.ci(v, "idle_step_fraction") for v in variants if nums.get(v, "idle_step_fraction") is not None}
-    lines = ["### Trust budget\n",
-             f"Trust rises by {inc:g} per update and decays by ×{decay:g} per step, so an agent updated at a "
-             f"sustained rate r settles at trust ≈ {inc:g}·r/(1 − {decay:g}); it stays out of cooldown only if that "
-             f"is ≤ {thr:g}, i.e. r ≤ {rate:.3g}. Each agent can therefore be updated on at most about "
-             f"{100 * rate:.1f}% of steps, and the whole tree of {n_agents} agents on at most about "
-             f"{rate * n_agents:.2f} agent-updates per step; since every error path passes through a level-1 agent, "
-             "once those are all cooling down the drill-down stops at the root and nothing is updated."]
-    if idle:
-        lines.append("Measured fraction of steps in which no agent was updated (mean [95% CI]): "
-                     + "; ".join(f"{v} {t}" for v, t in idle.items()) + ". "
-                     "Shared parameters (embedding, positions, final norm, head) are updated at full rate every step "
-                     "in every variant, so in idle steps only they learn; differences in forgetting between sparse "
-                     "variants and `dense` must be read together with how much the agents learned at all "
-                     "(final bpb, `no_trust`).")
-    return "\n".join(lines) + "\n"
-
-
-def _data_section(manifest: Mapping[str, Any]) -> str:
-    """Per-domain origin, split sizes and checksums; the full manifest (document ids, file lists)
-    stays in `manifest.json`, which the paper cites instead of reprinting."""
-    tok = manifest.get("tokenizer", {})
-    tok_text = (f"{tok.get('kind', '?')} with vocabulary {tok.get('vocab_size', '?')}" if isinstance(tok, Mapping)
-                else str(tok))
-    versions = ", ".join(f"{k} {v}" for k, v in sorted(dict(manifest.get("versions") or {}).items()))
-    lines = [f"**Data** (from the data manifest: source `{manifest.get('source', '?')}`, tokenizer "
-             f"{tok_text}; {versions}). Sizes in bytes; "
-             "sha256 abbreviated to 12 hex digits; document lists and file checksums are in `manifest.json`.\n",
-             "| domain | origin | train | valid | test | documents (train/valid/test) | sha256 (train/valid/test) |",
-             "|:---|:---|---:|---:|---:|---:|:---|"]
-    for name, dom in dict(manifest.get("domains") or {}).items():
-        if not isinstance(dom, Mapping):
-            continue
-        origin = dom.get("origin") if isinstance(dom.get("origin"), Mapping) else {"description": dom.get("origin")}
-        what = str(origin.get("description") or origin.get("package") or origin.get("kind", "")).split(":")[0].split(" (")[0]
-        splits = dom.get("splits", {})
-        get = lambda key: [splits.get(s, {}).get(key) for s in ("train", "valid", "test")]  # noqa: E731
-        b, docs, sha = get("bytes"), get("documents"), get("sha256")
-        size = lambda v: f"{v:,}" if isinstance(v, int) else "n/a"  # noqa: E731
-        lines.append(f"| {name} | {what.replace('|', '/')} | {size(b[0])} | {size(b[1])} | {size(b[2])} | "
-                     f"{'/'.join(str(d) for d in docs)} | {' / '.join(str(h)[:12] for h in sha)} |")
-    rule = str(manifest.get("split_rule", "")).split(". ")[0]
-    if rule:
-        lines.append(f"\nSplit rule (abridged; full text in the manifest): {rule}.")
-    return "\n".join(lines) + "\n"
-
-
-def _n_agents(branching: Sequence[int]) -> int:
-    return ModelConfig(branching=tuple(int(b) for b in branching)).num_agents if branching else 1
-
-
-def _embed_table(md: str, number: int) -> str:
-    """Turn the table file's bold caption line into "Table N: caption"."""
-    lines = md.strip("\n").splitlines()
-    if lines and lines[0].startswith("**") and lines[0].endswith("**"):
-        lines[0] = f"*Table {number}: {lines[0].strip('*')}*"
-    return "\n".join(lines) + "\n"
-
-
-def _rel(target: Path, start: Path) -> str:
-    return Path(os.path.relpath(target.resolve(), start.resolve())).as_posix()
 
 
 def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, data: str | Path,
@@ -352,17 +73,33 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     variants = [v for v in cfg.variants if v in summary]
     others = [v for v in variants if v != "k1_full"]
     n_seeds = nums.q("n_seeds")
+    orders = ["-".join(o) for o in p.orders]
     conf = f"{cfg.confidence:.0%}"
     method, model, train = p.get("method", {}) or {}, p.get("model", {}) or {}, p.get("train", {}) or {}
     branching = model.get("branching") or []
     domains = (p.get("data", {}) or {}).get("domains") or []
+    chance = 1.0 / _n_agents(branching) if branching else None
+
+    def claim(view: Numbers, c: Claim) -> tuple[str, str, str]:
+        return _claim_sentence(view, c, cfg, chance)
 
     # ---- claims
     claims = {}
     for c in CLAIMS:
-        status, short, sentence = _claim_sentence(nums, c, cfg, 1.0 / _n_agents(branching) if branching else None)
+        status, short, sentence = claim(nums, c)
         claims[c.name] = {"status": status, "short": short, "sentence": sentence, "metric": c.metric,
                           "variant": c.variant, "reference": c.reference}
+    study: dict[str, Any] = {}
+    study_text: list[str] = []
+    if "tuned" in summary:
+        text, study["tuned"] = tuned_section(nums, claim, claims)
+        study_text.append(text)
+    if "by_order" in summary and len(orders) > 1:
+        text, study["orders"] = orders_section(nums, claim, claims, orders)
+        study_text.append(text)
+    if "sweep" in summary:
+        text, study["sweep"] = sweep_section(nums)
+        study_text.append(text + idle_by_rule(nums))
     tested = {k: v for k, v in claims.items() if v["status"] != "not measured"}
     supported = [k for k, v in tested.items() if v["status"] == "supported"]
     against = [k for k, v in tested.items() if v["status"] == "contradicted"]
@@ -380,8 +117,10 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         f"K-1 trains a tree of small transformer agents and, at every step, updates only the agents on the path "
         f"blamed for the error, with proportional learning rates and a trust-based cooldown. We compare it with "
         f"{len(others)} other variant{'s' if len(others) != 1 else ''} ({', '.join(others)}) on a "
-        f"continual-learning sequence of {len(domains)} domains ({' → '.join(domains)}), with {n_seeds} seeds "
-        f"per variant, {conf} stratified-bootstrap confidence intervals and Holm-corrected paired tests "
+        f"continual-learning sequence of {len(domains)} domains ({' → '.join(domains)}"
+        + (f", in {len(orders)} orders" if len(orders) > 1 else "") + f"), with {n_seeds} seeds "
+        f"per variant{' and order' if len(orders) > 1 else ''}, {conf} stratified-bootstrap confidence intervals and "
+        "Holm-corrected paired tests "
         f"(primary test: {TEST_NAMES[cfg.primary_test]}, α = {cfg.alpha:g}). "
         f"Claims tested: {len(tested)} of {len(claims)}; supported: {len(supported)}, contradicted: {len(against)}, "
         f"no significant difference: {len(null)}.\n")
@@ -409,11 +148,8 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         f"update, and agents with scale 0 are left bit-for-bit untouched. Trust rises by "
         f"{method.get('trust_increase')} per update, decays by ×{method.get('trust_decay')} per step, and an "
         f"agent with trust above {method.get('trust_threshold')} is in cooldown.\n")
-    L.append(
-        "**Variants.** `k1_full` (all of the above), `flat_topk` (no hierarchy: top-K agents, K = tree depth), "
-        "`no_trust` (no cooldown), `no_loo` (gradient scores only), `dense` (every agent, every step: ordinary "
-        "backpropagation on the same architecture) and `random_path` (a random root-to-leaf path with the same "
-        "scales: sparsity without attribution). All share architecture, data order, step budget, optimizer and seeds.\n")
+    L.append(variants_paragraph(variants))
+    L.append(baselines_paragraph(p, variants))
 
     # ---- setup
     L.append("## Experimental setup\n")
@@ -432,6 +168,10 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         f"Wilcoxon signed-rank and paired t-test on the seeds both have, Welch's t-test, Hedges' g (unpaired and "
         f"paired) and the probability of improvement. p-values are Holm-corrected within each family "
         f"({HOLM_FAMILIES[cfg.holm_family]}).\n")
+    L.append(budget_paragraph(p, manifest))
+    if len(orders) > 1:
+        L.append(f"**Domain orders.** Every run is trained in each of {len(orders)} orders ({', '.join(orders)}); "
+                 "statistics pool the runs of all orders, and comparisons pair runs by seed and order.\n")
     L.append("**Hyperparameters** (the complete params file):\n")
     L.append(_kv_table(_flatten(p.to_dict(params_only=True))))
     L.append(_data_section(manifest))
@@ -446,11 +186,13 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     L.append("")
     L.append(_trust_budget_section(nums, p, variants))
     L.append("")
+    L += study_text
     fig_index_path = results / "figures" / "figures.json"
     figures = {}
     if fig_index_path.is_file():
         figures = json.loads(fig_index_path.read_text(encoding="utf-8")).get("figures", {})
-    for i, (name, heading) in enumerate(RESULT_TABLES, start=1):
+    present = [(n, h) for n, h in RESULT_TABLES + STUDY_TABLES if (results / "tables" / f"{n}.md").is_file()]
+    for i, (name, heading) in enumerate(present, start=1):
         L.append(f"### {heading}\n")
         L.append(_embed_table((results / "tables" / f"{name}.md").read_text(encoding="utf-8"), i))
     L.append(f"The complete per-metric table (mean, median and IQM with CIs) is "
@@ -467,7 +209,7 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
 
     # ---- limitations
     L.append("## Limitations\n")
-    n = int(summary.get("n_seeds") or 0)
+    n = int(summary.get("n_seeds") or 0) * max(1, int(summary.get("n_orders") or 1))  # paired units
     lim = []
     min_p = 2.0 ** (1 - n) if n else 1.0
     entries = [e for by_var in (summary.get("comparisons") or {}).values() for by_m in by_var.values()
@@ -527,5 +269,5 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     text = "\n".join(L).rstrip("\n") + "\n"
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "paper.md", text)
-    write_json(out / "numbers.json", {"numbers": dict(sorted(nums.entries.items())), "claims": claims})
-    return {"files": [str(out / "paper.md"), str(out / "numbers.json")], "claims": claims}
+    write_json(out / "numbers.json", {"numbers": dict(sorted(nums.entries.items())), "claims": claims, "study": study})
+    return {"files": [str(out / "paper.md"), str(out / "numbers.json")], "claims": claims, "study": study}

@@ -131,8 +131,3 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
         "final_bpb": dict(zip(domains, log.R[-1])), "update_counts": update_counts, "steps": total,
         "sparsity": sparsity, "scalars": scalars, **extra, "wall_time_s": log.wall_time_s,
     }
-
-
-def bpb_rows(losses: list[np.ndarray]) -> np.ndarray:
-    """Mean over evaluation batches of per-run losses (nats) -> bits per byte per run."""
-    return np.mean(np.stack(losses), axis=0) / LN2

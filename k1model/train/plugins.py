@@ -44,11 +44,13 @@ class Phase:
     seq_len: int
     batch_size: int
     seed: int  # the run's seed
+    count: int = 1  # phases of the run
     domain_tokens: Mapping[str, np.ndarray] = field(default_factory=dict)  # every domain of the run, in order
 
 
 class Plugin:
     name: ClassVar[str] = ""
+    keys: ClassVar[tuple[str, ...]] = ()  # the method keys it reads
 
     def before_phase(self, run: "RunContext", phase: Phase) -> None:
         """A phase begins (before its first batch)."""
@@ -89,8 +91,16 @@ def register_plugin(cls: type[Plugin]) -> type[Plugin]:
     return cls
 
 
+def plugin_keys(name: str) -> tuple[str, ...]:
+    import k1model.strategies  # noqa: F401  (registers the strategies' plugins)
+
+    return PLUGINS[name].keys
+
+
 def make_plugins(names: tuple[str, ...], **kwargs: Any) -> list[Plugin]:
     """Instances of the named plugins for one run (keyword arguments go to each constructor)."""
+    import k1model.strategies  # noqa: F401  (registers the strategies' plugins)
+
     out = []
     for name in names:
         try:

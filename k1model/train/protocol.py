@@ -22,6 +22,7 @@ others go on.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -36,8 +37,7 @@ from k1model.config import MethodConfig, ModelConfig, Params, config_hash, load_
 from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from k1model.model import AgentTree, default_execution
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
-from k1model.train.outputs import (RunLog, bpb_rows, finish_run, record_failure, run_metrics, step_row,
-                                   write_run_outputs)
+from k1model.train.outputs import RunLog, finish_run, record_failure, run_metrics, step_row, write_run_outputs
 from k1model.train.plugins import Phase
 from k1model.train.runtime import resolve_device, versions
 from k1model.train.step import Trainer
@@ -57,8 +57,10 @@ class RunSpec:
     model: ModelConfig
 
 
-def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out: str | Path) -> list[RunSpec]:
-    """Runs for variants × seeds; `out` is a directory (one run) or a pattern with {variant} and {seed}."""
+def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out: str | Path,
+              order: Sequence[str] | None = None) -> list[RunSpec]:
+    """Runs for variants × seeds in one domain order (default: the first of the params); `out` is a
+    directory (one run) or a pattern with {variant} and {seed}."""
     pattern = str(out)
     many = len(variants) * len(seeds) > 1
     missing = [f for f in ("{variant}", "{seed}") if f not in pattern and (
@@ -69,7 +71,9 @@ def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out
     dupes = sorted({v for v in variants if list(variants).count(v) > 1} | {str(s) for s in seeds if list(seeds).count(s) > 1})
     if dupes:
         raise ConfigError(f"duplicate runs: {', '.join(dupes)} given twice; each variant x seed is one run")
-    phases = tuple(params.train.phases or params.data.domains)
+    phases = tuple(order) if order else params.orders[0]
+    if sorted(phases) != sorted(params.data.domains):
+        raise ConfigError(f"order {list(phases)} is not a permutation of data.domains {list(params.data.domains)}")
     specs = []
     for v in variants:
         if v not in params.experiment.variants:
@@ -78,6 +82,16 @@ def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out
             out_dir = Path(pattern.format(variant=v, seed=s) if many or "{" in pattern else pattern)
             specs.append(RunSpec(v, int(s), out_dir, method_config(params.method, v), phases, params.model))
     return specs
+
+
+def deterministic_mode() -> None:
+    """Bit-reproducible CUDA: deterministic kernels (an error where torch has none) and a fixed cuBLAS
+    workspace. CPU runs are deterministic without it. Not bit-reproducible even then: runs on a
+    different GPU model, driver or torch version, and `run_batching: batched` runs grouped differently."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
 
 
 class RunGroup:
@@ -106,6 +120,8 @@ class RunGroup:
         if len(lengths) > 1:
             raise ConfigError(f"runs with different numbers of phases ({sorted(lengths)}) cannot train in lockstep")
         self.device = resolve_device(self.train_cfg.device)
+        if self.train_cfg.deterministic:
+            deterministic_mode()
         auto_attention, auto_batching = default_execution(self.device)
         self.attention = auto_attention if self.train_cfg.attention == "auto" else self.train_cfg.attention
         self.run_batching = auto_batching if self.train_cfg.run_batching == "auto" else self.train_cfg.run_batching
@@ -120,14 +136,18 @@ class RunGroup:
     # --- data ----------------------------------------------------------------------------
     def _load_data(self) -> None:
         from k1model.data.loading import load_split
-        from k1model.data.sampling import eval_batches
+        from k1model.data.sampling import eval_batches, full_split_batches
 
         cfg, T = self.train_cfg, self.model_cfg.max_seq_len
         domains = list(dict.fromkeys(d for s in self.specs for d in s.phases))
         self.train_tokens = {d: load_split(self.data_dir, d, "train") for d in domains}
-        n = cfg.eval_batches
-        self.valid = {d: eval_batches(load_split(self.data_dir, d, "valid"), T, cfg.batch_size, n) for d in domains}
-        self.test = {d: eval_batches(load_split(self.data_dir, d, "test"), T, cfg.batch_size, n) for d in domains}
+        valid = {d: load_split(self.data_dir, d, "valid") for d in domains}
+        test = {d: load_split(self.data_dir, d, "test") for d in domains}
+        # learning curves: a fixed subset; the R matrices (test and validation): every byte of the split
+        self.curve = {d: eval_batches(valid[d], T, cfg.batch_size, cfg.eval_batches) for d in domains}
+        B = 4 * cfg.batch_size  # forward only: larger batches
+        self.valid = {d: full_split_batches(valid[d], T, B) for d in domains}
+        self.test = {d: full_split_batches(test[d], T, B) for d in domains}
 
     def samplers(self, spec: RunSpec) -> dict[str, Any]:
         from k1model.data.sampling import BatchSampler
@@ -140,22 +160,30 @@ class RunGroup:
         steps = self.train_cfg.steps_per_phase
         return Phase(index=index, domain=spec.phases[index], steps=steps, first_step=index * steps,
                      tokens=self.train_tokens[spec.phases[index]], seq_len=self.model_cfg.max_seq_len,
-                     batch_size=self.train_cfg.batch_size, seed=spec.seed,
+                     batch_size=self.train_cfg.batch_size, seed=spec.seed, count=len(spec.phases),
                      domain_tokens={d: self.train_tokens[d] for d in dict.fromkeys(spec.phases)})
 
     @torch.no_grad()
     def evaluate(self, model: AgentTree, which: dict[str, list]) -> dict[str, np.ndarray]:
-        """bpb of every run on every domain's fixed batches (the same windows for every run)."""
+        """Bits per byte of every run on every domain's batches (the same windows for every run): total
+        nats over every scored byte (targets -100 are not scored), / ln 2."""
+        import torch.nn.functional as F
+
         was = model.training
         model.eval()
         out = {}
         R = model.runs
         for d, batches in which.items():
-            losses = []
+            nats = torch.zeros(R, dtype=torch.float64, device=self.device)
+            count = 0
             for x, y in batches:
                 x, y = x.to(self.device), y.to(self.device)
-                losses.append(model(x.expand(R, *x.shape), y.expand(R, *y.shape))[1].float().cpu().numpy())
-            out[d] = bpb_rows(losses)
+                logits = model(x.expand(R, *x.shape))[0]
+                ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.expand(R, *y.shape).reshape(-1),
+                                     reduction="none", ignore_index=-100).view(R, -1)
+                nats += ce.sum(1, dtype=torch.float64)
+                count += int((y != -100).sum())
+            out[d] = (nats / count / math.log(2)).cpu().numpy()
         model.train(was)
         return out
 
@@ -272,6 +300,8 @@ class RunGroup:
                 run = trainer.runs[r]
                 if record is None:
                     if r not in failed and run.failure is not None:
+                        if not self.resume_path(s).exists():  # failed before its first checkpoint: keep
+                            self._save(s, members[r], trainer, r, samplers[r], logs[r])  # the unchanged state
                         failed[r] = self._fail(s, members[r], run.failure, logs[r])
                     continue
                 if check:
@@ -281,15 +311,18 @@ class RunGroup:
                 logs[r].step_rows.append(step_row(record, phase, s.phases[phase]))
             bar.update(1)
             if (step + 1) % cfg.eval_interval == 0 or end_of_phase:
-                valid = self.evaluate(model, self.valid)
+                curve = self.evaluate(model, self.curve)
                 for r, s in enumerate(specs):
                     if r in failed:
                         continue
                     for d in dict.fromkeys(s.phases):
                         logs[r].eval_rows.append({"step": step + 1, "phase_index": phase, "phase": s.phases[phase],
-                                                  "domain": d, "bpb": float(valid[d][r]),
+                                                  "domain": d, "bpb": float(curve[d][r]),
                                                   "end_of_phase": int(end_of_phase)})
-                    if end_of_phase:
+            if end_of_phase:
+                valid = self.evaluate(model, self.valid)
+                for r, s in enumerate(specs):
+                    if r not in failed:
                         logs[r].R_valid.append([float(valid[d][r]) for d in dict.fromkeys(s.phases)])
             if end_of_phase:
                 test = self.evaluate(model, self.test)
@@ -350,6 +383,27 @@ class RunGroup:
                    "run_batching": self.run_batching,
                    "process_runs": len(trainer.runs)})
         return finish_run(spec.out_dir, self.resume_path(spec), log, metrics)
+
+
+def planned_specs(params: Params, runs: Sequence[Any], root: str | Path,
+                  choices: dict[str, Any] | None = None) -> list[RunSpec]:
+    """RunSpecs of planned runs (`k1model.study.plan`): their overrides, order and directory under `root`.
+    Tuned runs take their settings from the tuning choice (`choices`, written by `k1 tune`)."""
+    from k1model.study.design import with_overrides
+
+    specs = []
+    for run in runs:
+        overrides = run.overrides
+        if run.part == "tuned":
+            if choices is None:
+                raise ConfigError(f"{run.path} is a tuned run: pass the tuning choice with --choices "
+                                  "(results/tuning/chosen.json, written by `k1 tune`)")
+            if run.variant not in choices.get("variants", {}):
+                raise ConfigError(f"the tuning choice has no entry for {run.variant}; rerun `k1 tune`")
+            overrides = tuple(choices["variants"][run.variant]["overrides"].items())
+        method = with_overrides(method_config(params.method, run.variant), overrides, run.path)
+        specs.append(RunSpec(run.variant, run.seed, Path(root) / run.path, method, tuple(run.order), params.model))
+    return specs
 
 
 class Run(RunGroup):

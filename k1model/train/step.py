@@ -89,7 +89,7 @@ class RunState:
         self.scoring = get_scorer(self.variant.scorer)
         self.selector = get_selector(self.variant.selector)
         self.trust = Trust(num_agents, method.trust_threshold, method.trust_increase, method.trust_decay,
-                           enabled=self.variant.cooldown)
+                           enabled=self.variant.cooldown, rule=method.trust_rule)
         self.rng = np.random.default_rng([seed, 0x4B31])  # selectors that draw (random_path); data has its own
         self.latest_loo: torch.Tensor | None = None
         self.update_counts = np.zeros(num_agents, dtype=np.int64)

@@ -4,12 +4,14 @@
 
 rule aggregate:
     input:
-        metrics=run_files("metrics.json"),
+        metrics=[f for part in PARTS if part != "tuning" for f in run_files("metrics.json", part)],
         attribution=run_files("attribution.json"),
+        choice=[CHOICE] if "tuning" in PARTS else [],
     output:
         tidy=report("results/tidy.csv", category="Tables", caption="../report/tidy.rst"),
         summary="results/summary.json",
         comparisons="results/comparisons.json",
+        metrics="results/metrics.json",
         tables=report(
             directory("results/tables"),
             patterns=["{name}.csv"],
@@ -20,13 +22,12 @@ rule aggregate:
         "logs/aggregate.log",
     params:
         file=PARAMS_FILE,
-        analysis_cfg=fingerprint("experiment", "analysis"),
-        runs=lambda wildcards, input: Path(input.metrics[0]).parents[2],
-        out=lambda wildcards, output: Path(output.summary).parent,
+        analysis_cfg=fingerprint("experiment", "analysis", "sweep", "tuning"),
+        results=lambda wildcards, output: Path(output.summary).parent,
     conda:
         "../envs/k1.yaml"
     shell:
-        "k1 aggregate --params {params.file} --runs {params.runs} --out {params.out} > {log} 2>&1"
+        "k1 aggregate --params {params.file} --results {params.results} > {log} 2>&1"
 
 
 rule figures:
@@ -46,14 +47,12 @@ rule figures:
         "logs/figures.log",
     params:
         file=PARAMS_FILE,
-        figure_cfg=fingerprint("experiment", "analysis"),
-        runs=lambda wildcards, input: Path(input.evals[0]).parents[2],
+        figure_cfg=fingerprint("experiment", "analysis", "sweep", "tuning"),
         results=lambda wildcards, input: Path(input.summary).parent,
     conda:
         "../envs/k1.yaml"
     shell:
-        "k1 figures --params {params.file} --runs {params.runs} --results {params.results}"
-        " --out {output.figures} > {log} 2>&1"
+        "k1 figures --params {params.file} --results {params.results} --out {output.figures} > {log} 2>&1"
 
 
 rule analysis:

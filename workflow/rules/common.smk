@@ -176,8 +176,8 @@ def data_root_arg():
 
 # ------------------------------------------------------------------ file layout (targets)
 PREPARED = "data/prepared"
-RUNS = "results/runs"
-RUN_DIR = f"{RUNS}/{{variant}}/seed{{seed}}"
+RESULTS = "results"
+RUN_DIR = f"{RESULTS}/runs/{{order}}/{{variant}}/seed{{seed}}"  # the main comparison (attribution probes)
 
 
 def prepared_files():
@@ -186,13 +186,23 @@ def prepared_files():
     ]
 
 
-def run_files(name):
-    return [f"{RUNS}/{r.path}/{name}" for r in PLAN]
-
-
 # The run plan and its jobs come from the library (the same function `k1 train --group` uses).
 from k1model.config import load_params as _load_validated
 from k1model.study.plan import job_groups, plan_runs
 
 PLAN = plan_runs(_load_validated(PARAMS_FILE))
 TRAIN_GROUPS = job_groups(PLAN)
+PARTS = sorted({r.part for r in PLAN})
+CHOICE = f"{RESULTS}/tuning/chosen.json"
+
+
+def group_fingerprint(runs):
+    """What a training job trains (its runs' paths and settings): with the params fingerprint, a
+    job reruns when its runs or their settings change, not when other jobs' do."""
+    blob = json.dumps([[r.path, list(map(list, r.overrides))] for r in runs], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_files(name, part="runs"):
+    """A file of every planned run of one part (runs, sweep, tuning, tuned)."""
+    return [f"{RESULTS}/{r.path}/{name}" for r in PLAN if r.part == part]

@@ -7,6 +7,7 @@ rule paper:
         tidy="results/tidy.csv",
         summary="results/summary.json",
         comparisons="results/comparisons.json",
+        metrics="results/metrics.json",
         tables="results/tables",
         figures="results/figures",
     output:
@@ -16,7 +17,7 @@ rule paper:
         "logs/paper.log",
     params:
         file=PARAMS_FILE,
-        paper_cfg=fingerprint("data", "model", "method", "train", "experiment", "analysis"),
+        paper_cfg=fingerprint("data", "model", "method", "train", "experiment", "analysis", "sweep", "tuning"),
         data=lambda wildcards, input: Path(input.manifest).parent,
         results=lambda wildcards, input: Path(input.summary).parent,
         out=lambda wildcards, output: Path(output.paper).parent,

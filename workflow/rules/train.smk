@@ -1,33 +1,38 @@
-# Stage 2: training. The library plans the runs (variants x seeds) and groups them into jobs of at
-# most train.runs_per_job runs that train together in one process (`k1 train --group`); one rule
-# per job, with every file of its runs as outputs. Then one attribution job per run. Both read the
-# model/method/train sections (fingerprinted as a param) and the prepared data (an input).
+# Stage 2: training. The library plans the runs (the main comparison, and the sweep, tuning and
+# tuned runs when the params define them) and groups them into jobs of at most
+# train.runs_per_job runs that train together in one process (`k1 train --group`): one rule per
+# job, with every file of its runs as outputs. Tuned jobs wait for the tuning choice (`k1 tune`).
+# Then one attribution job per run of the main comparison. Both read the model/method/train
+# sections (fingerprinted as a param) and the prepared data (an input).
 
 
 for _group, _runs in TRAIN_GROUPS.items():
+    _tuned = _runs[0].part == "tuned"
 
     rule:
         name:
             f"train_{_group}"
         input:
             manifest=f"{PREPARED}/manifest.json",
+            choice=[CHOICE] if _tuned else [],
         output:
-            metrics=[f"{RUNS}/{r.path}/metrics.json" for r in _runs],
-            steps=[f"{RUNS}/{r.path}/steps.csv.gz" for r in _runs],
-            evals=[f"{RUNS}/{r.path}/evals.csv" for r in _runs],
-            checkpoint=[f"{RUNS}/{r.path}/checkpoint.pt" for r in _runs],
+            metrics=[f"{RESULTS}/{r.path}/metrics.json" for r in _runs],
+            steps=[f"{RESULTS}/{r.path}/steps.csv.gz" for r in _runs],
+            evals=[f"{RESULTS}/{r.path}/evals.csv" for r in _runs],
+            checkpoint=[f"{RESULTS}/{r.path}/checkpoint.pt" for r in _runs],
         log:
             f"logs/train/{_group}.log",
         benchmark:
             f"logs/benchmarks/train/{_group}.tsv"
         params:
             file=PARAMS_FILE,
-            run_cfg=fingerprint("model", "method", "train"),
+            run_cfg=fingerprint("model", "method", "train") + group_fingerprint(_runs),
             group=_group,
-            # the runs root, from the first output: RUNS/<path of the run>/metrics.json
-            runs_root=lambda wildcards, output, depth=len(Path(_runs[0].path).parts): Path(
+            # the results root, from the first output: RESULTS/<path of the run>/metrics.json
+            root=lambda wildcards, output, depth=len(Path(_runs[0].path).parts): Path(
                 output.metrics[0]
             ).parents[depth],
+            choices=lambda wildcards, input: f"--choices {input.choice[0]}" if input.choice else "",
             data=lambda wildcards, input: Path(input.manifest).parent,
         threads: 1
         resources:
@@ -35,8 +40,26 @@ for _group, _runs in TRAIN_GROUPS.items():
         conda:
             "../envs/k1.yaml"
         shell:
-            "k1 train --params {params.file} --data {params.data} --runs-root {params.runs_root} --group {params.group}"
-            " --threads {threads} > {log} 2>&1"
+            "k1 train --params {params.file} --data {params.data} --runs-root {params.root} --group {params.group}"
+            " {params.choices} --threads {threads} > {log} 2>&1"
+
+
+rule tune:
+    """Every variant's settings, chosen on the validation split of the tuning runs."""
+    input:
+        metrics=run_files("metrics.json", "tuning"),
+    output:
+        choice=CHOICE,
+    log:
+        "logs/tune.log",
+    params:
+        file=PARAMS_FILE,
+        tuning_cfg=fingerprint("tuning", "experiment"),
+        root=lambda wildcards, output: Path(output.choice).parents[1],
+    conda:
+        "../envs/k1.yaml"
+    shell:
+        "k1 tune --params {params.file} --results {params.root} --out {output.choice} > {log} 2>&1"
 
 
 rule attribute:
@@ -47,9 +70,9 @@ rule attribute:
     output:
         attribution=f"{RUN_DIR}/attribution.json",
     log:
-        "logs/attribute/{variant}/seed{seed}.log",
+        "logs/attribute/{order}/{variant}/seed{seed}.log",
     benchmark:
-        "logs/benchmarks/attribute/{variant}/seed{seed}.tsv"
+        "logs/benchmarks/attribute/{order}/{variant}/seed{seed}.tsv"
     params:
         file=PARAMS_FILE,
         probe_cfg=fingerprint(*PROBE_KEYS),
@@ -66,8 +89,8 @@ rule attribute:
 
 
 rule runs:
-    """Target: every run of experiment.variants x experiment.seeds, with its attribution."""
+    """Target: every planned run (all parts), and the attribution of the main comparison's runs."""
     localrule: True
     input:
-        run_files("metrics.json"),
+        [f for part in PARTS for f in run_files("metrics.json", part)],
         run_files("attribution.json"),

@@ -70,6 +70,7 @@ from k1model.errors import ConfigError
 from k1model.method.attribution import loo_deltas, loo_deltas_reference
 from k1model.method.variants import VARIANTS
 from k1model.model import AgentTree, default_execution
+from k1model.train.plugins import Phase, Plugin
 from k1model.train.step import K1Trainer
 
 __all__ = ["PLAIN", "VARIANT_ORDER", "bench_tree", "count_host_syncs", "format_table", "parse_trees", "run_benchmark"]
@@ -88,13 +89,16 @@ AMORTISATION = ("t_amortised = ((loo_interval - 1) * median(t_step) + median(t_l
                 "regular and LOO steps are timed separately, interleaved with every other variant")
 
 class _Entry:
-    """One thing timed per round: a variant's trainer, or the plain AdamW loop."""
+    """One thing timed per round: a variant's trainer (with its plugins, driven as the protocol
+    drives them: the batch hook inside the timed step, EWC's Fisher set up once before timing and
+    timed on its own), or the plain AdamW loop."""
 
     def __init__(self, name: str, model: AgentTree, method: MethodConfig, x: torch.Tensor, y: torch.Tensor):
         self.name = name
         self.x, self.y = x, y
         self.model = model
         self.interval = method.loo_interval
+        self.fisher_s: float | None = None
         if name == PLAIN:
             self.trainer = None
             self.opt = torch.optim.AdamW(model.parameters(), lr=method.learning_rate, betas=method.betas,
@@ -103,8 +107,20 @@ class _Entry:
         else:
             self.trainer = K1Trainer(model, method, seed=0)
             self.has_loo = self.trainer.variant.uses_loo
+            self.phase = _bench_phase(model.cfg, x.shape[0])
+            ctx = self.trainer.trainer.context(0)
+            for plugin in self.trainer.plugins:
+                if type(plugin).after_phase is not Plugin.after_phase:  # e.g. EWC's Fisher
+                    self.fisher_s = _timed(lambda: plugin.after_phase(ctx, self.phase), model.mask.device)
         self.step_times: list[float] = []
         self.loo_step_times: list[float] = []
+
+    def _train_step(self) -> None:
+        x, y = self.x, self.y
+        ctx = self.trainer.trainer.context(0)
+        for plugin in self.trainer.plugins:
+            x, y = plugin.batch(ctx, x, y, self.phase)
+        self.trainer.train_step(x, y)
 
     def zero_grad(self) -> None:
         """Free the previous step's gradients (as the step itself would first), so memory is measured from there."""
@@ -120,18 +136,27 @@ class _Entry:
             return
         if self.trainer.step_count % self.interval == 0:  # make sure no LOO is due
             self.trainer.step_count += 1
-        self.trainer.train_step(self.x, self.y)
+        self._train_step()
 
     def loo_step(self) -> None:
         t = self.trainer
         t.step_count += (-t.step_count) % self.interval  # next multiple: LOO is due
         assert t.loo_due()
-        t.train_step(self.x, self.y)
+        self._train_step()
 
     def optimizer_state_mb(self) -> float:
         if self.trainer is None:
             return _tensor_bytes(v for s in self.opt.state.values() for v in s.values()) / 2**20
         return _tensor_bytes(t for s in self.trainer.optimizer.state.values() for t in s) / 2**20
+
+def _bench_phase(cfg: ModelConfig, batch: int) -> Phase:
+    """A phase of three random-byte domains (the first of two phases, so EWC computes its Fisher)."""
+    g = torch.Generator().manual_seed(7)
+    tokens = {d: torch.randint(0, cfg.vocab_size, (20_000,), generator=g).numpy().astype("uint8")
+              for d in ("a", "b", "c")}
+    return Phase(index=0, domain="a", steps=100, first_step=0, tokens=tokens["a"], seq_len=cfg.max_seq_len,
+                 batch_size=batch, seed=0, count=2, domain_tokens=tokens)
+
 
 def _make_model(cfg: ModelConfig, seed: int, device: torch.device, attention: str = "masked",
                 batching: str = "loop") -> AgentTree:
@@ -197,6 +222,7 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
         row["ratio_to_dense"] = t_am / t_dense
         row["ratio_to_dense_paired"] = statistics.median(a / d for a, d in zip(per_round, dense.step_times))
         row["ratio_to_plain_adamw"] = t_am / statistics.median(entries[PLAIN].step_times)
+        row["fisher_s_per_phase"] = e.fisher_s
         row["tokens_per_s"] = tokens / t_am
         rows[name] = row
 
@@ -356,6 +382,10 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{r['ratio_to_dense']:>7.3f} {r['ratio_to_dense_paired']:>7.3f} {r['tokens_per_s']:>8.0f} "
                 f"{100 * r['loo_share']:>6.2f} {'-' if pk is None else f'{pk:.0f}':>8} "
                 f"{'-' if loo_pk is None else f'{loo_pk:.0f}':>9} {s:>7}")
+        fisher = {n: r["fisher_s_per_phase"] for n, r in t["variants"].items() if r.get("fisher_s_per_phase")}
+        if fisher:
+            lines.append("Fisher per phase (not in the step times): "
+                         + ", ".join(f"{n} {_ms(v)} ms" for n, v in fisher.items()))
         lo = t["loo"]
         lines.append(f"LOO eval: batched {_ms(lo['batched_s']['median'])} ms vs one-at-a-time "
                      f"{_ms(lo['reference_s']['median'])} ms -> {lo['speedup']:.1f}x faster "

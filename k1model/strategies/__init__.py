@@ -1,0 +1,5 @@
+"""The strategies that extend the training loop through plugin hooks, one module each: EWC
+(`ewc.py`), experience replay (`replay.py`) and the joint-training reference (`joint.py`).
+Importing this package registers their plugins (`k1model.train.plugins.PLUGINS`); their variants
+are listed in `k1model.method.variants`, their settings in `k1model.config.MethodConfig`."""
+from k1model.strategies import ewc, joint, replay  # noqa: F401  (registration)

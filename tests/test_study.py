@@ -1,0 +1,204 @@
+"""The study design (DESIGN.md §8): sweep expansion (one at a time, grid), reuse of runs a point
+cannot change, bad designs refused before any run, the tuning protocol (provably blind to test
+numbers and evaluation seeds), pairing by seed and order, and a group that survives a failed run."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from k1model.config import load_params
+from k1model.errors import ConfigError
+from k1model.study.design import sweep_points, tuning_candidates
+from k1model.study.plan import describe_plan, part_runs, plan_runs, sweep_cells
+from k1model.study.tuning import choose, read_validation, tune
+
+BASE = {
+    "data": {"source": "synthetic", "domains": ["alpha", "beta"], "max_bytes": 20000,
+             "valid_fraction": 0.1, "test_fraction": 0.1},
+    "model": {"branching": [2], "embed_dim": 16, "num_heads": 2, "hidden_dim": 32, "max_seq_len": 16},
+    "method": {"learning_rate": 0.003, "trust_increase": 0.1},
+    "train": {"batch_size": 4, "steps_per_phase": 4, "eval_interval": 2, "eval_batches": 1,
+              "checkpoint_interval": 4, "sparsity_interval": 2, "runs_per_job": 3},
+    "experiment": {"variants": ["k1_full", "dense", "ewc"], "seeds": [0, 1], "orders": [["alpha", "beta"],
+                                                                                      ["beta", "alpha"]]},
+    "analysis": {},
+}
+
+
+def params(**sections):
+    p = copy.deepcopy(BASE)
+    for k, v in sections.items():
+        p[k] = v
+    return p
+
+
+SWEEP = {"factors": {"trust_increase": [0.03, 0.1, 0.3], "trust_rule": ["per_update", "proportional"],
+                     "learning_rate": [0.001, 0.003]},
+         "variants": ["k1_full", "dense"], "seeds": [10, 11]}
+
+
+def test_one_at_a_time_points_vary_one_factor_around_the_base():
+    points = sweep_points(load_params(params(sweep=SWEEP)))
+    assert [p.name for p in points] == ["base", "trust_increase~0.03", "trust_increase~0.3", "trust_rule~proportional",
+                                        "learning_rate~0.001"]  # values equal to the base are the base point
+    assert [p.factor for p in points] == [None, "trust_increase", "trust_increase", "trust_rule", "learning_rate"]
+
+
+def test_grid_points_are_every_combination():
+    grid = {**SWEEP, "design": "grid", "factors": {"trust_increase": [0.03, 0.3], "path_scales": [[1.0, 0.3], [1.0]]}}
+    names = [p.name for p in sweep_points(load_params(params(sweep=grid)))]
+    assert names == ["base", "trust_increase~0.03/path_scales~1_0.3", "trust_increase~0.03/path_scales~1",
+                     "trust_increase~0.3/path_scales~1_0.3", "trust_increase~0.3/path_scales~1"]
+
+
+def test_a_point_that_cannot_change_a_variant_reuses_its_base_run():
+    p = load_params(params(sweep=SWEEP))
+    cells = {(c.point, c.variant, c.seed): c for c in sweep_cells(p)}
+    assert cells[("trust_increase~0.3", "dense", 10)].path == "sweep/base/dense/seed10"  # dense has no cooldown
+    assert not cells[("trust_increase~0.3", "dense", 10)].own_run
+    assert cells[("trust_increase~0.3", "k1_full", 10)].path == "sweep/trust_increase~0.3/k1_full/seed10"
+    assert cells[("learning_rate~0.001", "dense", 11)].own_run  # every variant reads its learning rate
+    sweep = part_runs(p, "sweep")
+    assert len(sweep) == 2 * (5 + 2)  # k1_full at 5 points, dense at base and learning_rate~0.001; 2 seeds
+
+
+def test_the_plan_covers_every_part_and_pairs_orders():
+    tuning = {"candidates": {"default": {"learning_rate": [0.001, 0.003]}, "ewc": {"ewc_lambda": [1, 100]}},
+              "seeds": [20, 21]}
+    p = load_params(params(sweep=SWEEP, tuning=tuning))
+    counts = describe_plan(p)
+    assert counts["runs"]["runs"] == 3 * 2 * 2  # variants x seeds x orders
+    assert counts["tuning"]["runs"] == (2 + 2 + 4) * 2  # ewc: learning rate x lambda
+    assert counts["tuned"]["runs"] == 3 * 2 * 2
+    assert all(r.order in (("alpha", "beta"), ("beta", "alpha")) for r in part_runs(p, "runs"))
+    plan = plan_runs(p)
+    assert len({r.path for r in plan}) == len(plan)  # one directory per run
+    assert all(r.group[0] == {"runs": "g", "sweep": "s", "tuning": "t", "tuned": "u"}[r.part] for r in plan)
+    cands = tuning_candidates(p)
+    assert [c.name for c in cands["dense"]] == ["learning_rate~0.001", "learning_rate~0.003"]
+    assert len(cands["ewc"]) == 4
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sweep": {**SWEEP, "factors": {"trust_increse": [0.1]}}}, "'trust_increse' is not a method key"),
+    ({"sweep": {**SWEEP, "factors": {"trust_increase": [0.03, 2.0]}}},
+     r"sweep point trust_increase~2: method\.trust_increase=2\.0 is not allowed"),
+    ({"sweep": {**SWEEP, "factors": {"trust_increase": [0.03, 0.03]}}}, "duplicate points"),
+    ({"sweep": {**SWEEP, "seeds": []}}, "sweep.seeds is empty"),
+    ({"tuning": {"candidates": {"default": {"learning_rate": [0.001]}}, "seeds": [1, 20]}},
+     r"tuning\.seeds \[1\] are also evaluation seeds"),
+    ({"tuning": {"candidates": {"dense": {"learning_rate": [0.001, 0.001]}}, "seeds": [20]}}, "duplicate candidates"),
+    ({"tuning": {"candidates": {"replay": {"replay_fraction": [0.1]}}, "seeds": [20]}},
+     r"tuning\.candidates\.replay: not a tuned variant"),
+    ({"experiment": {**BASE["experiment"], "orders": [["alpha", "gamma"]]}}, "not a permutation of data.domains"),
+    ({"experiment": {**BASE["experiment"], "orders": [["alpha", "beta", "alpha"]]}}, "experiment.orders"),
+])
+def test_bad_designs_are_refused_before_any_run(change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_params(params(**change))
+
+
+# ------------------------------------------------------------------ the tuning protocol
+
+
+def _fake_tuning_runs(root: Path, p, validation: dict[tuple[str, str], float], poison: bool) -> None:
+    """metrics.json of every tuning run: the validation numbers given; with `poison`, absurd test numbers
+    in the same files and, in the directories of evaluation seeds, validation numbers that would win."""
+    for run in part_runs(p, "tuning"):
+        d = root / run.path
+        d.mkdir(parents=True, exist_ok=True)
+        m = {"status": "completed", "validation": {"final_avg_bpb": validation[(run.variant, run.point)] + run.seed * 1e-3}}
+        if poison:
+            m.update(R=[[-1e9]], final_bpb={"alpha": -1e9}, scalars={"final_avg_bpb": -1e9 if run.point.endswith(
+                "0.01") else 1e9})
+        (d / "metrics.json").write_text(json.dumps(m))
+        if poison:  # an evaluation seed's run in the same tree, better on validation than anything
+            e = root / "tuning" / run.variant / run.point / f"seed{p.experiment.seeds[0]}"
+            e.mkdir(parents=True, exist_ok=True)
+            (e / "metrics.json").write_text(json.dumps({"status": "completed",
+                                                        "validation": {"final_avg_bpb": -1e9}}))
+
+
+def test_tuning_reads_only_validation_numbers_of_tuning_seeds(tmp_path):
+    tuning = {"candidates": {"default": {"learning_rate": [0.001, 0.003, 0.01]}}, "seeds": [20, 21],
+              "variants": ["k1_full", "dense"]}
+    p = load_params(params(tuning=tuning))
+    validation = {(v, f"learning_rate~{lr:g}"): bpb for v in ("k1_full", "dense")
+                  for lr, bpb in ((0.001, 3.0), (0.003, 2.5), (0.01, 2.9))}
+    _fake_tuning_runs(tmp_path / "clean", p, validation, poison=False)
+    _fake_tuning_runs(tmp_path / "poisoned", p, validation, poison=True)
+    clean = tune(p, tmp_path / "clean", tmp_path / "clean.json")
+    poisoned = tune(p, tmp_path / "poisoned", tmp_path / "poisoned.json")
+    assert clean["variants"] == poisoned["variants"]
+    assert clean["variants"]["dense"]["chosen"] == "learning_rate~0.003"
+    assert clean["variants"]["dense"]["overrides"] == {"learning_rate": 0.003} and clean["searched"] == 6
+    table = read_validation(p, tmp_path / "poisoned")
+    assert set(table.seed) == {20, 21}  # evaluation seeds never read
+    # and the choice does follow the validation numbers (the test has power)
+    validation[("dense", "learning_rate~0.01")] = 1.0
+    _fake_tuning_runs(tmp_path / "moved", p, validation, poison=False)
+    assert tune(p, tmp_path / "moved", tmp_path / "moved.json")["variants"]["dense"]["chosen"] == "learning_rate~0.01"
+
+
+def test_a_candidate_with_a_failed_run_is_not_eligible():
+    table = pd.DataFrame({"variant": ["dense"] * 4, "candidate": ["a", "a", "b", "b"],
+                          "overrides": ['{"learning_rate": 0.1}'] * 2 + ['{"learning_rate": 0.01}'] * 2,
+                          "seed": [1, 2, 1, 2], "status": ["completed", "failed", "completed", "completed"],
+                          "value": [1.0, np.nan, 2.0, 2.0]})
+    choice = choose(table)["dense"]
+    assert choice["chosen"] == "b" and choice["candidates"][0]["failed"] == [2]
+
+
+# ------------------------------------------------------------------ pairing by order
+
+
+def test_comparisons_pair_runs_by_seed_and_order():
+    from k1model.analysis.aggregate import comparisons
+    from k1model.analysis.settings import AnalysisSettings
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for order, offset in (("a-b", 0.0), ("b-a", 5.0)):  # the order moves everything a lot
+        for seed in range(4):
+            base = offset + rng.normal(0, 1)
+            rows += [("dense", order, seed, "forgetting", base), ("k1_full", order, seed, "forgetting", base - 0.1)]
+    tidy = pd.DataFrame(rows, columns=["variant", "order", "seed", "metric", "value"])
+    cfg = AnalysisSettings(load_params(params(experiment={**BASE["experiment"], "variants": ["k1_full", "dense"]})))
+    comp, _ = comparisons(tidy, cfg, references=["dense"])
+    row = comp.iloc[0]
+    assert row.n_pairs == 8 and row.mean_diff == pytest.approx(-0.1)
+    assert row.ttest_paired_p < 1e-6 < 0.5 < row.welch_p  # paired within (order, seed): the offset cancels
+
+
+# ------------------------------------------------------------------ a group survives a failed run
+
+
+def test_a_group_finishes_when_one_run_fails(tmp_path, monkeypatch):
+    from k1model.data import prepare
+    from k1model.train import step as step_mod
+    from k1model.train.protocol import RunGroup, run_specs
+
+    p = load_params(params())
+    prepare(p.data, tmp_path / "data", seq_len=p.model.max_seq_len)
+    real = step_mod.Trainer.train_step
+
+    def poisoned(self, x, y):
+        if self.step_count == 3:
+            with torch.no_grad():
+                self.model.shared[1].ln_f.weight.fill_(float("nan"))  # run 1 only
+        return real(self, x, y)
+
+    monkeypatch.setattr(step_mod.Trainer, "train_step", poisoned)
+    specs = run_specs(p, ["k1_full", "dense"], [0], tmp_path / "runs" / "{variant}" / "seed{seed}")
+    results = RunGroup(p, tmp_path / "data", specs).run(progress=False)
+    assert results[0]["status"] == "completed" and results[1]["status"] == "failed"
+    failed = tmp_path / "runs" / "dense" / "seed0"
+    for name in ("metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt", "failure.json"):
+        assert (failed / name).is_file(), name  # every declared output exists: the pipeline goes on
+    assert json.loads((failed / "failure.json").read_text())["step"] == 3
