@@ -7,6 +7,7 @@ the tests skip cleanly when it is not installed (`pip install -e .[pipeline]`).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -64,17 +66,28 @@ def job_counts(text: str) -> dict[str, int]:
         if m and m.group(1) == "total":
             break  # the table is printed twice; read the first one
         if m:
-            rule = "train" if re.fullmatch(r"train_g\d+", m.group(1)) else m.group(1)
+            rule = "train" if re.fullmatch(r"train_[gstu]\d+", m.group(1)) else m.group(1)
             counts[rule] = counts.get(rule, 0) + int(m.group(2))
     return counts
 
 
-def train_jobs(params: dict) -> int:
-    """Training jobs of a profile: its runs in groups of train.runs_per_job."""
-    import math
+def planned(profile: Path):
+    """The library's run plan of a params file (what the pipeline builds its DAG from)."""
+    from k1model.config import load_params
+    from k1model.study.plan import job_groups, plan_runs
 
-    n_runs = len(params["experiment"]["variants"]) * len(params["experiment"]["seeds"])
-    return math.ceil(n_runs / params["train"].get("runs_per_job", 1))
+    plan = plan_runs(load_params(profile))
+    return plan, job_groups(plan)
+
+
+def expected_jobs(profile: Path) -> dict[str, int]:
+    """Every job a full run of a profile makes, from the library's plan."""
+    plan, groups = planned(profile)
+    counts = {"prepare_data": 1, "train": len(groups), "attribute": sum(r.part == "runs" for r in plan),
+              "aggregate": 1, "figures": 1, "paper": 1, "all": 1}
+    if any(r.part == "tuning" for r in plan):
+        counts["tune"] = 1
+    return counts
 
 
 # ------------------------------------------------------------------------------ schema
@@ -162,11 +175,8 @@ def test_dry_run_lists_every_job_of_the_default_profile(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     proc = snakemake(wd, "-n", "--cores", "2")
     assert proc.returncode == 0, output(proc)
-    params = yaml.safe_load((ROOT / "params/default.yaml").read_text())
-    n_runs = len(params["experiment"]["variants"]) * len(params["experiment"]["seeds"])
     counts = job_counts(output(proc))
-    assert counts == {"prepare_data": 1, "train": train_jobs(params), "attribute": n_runs, "aggregate": 1,
-                      "figures": 1, "paper": 1, "all": 1}, counts
+    assert counts == expected_jobs(ROOT / "params/default.yaml"), counts
 
 
 @needs_snakemake
@@ -204,6 +214,13 @@ BAD_PARAMS = [
     ("negative steps", lambda p: p["train"].update(steps_per_phase=-5), "train.steps_per_phase"),
     ("unknown key", lambda p: p["method"].update(learning_rat=0.1), "method.learning_rat"),
     ("missing section", lambda p: p.pop("model"), "model"),
+    # bad study designs (issue 12): named at start-up, before any job
+    ("sweep factor unknown key", lambda p: p["sweep"]["factors"].update(trust_increse=[0.1]), "trust_increse"),
+    ("sweep value invalid", lambda p: p["sweep"]["factors"].update(trust_decay=[1.5]),
+     "sweep point trust_decay~1.5: method.trust_decay=1.5"),
+    ("sweep duplicate points", lambda p: p["sweep"]["factors"].update(trust_increase=[0.3, 0.3]), "duplicate points"),
+    ("tuning seed is an evaluation seed", lambda p: p["tuning"].update(seeds=[1]), "also evaluation seeds"),
+    ("order not a permutation", lambda p: p["experiment"].update(orders=[["prose"]]), "not a permutation"),
 ]
 
 
@@ -238,9 +255,11 @@ def test_config_overrides_other_than_pipeline_keys_are_refused(tmp_path):
 @needs_snakemake
 @pytest.mark.slow
 def test_end_to_end_tiny_pipeline(tmp_path):
+    """params/tiny.yaml has every part of a study: 2 orders, a sweep, tuning and the tuned runs."""
     wd = copy_workflow(tmp_path / "wf")
     params = yaml.safe_load((wd / "params/tiny.yaml").read_text())
-    n_runs = len(params["experiment"]["variants"]) * len(params["experiment"]["seeds"])
+    plan, groups = planned(wd / "params/tiny.yaml")
+    assert {r.part for r in plan} == {"runs", "sweep", "tuning", "tuned"}, "tiny.yaml must exercise every part"
     config = ("--config", "params_file=params/tiny.yaml")
 
     proc = snakemake(wd, "--cores", "2", *config)
@@ -254,21 +273,38 @@ def test_end_to_end_tiny_pipeline(tmp_path):
     for domain in params["data"]["domains"]:
         for split in ("train", "valid", "test"):
             assert (wd / f"data/prepared/{domain}/{split}.bin").stat().st_size > 0
-    order = "-".join(params["data"]["domains"])
-    for variant in params["experiment"]["variants"]:
-        for seed in params["experiment"]["seeds"]:
-            run = wd / f"results/runs/{order}/{variant}/seed{seed}"
-            for name in ("metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt", "attribution.json"):
-                assert (run / name).is_file(), run / name
-            assert (wd / f"logs/attribute/{order}/{variant}/seed{seed}.log").is_file()
-    assert len(list((wd / "logs/train").glob("g*.log"))) == train_jobs(params)
+    for run in plan:
+        names = ["metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt"]
+        names += ["attribution.json"] if run.part == "runs" else []
+        for name in names:
+            assert (wd / "results" / run.path / name).is_file(), f"{run.path}/{name}"
+        if run.part == "runs":
+            assert (wd / f"logs/attribute/{run.order_name}/{run.variant}/seed{run.seed}.log").is_file()
+    # each run was trained in its own domain order and with its own settings
+    for run in plan:
+        metrics = json.loads((wd / "results" / run.path / "metrics.json").read_text())
+        assert metrics["phases"] == list(run.order), run.path
+        for key, value in run.overrides:
+            assert metrics["method"][key] == value, (run.path, key)
+    chosen = json.loads((wd / "results/tuning/chosen.json").read_text())
+    for run in plan:
+        if run.part == "tuned":
+            metrics = json.loads((wd / "results" / run.path / "metrics.json").read_text())
+            for key, value in chosen["variants"][run.variant]["overrides"].items():
+                assert metrics["method"][key] == value, (run.path, key)
+    assert sorted(p.stem for p in (wd / "logs/train").glob("*.log")) == sorted(groups)
     assert (wd / "results/tidy.csv").stat().st_size > 0
+    assert set(pd.read_csv(wd / "results/tidy.csv")["part"]) == {"as_specified", "sweep", "tuned"}
     assert (wd / "results/summary.json").stat().st_size > 0
-    assert list((wd / "results/tables").glob("*.csv")) and list((wd / "results/tables").glob("*.md"))
-    assert list((wd / "results/figures").glob("*.png"))
-    assert (wd / "paper/paper.md").stat().st_size > 0
+    for table in ("summary", "tuned", "orders", "sweep"):
+        assert (wd / f"results/tables/{table}.md").is_file(), table
+    for figure in ("forgetting", "sensitivity", "tuned_vs_specified"):
+        assert (wd / f"results/figures/{figure}.png").is_file(), figure
+    paper = (wd / "paper/paper.md").read_text()
+    for heading in ("## Tuned comparison", "## Domain orders", "## Sensitivity"):
+        assert heading in paper, heading
     assert (wd / "paper/numbers.json").stat().st_size > 0
-    for rule in ("prepare_data", "aggregate", "figures", "paper"):
+    for rule in ("prepare_data", "tune", "aggregate", "figures", "paper"):
         assert (wd / f"logs/{rule}.log").is_file()
 
     # a second run has nothing to do
@@ -282,10 +318,10 @@ def test_end_to_end_tiny_pipeline(tmp_path):
 
     # editing a training param reruns training and everything after it, not data prep;
     # editing a statistics param reruns only the analysis and the paper
+    everything = expected_jobs(wd / "params/tiny.yaml")
     original = (wd / "params/tiny.yaml").read_text()
     for section, key, expected in (
-        ("train", "steps_per_phase", {"train": train_jobs(params), "attribute": n_runs, "aggregate": 1,
-                                      "figures": 1, "paper": 1, "all": 1}),
+        ("train", "steps_per_phase", {k: v for k, v in everything.items() if k != "prepare_data"}),
         ("analysis", "bootstrap_resamples", {"aggregate": 1, "figures": 1, "paper": 1, "all": 1}),
     ):
         edited = yaml.safe_load(original)

@@ -202,3 +202,38 @@ def test_a_group_finishes_when_one_run_fails(tmp_path, monkeypatch):
     for name in ("metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt", "failure.json"):
         assert (failed / name).is_file(), name  # every declared output exists: the pipeline goes on
     assert json.loads((failed / "failure.json").read_text())["step"] == 3
+
+
+# every method key gets a valid value different from the default: what a sweep could set
+OTHER_VALUES = {"learning_rate": 0.01, "weight_decay": 0.1, "betas": (0.8, 0.9), "eps": 1e-6,
+                "trust_threshold": 0.3, "trust_increase": 0.4, "trust_decay": 0.9, "trust_rule": "proportional",
+                "loo_interval": 2, "path_scales": (1.0, 0.5, 0.2), "top_k": 1, "scale_mode": "gradient",
+                "reset_moments_on_return": True, "grad_clip": 0.5, "ewc_lambda": 7.0, "ewc_gamma": 0.5,
+                "fisher_batches": 1, "replay_buffer": 20, "replay_fraction": 0.5}
+
+
+def test_keys_a_variant_does_not_read_cannot_change_its_run(tmp_path):
+    """The sweep reuses a variant's base run at points that only change keys outside
+    `Variant.reads()`: sound only if those keys really change nothing. Each variant is trained
+    at the defaults and with every key it does not read changed; the runs must be identical."""
+    import dataclasses
+
+    from k1model.config import MethodConfig
+    from k1model.data import prepare
+    from k1model.method.variants import VARIANTS
+    from k1model.train.protocol import RunGroup, run_specs
+
+    assert set(OTHER_VALUES) == set(MethodConfig.field_names()) - {"variant"}, "give every method key a value"
+    p = load_params(params(experiment={"variants": list(VARIANTS), "seeds": [0]},
+                           method={"loo_interval": 3}))
+    prepare(p.data, tmp_path / "data", seq_len=p.model.max_seq_len)
+    specs = []
+    for spec in run_specs(p, list(VARIANTS), [0], tmp_path / "runs" / "{variant}" / "base"):
+        unread = {k: v for k, v in OTHER_VALUES.items() if k not in VARIANTS[spec.variant].reads()}
+        specs += [spec, dataclasses.replace(spec, out_dir=spec.out_dir.parent / "unread",
+                                            method=dataclasses.replace(spec.method, **unread))]
+    results = RunGroup(p, tmp_path / "data", specs).run(progress=False)
+    for base, other in zip(results[::2], results[1::2]):
+        assert base["status"] == other["status"] == "completed"
+        assert base["R"] == other["R"] and base["R_valid"] == other["R_valid"], base["variant"]
+        assert base["update_counts"] == other["update_counts"], base["variant"]

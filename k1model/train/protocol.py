@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from k1model.config import MethodConfig, ModelConfig, Params, config_hash, load_params, method_config
+from k1model.config.checks import plain
 from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from k1model.model import AgentTree, default_execution
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
@@ -358,7 +359,8 @@ class RunGroup:
 
     def _identity(self, spec: RunSpec, i: int) -> dict[str, Any]:
         return {"variant": spec.variant, "seed": spec.seed, "config_hash": self.hashes[i],
-                "domains": list(dict.fromkeys(spec.phases)), "phases": list(spec.phases)}
+                "domains": list(dict.fromkeys(spec.phases)), "phases": list(spec.phases),
+                "method": plain(spec.method)}  # this run's effective settings (sweep/tuned runs differ)
 
     def _fail(self, spec: RunSpec, i: int, failure: dict, log: RunLog) -> dict:
         err = NonFiniteLossError(failure["step"], failure["loss"])
