@@ -25,71 +25,17 @@ Agents are stored breadth-first in `self.agents`; index 0 is the root. Names are
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from k1model.config.model import ModelConfig
+from k1model.topology import ACTIVE, INACTIVE, MERGED, Topology, build_topology, live_topology
 
-_NUMBERED_PREFIX = {1: "manager", 2: "agent"}
-
-
-# --------------------------------------------------------------------------- topology
-@dataclass(frozen=True)
-class Topology:
-    """Who is whose parent, in breadth-first order. Pure data, so selection needs no model."""
-
-    names: tuple[str, ...]
-    parents: tuple[int, ...]  # parents[0] == -1 (root)
-    levels: tuple[int, ...]
-    children: tuple[tuple[int, ...], ...]
-
-    @property
-    def leaves(self) -> tuple[int, ...]:
-        return tuple(i for i, c in enumerate(self.children) if not c)
-
-    @property
-    def depth(self) -> int:
-        return max(self.levels) + 1
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def ancestors(self, i: int) -> list[int]:
-        """Strict ancestors of agent i, nearest first."""
-        out = []
-        while self.parents[i] >= 0:
-            i = self.parents[i]
-            out.append(i)
-        return out
-
-    def index(self, name: str) -> int:
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise KeyError(f"no agent named {name!r}; agents: {', '.join(self.names)}") from None
-
-
-def build_topology(branching: tuple[int, ...], role_names: dict[int, tuple[str, ...]]) -> Topology:
-    names, parents, levels = ["root"], [-1], [0]
-    frontier = [0]
-    for level, width in enumerate(branching, start=1):
-        roles = role_names.get(level, ())
-        prefix = _NUMBERED_PREFIX.get(level, "sub")
-        next_frontier = []
-        for parent in frontier:
-            for j in range(width):
-                label = roles[j] if len(roles) >= width else f"{prefix}{j}"
-                names.append(f"{names[parent]}/{label}")
-                parents.append(parent)
-                levels.append(level)
-                next_frontier.append(len(names) - 1)
-        frontier = next_frontier
-    children = tuple(tuple(i for i, p in enumerate(parents) if p == k) for k in range(len(names)))
-    return Topology(tuple(names), tuple(parents), tuple(levels), children)
+__all__ = ["AgentTree", "Topology", "build_topology"]
 
 
 # --------------------------------------------------------------------------- per-run ops
@@ -184,11 +130,17 @@ class Agent(nn.Module):
         super().__init__()
         self.copies = nn.ModuleList(Block(cfg) for _ in range(runs))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, attention: str, batched: bool) -> torch.Tensor:
-        """x [R, B, T, D] -> [R, B, T, D]."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, attention: str, batched: bool,
+                passthrough: tuple[torch.Tensor, tuple[bool, ...]] | None = None) -> torch.Tensor:
+        """x [R, B, T, D] -> [R, B, T, D]. `passthrough` (mask [R], the same as a tuple): runs in which
+        this agent is not active; their output is their input, exactly (a slot, a pruned agent)."""
         if not batched:
             xs = split_runs(x)
-            return per_run(lambda r: self.copies[r](xs[r], mask, attention), len(xs))
+            skip = passthrough[1] if passthrough is not None else (False,) * len(xs)
+            return per_run(lambda r: xs[r] if skip[r] else self.copies[r](xs[r], mask, attention), len(xs))
+        if passthrough is not None:
+            y = self.forward(x, mask, attention, batched)
+            return torch.where(passthrough[0].view(-1, 1, 1, 1), x, y)
         w = {name: torch.stack([c.get_parameter(name) for c in self.copies]) for name in BLOCK_TENSORS}
         block = self.copies[0]
         R, B, T, D = x.shape
@@ -211,6 +163,11 @@ class Shared(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         self.pos_emb = nn.Embedding(cfg.max_seq_len, cfg.embed_dim)
         self.ln_f = nn.LayerNorm(cfg.embed_dim)
+        if cfg.slots_per_leaf:  # structural plasticity: the run's slot states and leaf weights (checkpointed)
+            states = torch.full((cfg.num_slots,), INACTIVE, dtype=torch.int8)
+            states[:cfg.num_agents] = ACTIVE
+            self.register_buffer("slot_state", states)
+            self.register_buffer("lineage_weight", torch.full((cfg.num_leaves,), 1.0 / cfg.num_leaves))
 
 
 # --------------------------------------------------------------------------- the tree
@@ -229,7 +186,8 @@ class AgentTree(nn.Module):
         self.runs = runs
         self.attention = attention
         self.batched = run_batching == "batched"
-        self.topology = build_topology(cfg.branching, dict(cfg.role_names))
+        self.topology = build_topology(cfg.branching, dict(cfg.role_names), cfg.slots_per_leaf)
+        self.initial_agents = cfg.num_agents
         self.shared = nn.ModuleList(Shared(cfg) for _ in range(runs))
         self.agents = nn.ModuleList(Agent(cfg, runs) for _ in self.topology.names)
         T = cfg.max_seq_len
@@ -240,6 +198,8 @@ class AgentTree(nn.Module):
             raise ValueError(f"{len(seeds)} seeds for {runs} runs")
         for r, seed in enumerate(seeds):
             self.init_run(r, seed)
+        self._refresh_structure()
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._refresh_structure())
 
     @torch.no_grad()
     def init_run(self, r: int, seed: int) -> None:
@@ -266,6 +226,9 @@ class AgentTree(nn.Module):
                     t.zero_()
                 else:
                     normal(t, residual if name in _RESIDUAL else 0.02)
+        for agent in self.agents[self.initial_agents:]:  # slots: zero residual projections, so activating
+            for name in _RESIDUAL:                        # one leaves the tree's output exactly unchanged
+                agent.copies[r].get_parameter(name).zero_()
 
     # --- structure -------------------------------------------------------------------
     @property
@@ -313,6 +276,87 @@ class AgentTree(nn.Module):
             if v.shape != own[k].shape:
                 raise ValueError(f"{k}: state shape {tuple(v.shape)} does not fit {tuple(own[k].shape)}")
             own[k].copy_(v)
+        self._refresh_structure()
+
+    # --- structural plasticity: per-run slot states (DESIGN.md §9) ----------------------
+    @property
+    def has_slots(self) -> bool:
+        return len(self.agents) > self.initial_agents
+
+    def slot_states(self, r: int) -> np.ndarray:
+        """Run r's state of every agent of the static topology (topology.ACTIVE, INACTIVE, ...)."""
+        return self._states[r].copy()
+
+    def active_mask(self, r: int) -> np.ndarray:
+        return self._states[r] == ACTIVE
+
+    def active_index(self, r: int) -> torch.Tensor:
+        """Indices of run r's active agents, on the device."""
+        return self._active_index[r]
+
+    def lineage_weights(self, r: int) -> np.ndarray:
+        """Run r's weight of each initial leaf's lineage in the output mean (1/leaves until a merge)."""
+        if not self.has_slots:
+            n = len(self.topology.leaves)
+            return np.full(n, 1.0 / n)
+        return self.shared[r].lineage_weight.detach().cpu().numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def set_structure(self, r: int, states: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Set run r's slot states (and lineage weights); what the plasticity plugin changes."""
+        if not self.has_slots:
+            raise ValueError("this model has no agent slots (model.max_agents is null)")
+        shared = self.shared[r]
+        shared.slot_state.copy_(torch.as_tensor(np.asarray(states), dtype=torch.int8))
+        if weights is not None:
+            shared.lineage_weight.copy_(torch.as_tensor(np.asarray(weights), dtype=shared.lineage_weight.dtype))
+        self._refresh_structure()
+
+    def run_topology(self, r: int) -> Topology:
+        """Run r's live tree: what selection walks and the reports draw."""
+        return self._live[r]
+
+    def _refresh_structure(self) -> None:
+        """Host-side views of the slot states: which agents pass through in which runs."""
+        N, R = len(self.agents), self.runs
+        if not self.has_slots:
+            self._states = np.full((R, N), ACTIVE, dtype=np.int8)
+            self._passthrough = [None] * N
+            self._live = [self.topology] * R
+            self._weighted = None
+            self._active_index = [torch.arange(N, device=self.mask.device)] * R
+            return
+        self._states = np.stack([s.slot_state.detach().cpu().numpy() for s in self.shared]).astype(np.int8)
+        self._live = [live_topology(self.topology, self._states[r]) for r in range(R)]
+        device = self.mask.device
+        self._active_index = [torch.from_numpy(np.flatnonzero(self._states[r] == ACTIVE)).to(device) for r in range(R)]
+        self._passthrough = []
+        for i in range(N):
+            skip = tuple(bool(s != ACTIVE) for s in self._states[:, i])
+            # batched: an agent no run computes is skipped outright. loop: every run's output is its own
+            # tensor (computed, or its input's slice), so a run's autograd graph, and with it the order
+            # in which gradients are summed, is the same whatever the other runs' trees are
+            self._passthrough.append(None if not any(skip) else True if all(skip) and self.batched
+                                     else (torch.tensor(skip, device=device), skip))
+        merged = (self._states == MERGED).any(1)  # runs whose output mean is weighted
+        self._weighted = torch.tensor(merged, device=device) if merged.any() else None
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._refresh_structure()  # device moves: the masks follow the buffers
+        return out
+
+    def agent_forward(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Agent i on x [R, B, T, D]; runs in which it is not active pass x through unchanged."""
+        skip = self._passthrough[i]
+        if skip is True:
+            return x
+        return self.agents[i](x, self.mask, self.attention, self.batched, skip)
+
+    def active_parameter_count(self, r: int = 0) -> int:
+        """Agent weights of run r's active agents."""
+        counts = self.agent_parameter_counts()
+        return int(sum(c for c, a in zip(counts, self.active_mask(r)) if a))
 
     # --- computation -----------------------------------------------------------------
     def _stacked(self, name: str) -> torch.Tensor:
@@ -335,14 +379,24 @@ class AgentTree(nn.Module):
         """Outputs of every agent (breadth-first). Bypassed agents pass their input through."""
         skip = set(bypass)
         outs: list[torch.Tensor] = []
-        for i, agent in enumerate(self.agents):
+        for i in range(len(self.agents)):
             x = h if i == 0 else outs[self.topology.parents[i]]
-            outs.append(x if i in skip else agent(x, self.mask, self.attention, self.batched))
+            outs.append(x if i in skip else self.agent_forward(i, x))
         return outs
 
     def leaf_mean(self, outs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The tree's output: the mean of the leaves' outputs (leaves in lineage order; a slot that is
+        not active passes its parent's output on). Runs with a merge weight each lineage instead."""
         leaves = self.topology.leaves
-        return torch.stack([outs[i] for i in leaves]).mean(0) if len(leaves) > 1 else outs[leaves[0]]
+        if len(leaves) == 1:
+            return outs[leaves[0]]
+        stacked = torch.stack([outs[i] for i in leaves])
+        mean = stacked.mean(0)
+        if self._weighted is None:
+            return mean
+        w = torch.stack([s.lineage_weight for s in self.shared], 1).to(stacked.dtype)  # [leaves, R]
+        weighted = (stacked * w.view(*w.shape, *(1,) * (stacked.dim() - 2))).sum(0)
+        return torch.where(self._weighted.view(-1, *(1,) * (mean.dim() - 1)), weighted, mean)
 
     def head(self, y: torch.Tensor) -> torch.Tensor:
         """Final norm and the tied LM head: y [R, ..., D] -> logits [R, ..., V]."""

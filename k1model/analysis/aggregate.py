@@ -82,6 +82,8 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[
                 continue
             for metric in metrics:
                 info, _ = metric_info(metric)
+                if info.direction == "none":  # descriptive (e.g. a tree's size): reported, not tested
+                    continue
                 col = wide[metric] if metric in wide else pd.Series(dtype=float)
                 xs = col.xs(variant, level="variant") if variant in col.index.get_level_values(0) else pd.Series(dtype=float)
                 ys = col.xs(ref, level="variant") if ref in col.index.get_level_values(0) else pd.Series(dtype=float)

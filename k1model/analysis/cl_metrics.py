@@ -153,22 +153,27 @@ def update_frequency(update_counts: Mapping[str, int], steps: int) -> dict[str, 
 
 
 def sparsity_summary(
-    fraction_changed: Sequence[float], agents_changed: Sequence[float], n_agents: int
+    fraction_changed: Sequence[float], agents_changed: Sequence[float], n_agents: int | Sequence[int]
 ) -> dict[str, float]:
     """Mean measured sparsity over the sampled steps.
 
     `fraction_changed[t]` is the fraction of agent parameters whose value changed at sampled
     step t (measured by comparing weights), `agents_changed[t]` the number of agents with
     any changed parameter. Returns `sparsity_param_fraction` and `sparsity_agent_fraction`
-    (both in [0, 1]; lower = sparser).
+    (both in [0, 1]; lower = sparser). `n_agents` is the number of agents, or per sampled step
+    the number of agents of the live tree (a tree that grows or is pruned).
     """
-    if n_agents <= 0:
+    if np.any(np.asarray(n_agents) <= 0):
         raise ValueError(f"n_agents must be > 0, got {n_agents}")
     f = np.asarray(fraction_changed, dtype=float)
     a = np.asarray(agents_changed, dtype=float)
     if f.size == 0 or a.size == 0:
         raise ValueError("sparsity_summary needs at least one sampled step")
+    n = np.asarray(n_agents, dtype=float)
+    if n.ndim and (n == n[0]).all():  # a tree that never changed: the same arithmetic as a fixed count
+        n = n[0]
+    agent_fraction = a.mean() / n if n.ndim == 0 else (a / n).mean()
     return {
         "sparsity_param_fraction": float(f.mean()),
-        "sparsity_agent_fraction": float(a.mean() / n_agents),
+        "sparsity_agent_fraction": float(agent_fraction),
     }

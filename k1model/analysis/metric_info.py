@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 class MetricInfo(NamedTuple):
-    """What a metric means. `direction` is "lower" or "higher" (which is better)."""
+    """What a metric means. `direction` is "lower" or "higher" (which is better), or "none" for a
+    descriptive count that is neither (reported, never tested)."""
 
     direction: str
     description: str
@@ -25,6 +26,13 @@ METRIC_INFO: dict[str, MetricInfo] = {
     # cost
     "wall_time_s": MetricInfo("lower", "wall-clock training time", "s", "cost"),
     "steps_per_s": MetricInfo("higher", "training throughput", "steps/s", "cost"),
+    # structural plasticity (strategies/plasticity.py; runs of a profile with agent slots)
+    "active_agents": MetricInfo("none", "agents of the live tree at the end (k1_grow: after its grows, prunes and merges)", "agents", "structure"),
+    "active_agent_params": MetricInfo("none", "agent weights of the live tree at the end (for comparisons at equal size)", "weights", "structure"),
+    "grow_events": MetricInfo("none", "kept grow events per run (a persistent culprit gained a child)", "events", "structure"),
+    "prune_events": MetricInfo("none", "kept prune events per run (an agent with |LOO Δ| below the threshold bypassed)", "events", "structure"),
+    "merge_events": MetricInfo("none", "kept merge events per run (two redundant sibling leaves became one)", "events", "structure"),
+    "rolled_back_events": MetricInfo("none", "prunes and merges rolled back (probe loss rose by more than the tolerance)", "events", "structure"),
     # attribution probes (probes.py)
     "attr_grad_loo_spearman": MetricInfo("higher", "Spearman ρ between gradient scores and LOO Δ at LOO steps", "ρ", "attribution"),
     "attr_window_rank_corr": MetricInfo("higher", "rank correlation of agent scores between consecutive windows (stability over time)", "ρ", "attribution"),
@@ -59,6 +67,7 @@ TABLE_GROUPS: dict[str, str] = {
     "attribution": "Attribution stability",
     "faults": "Planted-fault attribution accuracy",
     "cost": "Compute cost",
+    "structure": "Structural plasticity: live tree at the end and kept events per run (descriptive)",
 }
 
 #: metrics of the short comparison table the paper embeds

@@ -53,25 +53,33 @@ class K1Model:
         }
 
     def get_agent_status(self) -> list[dict[str, Any]]:
-        topo, tr, rec = self.model.topology, self.trainer, self.last_record
+        """Every agent of the live tree (with k1_grow: grown children included, pruned and merged ones gone)."""
+        topo, tr, rec = self.trainer.topology, self.trainer, self.last_record
         loo = None if tr.latest_loo is None else tr.latest_loo.tolist()
+        initial = self.model.initial_agents
         return [{
-            "name": name, "level": topo.levels[k], "parent": None if topo.parents[k] < 0 else topo.names[topo.parents[k]],
+            "name": topo.names[k], "level": topo.levels[k],
+            "parent": None if topo.parents[k] < 0 else topo.names[topo.parents[k]],
+            "grown": k >= initial,
             "trust": float(tr.trust.values[k]), "in_cooldown": not bool(tr.trust.eligible()[k]),
             "loo_score": None if loo is None else loo[k],
             "grad_score": None if rec is None else rec.grad_scores[k],
             "updates": int(tr.update_counts[k]),
-        } for k, name in enumerate(topo.names)]
+        } for k in topo.active_agents]
+
+    def structure_events(self) -> list[dict[str, Any]]:
+        """Grow, prune and merge events so far (k1_grow; empty for a tree that does not change)."""
+        return [dict(e) for p in self.trainer.plugins for e in getattr(p, "events", [])]
 
     def responsibility_tree(self) -> str:
         if self.last_record is None:
             raise RuntimeError("no step taken yet: call train_step first")
-        return render_responsibility_tree(self.model.topology, self.last_record)
+        return render_responsibility_tree(self.trainer.topology, self.last_record)
 
     def gradient_flow(self) -> dict[str, float]:
         if self.last_record is None:
             raise RuntimeError("no step taken yet: call train_step first")
-        return gradient_flow(self.model.topology, self.last_record)
+        return gradient_flow(self.trainer.topology, self.last_record)
 
     def generate(self, prompt_ids: torch.Tensor, max_new_tokens: int = 50, temperature: float = 1.0) -> torch.Tensor:
         prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=self.device)

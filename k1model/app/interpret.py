@@ -6,7 +6,8 @@ from k1model.train.step import StepRecord
 
 
 def render_responsibility_tree(topo: Topology, record: StepRecord, *, ascii_only: bool = False) -> str:
-    """Every agent with its score and update %, the culprit marked, then the error path and a summary line.
+    """Every agent of the (live) tree with its score and update %, the culprit marked, then the error path
+    and a summary line.
 
         root (grad=0.304, score=0.304, update=5%)
         ├── root/language (grad=0.052, skip)
@@ -37,7 +38,7 @@ def render_responsibility_tree(topo: Topology, record: StepRecord, *, ascii_only
             walk(c, child_prefix, i == len(kids) - 1, False)
 
     walk(0, "", True, True)
-    n = len(topo)
+    n = len(topo.active_agents)  # the live tree (a tree that grew or was pruned)
     updated = record.updated
     if record.path:
         lines.append("Error path: " + f" {arrow} ".join(topo.names[k] for k in record.path))

@@ -51,6 +51,20 @@ class MethodConfig(Section):
     replay_buffer: int = setting(1000, Integer(1), "reservoir capacity in training windows")
     replay_fraction: float = setting(0.25, Number(0.0, 1.0, open_high=True),
                                      "share of every batch drawn from the buffer (batch size unchanged)")
+    # --- structural plasticity (k1model/strategies/plasticity.py; variant k1_grow; slots: model.max_agents)
+    grow_window: int = setting(100, Integer(1), "steps over which the blamed leaf is counted for a grow")
+    grow_share: float = setting(0.5, Number(0.0, 1.0, open_low=True),
+                                "a live leaf blamed on at least this share of a full window gains a child")
+    prune_threshold: float = setting(0.001, Number(0.0),
+                                     "|LOO delta| (nats per byte) below which an agent counts as doing nothing")
+    prune_rounds: int = setting(4, Integer(1), "consecutive LOO rounds below prune_threshold before a prune")
+    merge_similarity: float = setting(0.95, Number(-1.0, 1.0, open_low=True),
+                                      "cosine similarity of two sibling leaves' contributions on the probe batch "
+                                      "above which they count as redundant")
+    merge_rounds: int = setting(4, Integer(1), "consecutive LOO rounds above merge_similarity before a merge")
+    structure_tolerance: float = setting(0.01, Number(0.0),
+                                         "a prune or merge that raises the probe loss (nats per byte) by more is "
+                                         "rolled back")
 
     def path_scale(self, distance_from_culprit: int) -> float:
         """Scale for the agent `distance` steps above the culprit; the last value repeats."""

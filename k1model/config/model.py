@@ -1,10 +1,11 @@
 """`model:` the architecture of the agent tree (DESIGN.md §2.1)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from k1model.config.checks import IntKey, Integer, ListOf, MapOf, Number, Section, Text, setting
+from k1model.config.checks import IntKey, Integer, ListOf, MapOf, Nullable, Number, Section, Text, setting
 
 DEFAULT_ROLE_NAMES: dict[int, tuple[str, ...]] = {
     1: ("language", "logic", "pattern", "context"),
@@ -35,11 +36,25 @@ class ModelConfig(Section):
         factory=lambda: dict(DEFAULT_ROLE_NAMES),
         doc="names of the agents per level, e.g. {1: [language, logic], 2: [basic, advanced]}; "
             "numbered names when a level has more agents than names")
+    max_agents: int | None = setting(
+        None, Nullable(Integer(1)),
+        "agent slots allocated: the initial tree plus slots that k1_grow can activate, dealt equally to the "
+        "initial leaves (a chain below each); null = the initial tree only. Inactive slots are never computed, "
+        "updated or counted")
 
     def validate(self) -> None:
         if self.embed_dim % self.num_heads:
             raise self.invalid("embed_dim", f"a multiple of model.num_heads={self.num_heads} "
                                             "(the width must divide into heads)")
+        if self.max_agents is not None:
+            n, leaves = self.num_agents, self.num_leaves
+            if self.max_agents < n:
+                raise self.invalid("max_agents", f"at least the {n} agents of the initial tree (branching "
+                                                 f"{list(self.branching)}), or null")
+            if (self.max_agents - n) % leaves:
+                allowed = ", ".join(str(n + k * leaves) for k in range(4))
+                raise self.invalid("max_agents", f"{n} + a multiple of the {leaves} leaves ({allowed}, ...): the slots "
+                                                 "beyond the initial tree are dealt equally to the leaves")
 
     @property
     def num_agents(self) -> int:
@@ -48,6 +63,20 @@ class ModelConfig(Section):
             width *= b
             total += width
         return total
+
+    @property
+    def num_leaves(self) -> int:
+        return math.prod(self.branching)
+
+    @property
+    def slots_per_leaf(self) -> int:
+        """Chain slots below every initial leaf (structural plasticity)."""
+        return 0 if self.max_agents is None else (self.max_agents - self.num_agents) // self.num_leaves
+
+    @property
+    def num_slots(self) -> int:
+        """Agents of the static topology: the initial tree and every slot."""
+        return self.num_agents + self.num_leaves * self.slots_per_leaf
 
     @property
     def depth(self) -> int:

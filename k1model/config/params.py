@@ -80,6 +80,19 @@ class Params(Section):
                                   "be made on seeds the evaluation never uses: pick other tuning seeds")
             tuning_candidates(self)
 
+    def check_slots(self) -> None:
+        """A variant that grows needs free agent slots."""
+        from k1model.method.variants import VARIANTS
+
+        growing = [v for v in self.experiment.variants if "plasticity" in VARIANTS[v].plugins]
+        if self.sweep.active:
+            growing += [v for v in self.sweep.variants if "plasticity" in VARIANTS[v].plugins]
+        if growing and self.model.slots_per_leaf == 0:
+            n, leaves = self.model.num_agents, self.model.num_leaves
+            raise ConfigError(f"variant {growing[0]} grows new agents but model.max_agents={self.model.max_agents} "
+                              f"leaves no free slot: set model.max_agents to {n + leaves} ({n} initial agents + one "
+                              f"slot per leaf) or more ({n} + a multiple of {leaves})")
+
     def validate(self) -> None:
         self.data.check_windows(self.model.max_seq_len)
         share = round(self.method.replay_fraction * self.train.batch_size)
@@ -89,6 +102,7 @@ class Params(Section):
                               f"{self.train.batch_size}) = {share} windows); raise method.replay_buffer")
         self.check_orders()
         self.check_design()
+        self.check_slots()
         unknown = [v for v in self.analysis.references if v not in self.experiment.variants]
         if unknown and len(unknown) == len(self.analysis.references):
             raise ConfigError(f"analysis.references {list(self.analysis.references)}: none is in experiment.variants "

@@ -39,7 +39,8 @@ class GradScorer:
 
     @torch.no_grad()
     def scores(self) -> torch.Tensor:
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        zero = self.owner.new_zeros((), dtype=self.params[0].dtype)  # no gradient (e.g. an inactive slot)
+        grads = [p.grad if p.grad is not None else zero for p in self.params]
         norms = torch.stack(torch._foreach_norm(grads)).float()
         sq = torch.zeros(self.shape[0] * self.shape[1], device=norms.device).index_add_(0, self.owner, norms * norms)
         return sq.sqrt().view(self.shape)
@@ -81,10 +82,19 @@ def loo_deltas(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor,
         path_index = torch.tensor([k for leaf in leaves for k in paths[leaf]], device=h0.device)  # one H2D copy
         offsets = dict(zip(leaves, itertools.accumulate((len(paths[leaf]) for leaf in leaves), initial=0)))
         delta_sum = torch.zeros(len(topo), R, B, T, D, device=h0.device, dtype=h0.dtype)
+        # runs with a merge weight each lineage in the output mean (the others keep the plain mean,
+        # computed exactly as before, and pick it with `where`)
+        weighted = model._weighted
+        if weighted is not None:
+            w = torch.stack([s.lineage_weight for s in model.shared], 1).to(h0.dtype)  # [leaves, R]
+            w_delta = torch.zeros_like(delta_sum)
 
         def add_leaf(leaf: int, leaf_alt: torch.Tensor) -> None:  # leaf changes under each config on its path
             index = path_index[offsets[leaf]:offsets[leaf] + len(paths[leaf])]
-            delta_sum.index_add_(0, index, leaf_alt - outs[leaf].unsqueeze(0))
+            change = leaf_alt - outs[leaf].unsqueeze(0)
+            delta_sum.index_add_(0, index, change)
+            if weighted is not None:
+                w_delta.index_add_(0, index, change * w[leaves.index(leaf)].view(1, R, 1, 1, 1))
 
         alt: list[torch.Tensor | None] = [None] * len(topo)
         alt[0] = h0.unsqueeze(0)  # config "bypass root": root outputs its input
@@ -95,7 +105,7 @@ def loo_deltas(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor,
             parent_alt = alt[parent]  # [C, R, B, T, D]
             C = parent_alt.shape[0]
             folded = parent_alt.transpose(0, 1).reshape(R, C * B, T, D)
-            rerun = model.agents[j](folded, model.mask, model.attention, model.batched).view(R, C, B, T, D).transpose(0, 1)
+            rerun = model.agent_forward(j, folded).view(R, C, B, T, D).transpose(0, 1)
             j_alt = torch.cat([rerun, outs[parent].unsqueeze(0)])
             if topo.children[j]:
                 alt[j] = j_alt
@@ -103,12 +113,23 @@ def loo_deltas(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor,
                 add_leaf(j, j_alt)
             if j == topo.children[parent][-1]:
                 alt[parent] = None  # every child of `parent` has run
-        full_sum = torch.stack([outs[i] for i in leaves]).sum(0)
+        stacked = torch.stack([outs[i] for i in leaves])
+        full_sum = stacked.sum(0)
         n = len(leaves)
-        full_loss = model.run_losses(model.head(full_sum / n), targets)
+
+        def tree_output(plain: torch.Tensor, weighted_out: torch.Tensor | None) -> torch.Tensor:
+            if weighted is None:
+                return plain
+            return torch.where(weighted.view(-1, *(1,) * (plain.dim() - 1)), weighted_out, plain)
+
+        full_w = (stacked * w.view(n, R, 1, 1, 1)).sum(0) if weighted is not None else None
+        full_loss = model.run_losses(model.head(tree_output(full_sum / n, full_w)), targets)
         losses = []
         for start in range(0, len(topo), chunk):
             mean = (full_sum.unsqueeze(0) + delta_sum[start:start + chunk]) / n  # [c, R, B, T, D]
+            if weighted is not None:
+                mean = tree_output(mean.transpose(0, 1), (full_w.unsqueeze(0) + w_delta[start:start + chunk]
+                                                          ).transpose(0, 1)).transpose(0, 1)
             c = mean.shape[0]
             logits = model.head(mean.transpose(0, 1).reshape(R, c * B, T, D))
             expanded = targets.unsqueeze(1).expand(R, c, B, T)

@@ -86,5 +86,9 @@ for _v in (
     Variant("k1_replay", "drilldown", "hybrid", True, ("replay",), "k1_full's selection + the same replay"),
     Variant("joint", "all", "gradient", False, ("joint",),
             "upper reference: dense updates on a mixture of all domains (no sequence)"),
+    # structural plasticity (DESIGN.md §9): needs free agent slots (model.max_agents)
+    Variant("k1_grow", "drilldown", "hybrid", True, ("plasticity",),
+            "k1_full + structural plasticity: persistent culprits grow a child, idle agents are pruned, "
+            "redundant siblings merge"),
 ):
     register_variant(_v)

@@ -82,6 +82,11 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("less_forgetting_than_replay", "forgetting", "k1_full", "replay", "K-1 forgets less than experience replay"),
     Claim("replay_with_k1", "forgetting", "k1_replay", "replay",
           "K-1's selection on top of replay forgets less than replay alone"),
+    # structural plasticity (DESIGN.md §9)
+    Claim("grow_forgets_less", "forgetting", "k1_grow", "k1_full",
+          "a tree that grows, prunes and merges (k1_grow) forgets less than the fixed tree (k1_full)"),
+    Claim("grow_lm_quality", "final_avg_bpb", "k1_grow", "k1_full",
+          "k1_grow ends with a lower average bpb than the fixed tree (k1_full)"),
 )
 #: the claims decided by a paired comparison (the ones re-tested per order and after tuning)
 PAIRED_CLAIMS = tuple(c for c in CLAIMS if c.reference != "chance")

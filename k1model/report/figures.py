@@ -145,19 +145,24 @@ def _short(name: str) -> str:
 
 def _draw_tree(ax: Any, agents: Sequence[Mapping[str, Any]], values: Mapping[str, float], norm: Normalize,
                cmap: Any, labels: Mapping[str, str], highlight: Sequence[str] = (), culprit: str | None = None) -> Any:
+    agents = [a for a in agents if a.get("status") != "inactive"]  # unused agent slots are not drawn
     pos = tree_layout(agents)
     hl = set(highlight)
+    status = {a["name"]: a.get("status", "active") for a in agents}
     for a in agents:
         if a.get("parent") is not None:
             (x0, y0), (x1, y1) = pos[a["parent"]], pos[a["name"]]
             on_path = a["name"] in hl and a["parent"] in hl
-            ax.plot([x0, x1], [y0, y1], color="crimson" if on_path else "0.6", lw=2.5 if on_path else 1.0, zorder=1)
+            gone = status[a["name"]] != "active"
+            ax.plot([x0, x1], [y0, y1], color="crimson" if on_path else "0.6", lw=2.5 if on_path else 1.0, zorder=1,
+                    ls=":" if gone else "-")
     names = [a["name"] for a in agents]
     xs = [pos[n][0] for n in names]
     ys = [pos[n][1] for n in names]
     vals = [values.get(n, math.nan) for n in names]
     sc = ax.scatter(xs, ys, c=vals, cmap=cmap, norm=norm, s=260, edgecolors="0.2", linewidths=0.8, zorder=2,
                     plotnonfinite=True)
+    _draw_structure_marks(ax, agents, pos)
     if culprit is not None and culprit in pos:
         ax.scatter([pos[culprit][0]], [pos[culprit][1]], s=520, facecolors="none", edgecolors="crimson",
                    linewidths=2.5, zorder=3)
@@ -173,6 +178,22 @@ def _draw_tree(ax: Any, agents: Sequence[Mapping[str, Any]], values: Mapping[str
     ax.set_ylim(min(ys) - (1.3 if rotate else 0.8), 0.5)
     ax.axis("off")
     return sc
+
+
+def _draw_structure_marks(ax: Any, agents: Sequence[Mapping[str, Any]], pos: Mapping[str, tuple[float, float]]) -> None:
+    """Structural plasticity on a tree: grown agents ringed green, pruned crossed, merged marked."""
+    marks = {"grown": ([a for a in agents if a.get("slot")], {"s": 420, "facecolors": "none", "edgecolors": "seagreen",
+                                                            "linewidths": 2.0}),
+             "pruned": ([a for a in agents if a.get("status") == "pruned"], {"s": 200, "marker": "x", "c": "0.25"}),
+             "merged": ([a for a in agents if a.get("status") == "merged"], {"s": 200, "marker": "+", "c": "0.25"})}
+    shown = False
+    for label, (members, style) in marks.items():
+        if members:
+            ax.scatter([pos[a["name"]][0] for a in members], [pos[a["name"]][1] for a in members], zorder=3,
+                       label=label, **style)
+            shown = True
+    if shown:
+        ax.legend(loc="lower right", fontsize=6.5, frameon=False, handletextpad=0.2, borderaxespad=0.0)
 
 
 # --------------------------------------------------------------------------- figures
@@ -272,7 +293,7 @@ def metric_points(summary: Mapping[str, Any], tidy: pd.DataFrame, metrics: Seque
             mean, lo, hi = s["mean"], s.get("ci_low"), s.get("ci_high")
             yerr = None if lo is None else [[mean - lo], [hi - mean]]
             ax.errorbar([i], [mean], yerr=yerr, fmt="o", color="black", ms=5, capsize=4, lw=1.2, zorder=5)
-        arrow = "↓" if info.direction == "lower" else "↑"
+        arrow = {"lower": "↓", "higher": "↑"}.get(info.direction, "")
         ax.set_xlim(-0.5, len(order) - 0.5)
         ax.ticklabel_format(axis="y", useOffset=False)
         ys = sub.value.to_numpy(float)
@@ -298,13 +319,17 @@ def update_frequency_trees(run_metrics: Mapping[tuple[str, int], Mapping[str, An
     panels = {}
     for v in cfg.variants:
         freqs: dict[str, list[float]] = {}
-        agents = None
+        union: dict[str, dict[str, Any]] = {}  # trees that changed differ between seeds: every agent any seed had
+        rank = {"active": 0, "merged": 1, "pruned": 2, "inactive": 3}
         for (vv, _), m in run_metrics.items():
             if vv != v or "update_counts" not in m or not m.get("steps"):
                 continue
-            agents = agents or m.get("agents")
+            for a in m.get("agents") or []:
+                if a["name"] not in union or rank.get(a.get("status"), 0) < rank.get(union[a["name"]].get("status"), 0):
+                    union[a["name"]] = dict(a)
             for name, c in m["update_counts"].items():
                 freqs.setdefault(name, []).append(float(c) / float(m["steps"]))
+        agents = list(union.values())
         if not freqs or not agents:
             notes.append(f"update-frequency tree: no update_counts/agents for {v}")
             continue
@@ -382,6 +407,9 @@ _CAPTIONS = {
                            "label = update scale, red ring = culprit, red edges = error path.",
     "sensitivity": "Sensitivity sweep: each metric against each factor's value, one factor at a time around the "
                    "profile's settings (mean and {ci} CI over the sweep seeds; dashed: dense).",
+    "structure": "Structural plasticity (k1_grow, first domain order): agent weights of each run's live tree over "
+                 "training (dashed: the fixed tree of k1_full), kept and rolled-back events per run, and one run's "
+                 "final tree (green ring: grown, x: pruned, +: merged; colour and label: fraction of steps updated).",
     "tuned_vs_specified": "Forgetting and final bpb of every variant at the profile's settings and at its tuned "
                           "settings (mean and {ci} CI).",
 }
@@ -428,7 +456,16 @@ def make_figures(params: str | Path | Mapping[str, Any], results: str | Path, ou
         else:
             notes.append(f"responsibility tree: run {ref}/seed{cfg.seeds[0]} missing or without agents")
             figs["responsibility_tree"] = (None, "")
+        from k1model.method.variants import VARIANTS
+        from k1model.report.structure_figures import structure_figure
         from k1model.report.study_figures import sensitivity, tuned_vs_specified
+
+        first_order = "-".join(cfg.params.orders[0])
+        growing = [(v, s, first_order, m) for (v, s), m in sorted(run_metrics.items())
+                   if "plasticity" in VARIANTS[v].plugins]
+        fixed = [m["scalars"].get("active_agent_params") for (v, _), m in run_metrics.items() if v == "k1_full"]
+        fixed = [f for f in fixed if f is not None]
+        figs["structure"] = (structure_figure(growing, float(np.mean(fixed)) if fixed else None, notes), "")
 
         figs["sensitivity"] = (sensitivity(summary["sweep"], cfg.confidence) if "sweep" in summary else None, "")
         figs["tuned_vs_specified"] = (tuned_vs_specified(summary, cfg.variants, cfg.confidence), "")

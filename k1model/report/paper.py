@@ -30,6 +30,7 @@ from k1model.report.study_sections import (baselines_paragraph, budget_paragraph
                                            sweep_section, tuned_section, variants_paragraph)
 from k1model.report.sections import (_data_section, _embed_table, _flatten, _kv_table, _n_agents, _rel,
                                      _trust_budget_section)
+from k1model.report.structure_sections import growing_variants, structure_section
 from k1model.report.tables import fmt_num, fmt_p
 
 __all__ = ["Numbers", "Claim", "CLAIMS", "render_paper"]
@@ -100,6 +101,7 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     if "sweep" in summary:
         text, study["sweep"] = sweep_section(nums)
         study_text.append(text + idle_by_rule(nums))
+    study_text.append(structure_section(nums, p, variants, claims))
     tested = {k: v for k, v in claims.items() if v["status"] != "not measured"}
     supported = [k for k, v in tested.items() if v["status"] == "supported"]
     against = [k for k, v in tested.items() if v["status"] == "contradicted"]
@@ -191,7 +193,9 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     figures = {}
     if fig_index_path.is_file():
         figures = json.loads(fig_index_path.read_text(encoding="utf-8")).get("figures", {})
-    present = [(n, h) for n, h in RESULT_TABLES + STUDY_TABLES if (results / "tables" / f"{n}.md").is_file()]
+    extra = [("structure", "Structural plasticity")] if growing_variants(variants) else []
+    present = [(n, h) for n, h in RESULT_TABLES + STUDY_TABLES + tuple(extra)
+               if (results / "tables" / f"{n}.md").is_file()]
     for i, (name, heading) in enumerate(present, start=1):
         L.append(f"### {heading}\n")
         L.append(_embed_table((results / "tables" / f"{name}.md").read_text(encoding="utf-8"), i))

@@ -95,7 +95,7 @@ def _write_table(tables: Path, name: str, csv_df: pd.DataFrame, show_df: pd.Data
 def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "metric": summary.metric, "variant": summary.variant,
-        "better": summary.direction.map({"lower": "lower", "higher": "higher"}),
+        "better": summary.direction.map({"lower": "lower", "higher": "higher", "none": "(descriptive)"}),
         "n": summary.n.astype(int).astype(str),
         "mean [95% CI]": [fmt_ci(r.mean, r.ci_low, r.ci_high) for r in summary.itertuples()],
         "std": summary["std"].map(fmt_num),
@@ -114,7 +114,7 @@ def _group_display(summary: pd.DataFrame, metrics: Sequence[str], variants: Sequ
             if 0 < r["n"] < n_seeds:
                 cell += f" (n={int(r['n'])})"
             col.append(cell)
-        arrow = "↓" if metric_info(m)[0].direction == "lower" else "↑"
+        arrow = {"lower": "↓", "higher": "↑"}.get(metric_info(m)[0].direction, "")
         out[f"{m} {arrow}"] = col
     return pd.DataFrame(out)
 

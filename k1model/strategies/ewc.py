@@ -105,7 +105,8 @@ class EWC(Plugin):
 
         t0 = time.perf_counter()
         model = run.model
-        params = model.run_state(run.index)  # detached copies of this run's weights (one-run names)
+        # detached copies of this run's weights (one-run names; buffers such as slot states are not weights)
+        params = {k: v.detach().clone() for k, v in model.run_parameters(run.index).items()}
         rng = np.random.default_rng([phase.seed, phase.index, 0x455743])
         batches = _windows(phase.tokens, phase.seq_len, phase.batch_size, run.method.fisher_batches, rng,
                            model.mask.device)

@@ -28,11 +28,15 @@ def step_row(record: StepRecord, phase: int, domain: str) -> dict[str, Any]:
         "updated": record.updated, "skipped": record.skipped, "loo_computed": int(record.loo_computed),
         "avg_trust": record.avg_trust,
     }
+    nan = float("nan")
+    if record.active is not None:  # a model with agent slots: how big the live tree is
+        row["active_agents"] = record.num_active
     for k, name in enumerate(names):
-        row[f"grad_{name}"] = record.grad_scores[k]
-        row[f"score_{name}"] = record.scores[k]
-        row[f"loo_{name}"] = record.loo[k] if record.loo is not None else float("nan")
-        row[f"trust_{name}"] = record.trust[k]
+        live = record.active is None or record.active[k]  # not an agent of the live tree: no numbers
+        row[f"grad_{name}"] = record.grad_scores[k] if live else nan
+        row[f"score_{name}"] = record.scores[k] if live else nan
+        row[f"loo_{name}"] = record.loo[k] if record.loo is not None and live else nan
+        row[f"trust_{name}"] = record.trust[k] if live else nan
     return row
 
 
@@ -95,16 +99,21 @@ def record_failure(out_dir: Path, resume_path: Path, log: RunLog, info: dict[str
 
 def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], agents: list[dict[str, Any]],
                 update_counts: dict[str, int], n_agents: int, agent_params: int, shared_params: int,
-                extra: dict[str, Any]) -> dict[str, Any]:
+                extra: dict[str, Any], more_scalars: dict[str, Any] | None = None) -> dict[str, Any]:
     """metrics.json of a completed run: R matrices, scalars (what `k1 aggregate` reads), sparsity."""
     from k1model.analysis.cl_metrics import forgetting_summary, sparsity_summary
 
     checks = pd.DataFrame(log.sparsity_checks)
-    sparsity = sparsity_summary(checks["param_fraction"], checks["agents_changed"], n_agents)
+    live = "agents_active" in checks  # a model with agent slots: fractions of the live tree at each step
+    sparsity = sparsity_summary(checks["param_fraction"], checks["agents_changed"],
+                                checks["agents_active"] if live else n_agents)
     sparsity.update({
         "checked_steps": int(len(checks)),
         "scales_agree_with_weights": bool((checks["agents_changed"] == checks["agents_scaled"]).all()),
-        "intended_agent_fraction": float(steps["updated"].mean() / n_agents),
+        "intended_agent_fraction": float((steps["updated"] / steps["active_agents"]).mean()
+                                         if live and steps["active_agents"].nunique() > 1
+                                         else steps["updated"].mean() / (steps["active_agents"].iloc[0] if live
+                                                                         else n_agents)),
         "idle_step_fraction": float((steps["updated"] == 0).mean()),
         "agent_params": agent_params,
         "shared_params": shared_params,
@@ -121,6 +130,7 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
         "final_train_loss": float(steps["loss"].tail(max(1, len(steps) // 20)).mean() / LN2),
         "wall_time_s": log.wall_time_s,
         "steps_per_s": total / log.wall_time_s if log.wall_time_s > 0 else None,
+        **(more_scalars or {}),  # e.g. the live tree's size, structural events (structural plasticity)
     })
     return {
         "status": "completed", **identity, "agents": agents,

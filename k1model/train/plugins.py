@@ -9,12 +9,14 @@ a run at fixed points; a plugin overrides only the hooks it needs:
     step      loss_term(run, loss) -> Tensor|None   added to the run's loss before backward (e.g. EWC)
               after_update(run, record)             after the optimiser step and the trust update
     protocol  after_phase(run, phase)               a phase ended, after its evaluation (e.g. EWC's Fisher)
+              summary(run) -> dict                  added to metrics.json when the run completes (e.g. the
+                                                    structural events of k1_grow)
     state     state_dict() / load_state_dict(state) saved in the run's checkpoint; tensors and plain
                                                     Python values only (checkpoints load with
                                                     weights_only=True)
 
 `run` is a `step.RunContext`: the trainer, the run's row index, its method settings, its weights
-(`run.rows()`, differentiable views of its rows of the stacked model) and the step count. A
+(`run.parameters()`, the run's own tensors of the multi-run model) and the step count. A
 plugin instance belongs to one run, even when many runs train in one process. Register a plugin
 class with `@register_plugin` (its `name` is what `Variant.plugins` lists). Hooks must not touch
 RNG streams they do not own: a plugin that samples keeps its own generator in its state.
@@ -69,6 +71,11 @@ class Plugin:
 
     def after_phase(self, run: "RunContext", phase: Phase) -> None:
         """A phase ended (after its last step and its evaluation)."""
+
+    def summary(self, run: "RunContext") -> Mapping[str, Any]:
+        """What the plugin adds to the run's metrics.json when the run completes: top-level entries,
+        and under "scalars" numbers the analysis reports for every run."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -37,6 +37,7 @@ from k1model.config import MethodConfig, ModelConfig, Params, config_hash, load_
 from k1model.config.checks import plain
 from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from k1model.model import AgentTree, default_execution
+from k1model.topology import ACTIVE, STATE_NAMES
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
 from k1model.train.outputs import RunLog, finish_run, record_failure, run_metrics, step_row, write_run_outputs
 from k1model.train.plugins import Phase
@@ -271,7 +272,7 @@ class RunGroup:
         show_bar = sys.stderr.isatty() if progress is None else progress
         label = specs[0].method.variant + (f" +{R - 1} runs" if R > 1 else f" s{specs[0].seed}")
         bar = tqdm(total=total, initial=start_step, disable=not show_bar, desc=label)
-        n_agent_params = sum(model.agent_parameter_counts())
+        agent_counts = model.agent_parameter_counts()
         failed: dict[int, dict] = {}
         t0 = time.perf_counter()
         for step in range(start_step, stop_at):
@@ -289,13 +290,17 @@ class RunGroup:
                 xs.append(x)
                 ys.append(y)
             check = step % cfg.sparsity_interval == 0
-            groups = [model.run_groups(r)[1:] for r in range(R)] if check else None
-            before = [[[p.detach().clone() for p in g] for g in run] for run in groups] if check else None
+            if check:  # the agents of each run's live tree before the step (inactive slots are not counted)
+                live = [model.active_mask(r) for r in range(R)]
+                groups = [[g for g, a in zip(model.run_groups(r)[1:], live[r]) if a] for r in range(R)]
+                live_params = [sum(c for c, a in zip(agent_counts, live[r]) if a) for r in range(R)]
+                before = [[[p.detach().clone() for p in g] for g in run] for run in groups]
             records = trainer.train_step(torch.stack(xs).to(self.device), torch.stack(ys).to(self.device))
             if check:  # measured: compare weights (one host sync for every run and agent)
-                changed = torch.stack([torch.stack([sum((p.detach() != b).sum() for p, b in zip(g, bg))
-                                                    for g, bg in zip(run, brun)])
-                                       for run, brun in zip(groups, before)]).tolist()
+                flat = torch.stack([sum((p.detach() != b).sum() for p, b in zip(g, bg))
+                                    for run, brun in zip(groups, before) for g, bg in zip(run, brun)]).tolist()
+                ends = np.cumsum([len(run) for run in groups]).tolist()
+                changed = [flat[e - len(run):e] for e, run in zip(ends, groups)]
             end_of_phase = (step + 1) % cfg.steps_per_phase == 0
             for r, (s, record) in enumerate(zip(specs, records)):
                 run = trainer.runs[r]
@@ -306,9 +311,10 @@ class RunGroup:
                         failed[r] = self._fail(s, members[r], run.failure, logs[r])
                     continue
                 if check:
-                    logs[r].sparsity_checks.append({"step": step, "param_fraction": sum(changed[r]) / n_agent_params,
+                    logs[r].sparsity_checks.append({"step": step, "param_fraction": sum(changed[r]) / live_params[r],
                                                     "agents_changed": sum(c > 0 for c in changed[r]),
-                                                    "agents_scaled": record.updated})
+                                                    "agents_scaled": record.updated,
+                                                    **({"agents_active": int(live[r].sum())} if model.has_slots else {})})
                 logs[r].step_rows.append(step_row(record, phase, s.phases[phase]))
             bar.update(1)
             if (step + 1) % cfg.eval_interval == 0 or end_of_phase:
@@ -370,20 +376,31 @@ class RunGroup:
         return record_failure(spec.out_dir, self.resume_path(spec), log, info)
 
     def _finish(self, spec: RunSpec, i: int, model: AgentTree, trainer: Trainer, r: int, log: RunLog) -> dict:
-        topo = model.topology
+        topo, counts = model.topology, model.agent_parameter_counts()
         steps = write_run_outputs(spec.out_dir, log)
+        agents = [{"name": n, "level": topo.levels[k], "parent": None if topo.parents[k] < 0 else topo.names[topo.parents[k]],
+                   "params": c} for k, (n, c) in enumerate(zip(topo.names, counts))]
+        extra: dict[str, Any] = {}
+        scalars: dict[str, Any] = {}
+        if model.has_slots:  # the final live tree, and its size
+            states = model.slot_states(r)
+            for k, agent in enumerate(agents):
+                agent.update(status=STATE_NAMES[states[k]], slot=k >= model.initial_agents)
+            scalars.update(active_agents=int((states == ACTIVE).sum()), active_agent_params=model.active_parameter_count(r))
+            extra["allocated_agent_params"] = sum(counts)  # every slot, active or not
+        for plugin in trainer.runs[r].plugins:
+            summary = dict(plugin.summary(trainer.context(r)))
+            scalars.update(summary.pop("scalars", {}))
+            extra.update(summary)
         metrics = run_metrics(
-            log, steps, identity=self._identity(spec, i),
-            agents=[{"name": n, "level": topo.levels[k], "parent": None if topo.parents[k] < 0
-                     else topo.names[topo.parents[k]], "params": c}
-                    for k, (n, c) in enumerate(zip(topo.names, model.agent_parameter_counts()))],
+            log, steps, identity=self._identity(spec, i), agents=agents,
             update_counts={name: int(c) for name, c in zip(topo.names, trainer.runs[r].update_counts)},
-            n_agents=len(topo), agent_params=sum(model.agent_parameter_counts()),
+            n_agents=model.initial_agents, agent_params=sum(counts[:model.initial_agents]),
             shared_params=sum(p.numel() for p in model.shared_parameters(0)),
-            extra={"versions": versions(), "device": str(self.device), "threads": torch.get_num_threads(),
+            extra={**extra, "versions": versions(), "device": str(self.device), "threads": torch.get_num_threads(),
                    "precision": self.train_cfg.precision, "attention": self.attention,
                    "run_batching": self.run_batching,
-                   "process_runs": len(trainer.runs)})
+                   "process_runs": len(trainer.runs)}, more_scalars=scalars)
         return finish_run(spec.out_dir, self.resume_path(spec), log, metrics)
 
 

@@ -54,6 +54,7 @@ class StepRecord:
     scales: list[float]
     trust: list[float]  # after this step's trust update
     names: tuple[str, ...] = field(repr=False, default=())
+    active: list[bool] | None = None  # agents of the run's live tree at this step (None = every agent)
 
     @property
     def culprit(self) -> int | None:
@@ -64,12 +65,18 @@ class StepRecord:
         return sum(s > 0 for s in self.scales)
 
     @property
+    def num_active(self) -> int:
+        return len(self.scales) if self.active is None else sum(self.active)
+
+    @property
     def skipped(self) -> int:
-        return len(self.scales) - self.updated
+        return self.num_active - self.updated
 
     @property
     def avg_trust(self) -> float:
-        return float(np.mean(self.trust))
+        if self.active is None:
+            return float(np.mean(self.trust))
+        return float(np.mean([t for t, a in zip(self.trust, self.active) if a]))
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -132,6 +139,12 @@ class RunContext:
         """This run's weights (shared first, then every agent's), as the model holds them."""
         return [p for group in self.model.run_groups(self.index) for p in group]
 
+    @property
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The run's batch of the latest step ([batch, time] inputs and targets), None before the first."""
+        last = self.trainer.last_batch
+        return None if last is None else (last[0][self.index], last[1][self.index])
+
 
 class Trainer:
     """Trains the runs of one model (`model.runs` rows) in lockstep; see the module docstring."""
@@ -143,14 +156,14 @@ class Trainer:
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}; allowed: {', '.join(PRECISIONS)}")
         self.model = model
-        self.topology = model.topology
-        self.num_agents = len(model.agents)
+        self.num_agents = len(model.agents)  # every agent of the static topology (slots included)
         plugins = plugins or [None] * model.runs
         self.runs = [RunState(r, m, s, self.num_agents, p) for r, (m, s, p) in enumerate(zip(methods, seeds, plugins))]
         self.optimizer = SparseAdamW(model, methods)
         self.scorer = GradScorer(model)
         self.precision = precision
         self.step_count = 0
+        self.last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def context(self, r: int) -> RunContext:
         return RunContext(self, r)
@@ -174,6 +187,7 @@ class Trainer:
         model, runs, n = self.model, self.runs, self.num_agents
         model.train()
         self.optimizer.zero_grad()
+        self.last_batch = (x, y)
         loo_runs = [r for r, run in enumerate(runs) if run.loo_due(self.step_count)]
         keep_outs = bool(loo_runs) and model.cfg.dropout == 0.0  # LOO reuses this forward's outputs
         with self._autocast():
@@ -198,7 +212,12 @@ class Trainer:
         scores = grad.clone()
         for r, run in enumerate(runs):
             if run.scoring.needs_loo and run.latest_loo is not None:
-                scores[r] = hybrid_scores(grad[r], run.latest_loo)
+                if model.has_slots:  # over the live tree only (the mean |Δ| must not see inactive slots)
+                    live = model.active_index(r)
+                    scores[r] = 0.0
+                    scores[r, live] = hybrid_scores(grad[r, live], run.latest_loo[live])
+                else:
+                    scores[r] = hybrid_scores(grad[r], run.latest_loo)
         parts = [losses.detach().float().view(-1), grad.view(-1), scores.view(-1)] + ([loo.view(-1)] if loo is not None else [])
         host = torch.cat(parts).cpu().numpy().astype(np.float64)  # the one host sync of the step
         R = len(runs)
@@ -216,7 +235,13 @@ class Trainer:
                 run.failure = {"step": self.step_count, "loss": float(loss_h[r])}
                 continue
             eligible = run.trust.eligible()
-            path, scales[r] = run.selector(self.topology, score_h[r], eligible, run.method, run.rng)
+            if model.has_slots:  # only agents of the run's live tree can be chosen or updated
+                active = model.active_mask(r)
+                eligible = eligible & active
+                path, scales[r] = run.selector(model.run_topology(r), score_h[r], eligible, run.method, run.rng)
+                scales[r][~active] = 0.0
+            else:
+                path, scales[r] = run.selector(model.topology, score_h[r], eligible, run.method, run.rng)
             updated = scales[r] > 0
             run.cooled |= ~eligible
             returning[r] = run.cooled & updated
@@ -232,7 +257,7 @@ class Trainer:
                 step=self.step_count, loss=float(loss_h[r]), grad_scores=grad_h[r].tolist(), scores=score_h[r].tolist(),
                 loo=loo_h[r].tolist() if r in loo_runs else None, loo_computed=r in loo_runs,
                 eligible=eligible.tolist(), path=path, scales=scales[r].tolist(), trust=run.trust.values.tolist(),
-                names=self.topology.names)
+                names=model.topology.names, active=model.active_mask(r).tolist() if model.has_slots else None)
         if decided:  # a step no run could take (every live loss non-finite) does not count
             self.step_count += 1
         for r, record in enumerate(records):
@@ -291,9 +316,13 @@ class K1Trainer:
             raise ValueError(f"K1Trainer trains one run; the model has {model.runs} (use Trainer)")
         self.trainer = Trainer(model, [method], [seed], plugins=[plugins], precision=precision)
         self.model = model
-        self.topology = model.topology
         self.num_agents = len(model.agents)
         self.optimizer = self.trainer.optimizer
+
+    @property
+    def topology(self):
+        """The run's live tree (the initial tree unless structural plasticity changed it)."""
+        return self.model.run_topology(0)
 
     @property
     def run(self) -> RunState:

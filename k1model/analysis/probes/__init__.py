@@ -122,7 +122,7 @@ import numpy as np
 import torch
 
 from k1model.analysis.probes.faults import METHODS, _trial_stats, fault_agent_set, planted_faults, walk_probability
-from k1model.analysis.probes.model_probes import (_SEED_TAGS, batch_attribution, randomisation_probe,
+from k1model.analysis.probes.model_probes import (_SEED_TAGS, batch_attribution, live_view, randomisation_probe,
                                                   resample_probe)
 from k1model.analysis.probes.steplog import (_agent_matrix, _top_selected, grad_loo_agreement, read_steps,
                                              specialisation, window_rank_correlation)
@@ -176,6 +176,10 @@ def attribute_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: str 
     seed = [int(cfg["rng_seed"]), run_seed]
     topo = model.topology
     names = list(topo.names)
+    # a leaf is an initial leaf or a slot (the chain below it); the step log has no numbers for an agent
+    # while it is not in the live tree (NaN), which the step-log probes leave out
+    leaves = [names[k] for k in range(len(names)) if k >= model.initial_agents or not topo.children[k]
+              or min(topo.children[k]) >= model.initial_agents]
     model.eval()
     timing: dict[str, float] = {}
 
@@ -185,7 +189,7 @@ def attribute_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: str 
     win = window_rank_correlation(_agent_matrix(steps, "score_", names), cfg["windows"], cfg["window_steps"],
                                   phases=list(steps["phase"]) if "phase" in steps.columns else None)
     spec = specialisation(steps, names, variant.selector, cfg["permutations"], [*seed, _SEED_TAGS["perm"]],
-                          leaves=[names[k] for k in topo.leaves])
+                          leaves=leaves)
     timing["step_log"] = time.perf_counter() - t0
 
     # --- data for the checkpoint probes
@@ -217,6 +221,7 @@ def attribute_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: str 
     timing["randomisation"] = time.perf_counter() - t0
 
     fs = faults["summary"]
+    live, _ = live_view(model)
     scalars: dict[str, Any] = {
         "attr_grad_loo_spearman": gl["mean"] if variant.uses_loo and gl["n_loo_steps"] else None,
         "attr_window_rank_corr": win["mean"],
@@ -234,8 +239,8 @@ def attribute_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: str 
     timing["total_cpu"] = time.process_time() - cpu_start
     result = {
         "variant": variant.name, "seed": run_seed, "config_hash": metrics.get("config_hash"),
-        "agents": [{"name": n, "level": topo.levels[k], "parent": None if topo.parents[k] < 0
-                    else names[topo.parents[k]]} for k, n in enumerate(names)],
+        "agents": [{"name": live.names[k], "level": live.levels[k], "parent": None if live.parents[k] < 0
+                    else live.names[live.parents[k]]} for k in range(len(live))],  # the live tree
         "scalars": scalars,
         "settings": {**{k: cfg[k] for k in AnalysisConfig.probe_keys()}, "probe_batch_size": B, "seq_len": T, "probe_domain": domain, "device": str(dev),
                      "variant_scores": "hybrid" if variant.uses_loo else "grad",

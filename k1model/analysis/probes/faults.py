@@ -9,7 +9,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from k1model.analysis.probes.model_probes import _SEED_TAGS, _all_eligible, batch_attribution, blame_vectors
+from k1model.analysis.probes.model_probes import (_SEED_TAGS, _all_eligible, batch_attribution, blame_vectors,
+                                                  live_view)
 from k1model.analysis.stats import blame_stats
 from k1model.method.attribution import GradScorer
 from k1model.method.selection import drill_down
@@ -137,7 +138,7 @@ def planted_faults(model: AgentTree, batches: Sequence[tuple[torch.Tensor, torch
                    seed: Sequence[int], device: torch.device | str = "cpu",
                    clean: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Damage each agent of the fault set in turn (restored afterwards); blame statistics per method."""
-    topo, scorer = model.topology, GradScorer(model)
+    (topo, index), scorer = live_view(model), GradScorer(model)
     batches = [(x.to(device), y.to(device)) for x, y in batches]
     if clean is None:
         clean = [batch_attribution(model, scorer, x, y) for x, y in batches]
@@ -145,7 +146,7 @@ def planted_faults(model: AgentTree, batches: Sequence[tuple[torch.Tensor, torch
     faults = []
     clean_loss = float(np.mean([c["loss"] for c in clean]))
     for k in fault_agent_set(topo, cfg["fault_agents"]):
-        fault = _Fault(model, k, [*seed, _SEED_TAGS["fault"], k])
+        fault = _Fault(model, index[k], [*seed, _SEED_TAGS["fault"], k])
         try:
             if cfg["fault_noise"] is not None:
                 fault.set(float(cfg["fault_noise"]))

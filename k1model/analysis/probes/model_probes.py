@@ -15,12 +15,20 @@ from k1model.method.attribution import GradScorer, loo_deltas
 from k1model.method.scoring import hybrid_scores
 from k1model.method.selection import drill_down
 from k1model.model import AgentTree, Topology
+from k1model.topology import compact
 
 _SEED_TAGS = {"resample": 0x5253, "fault": 0x4641, "reinit": 0x5249, "perm": 0x5045}
 
+def live_view(model: AgentTree) -> tuple[Topology, list[int]]:
+    """The one-run model's live tree, renumbered over its active agents (`topology.compact`), and the
+    model index of each: the probes see only agents that are there (slots, pruned agents are not)."""
+    return compact(model.run_topology(0))
+
+
 def batch_attribution(model: AgentTree, scorer: GradScorer, x: torch.Tensor, y: torch.Tensor,
                       with_loo: bool = True) -> dict[str, Any]:
-    """Loss, gradient scores, LOO Δ and hybrid scores of one batch (eval mode), as host arrays."""
+    """Loss, gradient scores, LOO Δ and hybrid scores of one batch (eval mode), as host arrays over the
+    live tree's agents (`live_view` order; every agent of a tree that never changed)."""
     model.eval()
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
@@ -28,9 +36,14 @@ def batch_attribution(model: AgentTree, scorer: GradScorer, x: torch.Tensor, y: 
         loss.backward()
     grad = scorer.scores()[0]  # a one-run model
     model.zero_grad(set_to_none=True)
+    live = None if not model.has_slots else model.active_index(0)
+    if live is not None:
+        grad = grad[live]
     parts = [loss.detach().float().view(1), grad.float()]
     if with_loo:
         _, delta = loo_deltas(model, x, y)
+        if live is not None:
+            delta = delta[live]
         parts += [delta.float(), hybrid_scores(grad, delta).float()]
     host = torch.cat(parts).cpu().numpy().astype(np.float64)
     n = len(grad)
@@ -52,7 +65,8 @@ def _all_eligible(topo: Topology) -> np.ndarray:
 def resample_probe(model: AgentTree, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], use_loo: bool,
                    device: torch.device | str = "cpu") -> dict[str, Any]:
     """Drill-down path per batch (variant's scores, all eligible); pairwise path agreement, culprit entropy."""
-    topo, scorer, elig = model.topology, GradScorer(model), _all_eligible(model.topology)
+    (topo, _), scorer = live_view(model), GradScorer(model)
+    elig = _all_eligible(topo)
     rule = "hybrid" if use_loo else "grad"
     paths: dict[str, list[list[int]]] = {m: [] for m in (("grad", "hybrid") if use_loo else ("grad",))}
     for x, y in batches:
@@ -87,7 +101,7 @@ def randomisation_probe(model: AgentTree, batches: Sequence[tuple[torch.Tensor, 
                         seed: Sequence[int], device: torch.device | str = "cpu",
                         trained: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Cascading bottom-up re-initialisation; culprit/path/score change vs the trained model per stage."""
-    topo = model.topology
+    topo, index = live_view(model)
     batches = [(x.to(device), y.to(device)) for x, y in batches]
     if trained is None:
         scorer = GradScorer(model)
@@ -102,7 +116,7 @@ def randomisation_probe(model: AgentTree, batches: Sequence[tuple[torch.Tensor, 
     for cut in range(topo.depth - 1, -1, -1):
         for i, level in enumerate(topo.levels):
             if level >= cut:
-                work.agents[i].load_state_dict(fresh.agents[i].state_dict())
+                work.agents[index[i]].load_state_dict(fresh.agents[index[i]].state_dict())
         atts = [batch_attribution(work, scorer, x, y, with_loo=use_loo) for x, y in batches]
         scores = [_variant_scores(a, use_loo) for a in atts]
         paths = [drill_down(topo, s, elig) for s in scores]

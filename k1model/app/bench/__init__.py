@@ -53,6 +53,7 @@ default profile's), with 1 thread unless `--threads`:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import platform
@@ -180,7 +181,11 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
     entries: dict[str, _Entry] = {}
     for name in (*VARIANT_ORDER, PLAIN):
         method = MethodConfig(variant="dense" if name == PLAIN else name, loo_interval=loo_interval)
-        entries[name] = _Entry(name, copy.deepcopy(base), method, x, y)
+        model = copy.deepcopy(base)
+        if name != PLAIN and "plasticity" in VARIANTS[name].plugins:  # a growing variant: one free slot per leaf
+            grown = dataclasses.replace(cfg, max_agents=cfg.num_agents + cfg.num_leaves)
+            model = _make_model(grown, seed, device, attention, batching)  # the same initial agents as `base`
+        entries[name] = _Entry(name, model, method, x, y)
     order = list(entries)
 
     def one_round(r: int, record: bool) -> None:
