@@ -1,9 +1,9 @@
 # K-1 pipeline (DESIGN.md §5): data -> runs (variant x seed) -> attribution -> analysis
 # -> figures -> paper. Thin: every rule is one call of the library's `k1` command.
 #
-#   snakemake --cores all --resources gpu=1                        # default CPU profile
-#   snakemake --cores all --resources gpu=1 --config params_file=params/paper.yaml
-#   snakemake --profile workflow/profiles/slurm --config params_file=params/paper.yaml
+#   snakemake --cores all --resources gpu=1                        # default CPU profile -> results/, paper/
+#   snakemake --cores all --resources gpu=1 --config params_file=params/study.yaml   # -> outputs/study/
+#   snakemake --profile workflow/profiles/slurm --config params_file=params/paper.yaml  # -> outputs/paper/
 #
 # See docs/pipeline.md.
 from snakemake.utils import min_version

@@ -162,9 +162,10 @@ def test_params_files_are_accepted_by_the_library(profile):
 
 
 @needs_snakemake
-def test_lint_is_clean(tmp_path):
+@pytest.mark.parametrize("profile", ["default", "study"])
+def test_lint_is_clean(tmp_path, profile):
     wd = copy_workflow(tmp_path / "wf")
-    proc = snakemake(wd, "--lint")
+    proc = snakemake(wd, "--lint", "--config", f"params_file=params/{profile}.yaml")
     text = output(proc)
     assert proc.returncode == 0, text
     assert "Lints for" not in text, text
@@ -177,10 +178,25 @@ def test_dry_run_lists_every_job_of_the_default_profile(tmp_path):
     assert proc.returncode == 0, output(proc)
     counts = job_counts(output(proc))
     assert counts == expected_jobs(ROOT / "params/default.yaml"), counts
+    assert "results/runs/" in output(proc) and "outputs/" not in output(proc)  # the default profile: results/
 
 
 @needs_snakemake
-@pytest.mark.parametrize("profile", ["default", "paper"])
+def test_the_study_profile_plans_its_jobs_below_outputs_study(tmp_path):
+    """params/study.yaml: at least 60 training jobs, every part, its outputs apart from the default's."""
+    wd = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wd, "-n", "--cores", "2", "--resources", "gpu=1", "--config", "params_file=params/study.yaml")
+    assert proc.returncode == 0, output(proc)
+    counts = job_counts(output(proc))
+    assert counts == expected_jobs(ROOT / "params/study.yaml"), counts
+    assert counts["train"] >= 60 and counts["tune"] == 1
+    assert "outputs/study/results/runs/" in output(proc) and " results/runs/" not in output(proc)
+    proc = snakemake(wd, "-n", "--cores", "2", "--config", "params_file=params/study.yaml", "outdir=elsewhere")
+    assert proc.returncode == 0 and "elsewhere/results/tuned/" in output(proc)
+
+
+@needs_snakemake
+@pytest.mark.parametrize("profile", ["default", "paper", "pilot_baselines"])
 def test_every_params_profile_is_valid(tmp_path, profile):
     wd = copy_workflow(tmp_path / "wf")
     proc = snakemake(wd, "-n", "--cores", "2", "--config", f"params_file=params/{profile}.yaml")
@@ -236,7 +252,7 @@ def test_bad_params_fail_at_start_up_naming_the_key(tmp_path, what, edit, expect
     assert proc.returncode != 0, text
     assert expected in text, text
     assert "params/bad.yaml" in text, text
-    assert not (wd / "data").exists() and not (wd / "results").exists()
+    assert not (wd / "data").exists() and not (wd / "results").exists() and not (wd / "outputs").exists()
 
 
 @needs_snakemake
@@ -261,51 +277,52 @@ def test_end_to_end_tiny_pipeline(tmp_path):
     plan, groups = planned(wd / "params/tiny.yaml")
     assert {r.part for r in plan} == {"runs", "sweep", "tuning", "tuned"}, "tiny.yaml must exercise every part"
     config = ("--config", "params_file=params/tiny.yaml")
+    out = wd / "outputs" / "tiny"  # a profile other than the default writes below outputs/<name>
 
     proc = snakemake(wd, "--cores", "2", *config)
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}"
-                         for p in sorted((wd / "logs").rglob("*.log")))
+                         for p in sorted((out / "logs").rglob("*.log")))
         pytest.fail(output(proc)[-6000:] + logs)
 
     # every output of the pipeline exists
-    assert (wd / "data/prepared/manifest.json").is_file()
+    assert (out / "data/prepared/manifest.json").is_file()
     for domain in params["data"]["domains"]:
         for split in ("train", "valid", "test"):
-            assert (wd / f"data/prepared/{domain}/{split}.bin").stat().st_size > 0
+            assert (out / f"data/prepared/{domain}/{split}.bin").stat().st_size > 0
     for run in plan:
         names = ["metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt"]
         names += ["attribution.json"] if run.part == "runs" else []
         for name in names:
-            assert (wd / "results" / run.path / name).is_file(), f"{run.path}/{name}"
+            assert (out / "results" / run.path / name).is_file(), f"{run.path}/{name}"
         if run.part == "runs":
-            assert (wd / f"logs/attribute/{run.order_name}/{run.variant}/seed{run.seed}.log").is_file()
+            assert (out / f"logs/attribute/{run.order_name}/{run.variant}/seed{run.seed}.log").is_file()
     # each run was trained in its own domain order and with its own settings
     for run in plan:
-        metrics = json.loads((wd / "results" / run.path / "metrics.json").read_text())
+        metrics = json.loads((out / "results" / run.path / "metrics.json").read_text())
         assert metrics["phases"] == list(run.order), run.path
         for key, value in run.overrides:
             assert metrics["method"][key] == value, (run.path, key)
-    chosen = json.loads((wd / "results/tuning/chosen.json").read_text())
+    chosen = json.loads((out / "results/tuning/chosen.json").read_text())
     for run in plan:
         if run.part == "tuned":
-            metrics = json.loads((wd / "results" / run.path / "metrics.json").read_text())
+            metrics = json.loads((out / "results" / run.path / "metrics.json").read_text())
             for key, value in chosen["variants"][run.variant]["overrides"].items():
                 assert metrics["method"][key] == value, (run.path, key)
-    assert sorted(p.stem for p in (wd / "logs/train").glob("*.log")) == sorted(groups)
-    assert (wd / "results/tidy.csv").stat().st_size > 0
-    assert set(pd.read_csv(wd / "results/tidy.csv")["part"]) == {"as_specified", "sweep", "tuned"}
-    assert (wd / "results/summary.json").stat().st_size > 0
+    assert sorted(p.stem for p in (out / "logs/train").glob("*.log")) == sorted(groups)
+    assert (out / "results/tidy.csv").stat().st_size > 0
+    assert set(pd.read_csv(out / "results/tidy.csv")["part"]) == {"as_specified", "sweep", "tuned"}
+    assert (out / "results/summary.json").stat().st_size > 0
     for table in ("summary", "tuned", "orders", "sweep"):
-        assert (wd / f"results/tables/{table}.md").is_file(), table
+        assert (out / f"results/tables/{table}.md").is_file(), table
     for figure in ("forgetting", "sensitivity", "tuned_vs_specified"):
-        assert (wd / f"results/figures/{figure}.png").is_file(), figure
-    paper = (wd / "paper/paper.md").read_text()
+        assert (out / f"results/figures/{figure}.png").is_file(), figure
+    paper = (out / "paper/paper.md").read_text()
     for heading in ("## Tuned comparison", "## Domain orders", "## Sensitivity"):
         assert heading in paper, heading
-    assert (wd / "paper/numbers.json").stat().st_size > 0
+    assert (out / "paper/numbers.json").stat().st_size > 0
     for rule in ("prepare_data", "tune", "aggregate", "figures", "paper"):
-        assert (wd / f"logs/{rule}.log").is_file()
+        assert (out / f"logs/{rule}.log").is_file()
 
     # a second run has nothing to do
     proc = snakemake(wd, "-n", "--cores", "2", *config)

@@ -209,7 +209,7 @@ OTHER_VALUES = {"learning_rate": 0.01, "weight_decay": 0.1, "betas": (0.8, 0.9),
                 "trust_threshold": 0.3, "trust_increase": 0.4, "trust_decay": 0.9, "trust_rule": "proportional",
                 "loo_interval": 2, "path_scales": (1.0, 0.5, 0.2), "top_k": 1, "scale_mode": "gradient",
                 "reset_moments_on_return": True, "grad_clip": 0.5, "ewc_lambda": 7.0, "ewc_gamma": 0.5,
-                "fisher_batches": 1, "replay_buffer": 20, "replay_fraction": 0.5, "grow_window": 3,
+                "fisher_batches": 1, "replay_buffer": 20, "replay_fraction": 0.125, "grow_window": 3,
                 "grow_share": 0.3, "prune_threshold": 0.5, "prune_rounds": 1, "merge_similarity": -0.5,
                 "merge_rounds": 1, "structure_tolerance": 0.5}
 

@@ -42,15 +42,17 @@ class MethodConfig(Section):
     grad_clip: float | None = setting(None, Nullable(Number(0.0, open_low=True)),
                                       "clip the global gradient norm (null = off)")
     # --- EWC (k1model/strategies/ewc.py; variant ewc) -----------------------------------------
-    ewc_lambda: float = setting(100.0, Number(0.0), "EWC penalty strength lambda (0 = off; sweep it: results "
-                                "swing by orders of magnitude with it)")
+    ewc_lambda: float = setting(10.0, Number(0.0), "EWC penalty strength lambda (0 = off; default: the pilot of "
+                                "params/pilot_baselines.yaml on the validation split; results swing by orders of "
+                                "magnitude with it, so the study tunes it)")
     ewc_gamma: float = setting(1.0, Number(0.0, 1.0, open_low=True),
                                "online EWC decay of the old Fisher after each phase: F <- gamma F + F_new")
     fisher_batches: int = setting(4, Integer(1), "training batches of a phase for its empirical Fisher")
     # --- experience replay (k1model/strategies/replay.py; variants replay, k1_replay) ----------
     replay_buffer: int = setting(1000, Integer(1), "reservoir capacity in training windows")
-    replay_fraction: float = setting(0.25, Number(0.0, 1.0, open_high=True),
-                                     "share of every batch drawn from the buffer (batch size unchanged)")
+    replay_fraction: float = setting(0.5, Number(0.0, 1.0, open_high=True),
+                                     "share of every batch drawn from the buffer (batch size unchanged; default: the "
+                                     "pilot of params/pilot_baselines.yaml)")
     # --- structural plasticity (k1model/strategies/plasticity.py; variant k1_grow; slots: model.max_agents)
     grow_window: int = setting(100, Integer(1), "steps over which the blamed leaf is counted for a grow")
     grow_share: float = setting(0.5, Number(0.0, 1.0, open_low=True),

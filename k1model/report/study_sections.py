@@ -114,33 +114,35 @@ def orders_section(nums: Numbers, claim: ClaimFn, claims: Mapping[str, Mapping[s
 
 
 def sweep_section(nums: Numbers) -> tuple[str, dict]:
-    """Where in the searched settings each variant-vs-dense claim holds, with the search's multiplicity."""
+    """Where in the searched settings each variant-vs-reference claim holds, with the search's multiplicity."""
     sweep = nums.get("sweep") or {}
     claims = sweep.get("claims") or {}
     searched = sweep.get("searched")
+    refs = sweep.get("references") or []
     out: dict[str, Any] = {}
     L = ["## Sensitivity\n",
          f"A {sweep.get('design', '').replace('_', '-')} sweep around the profile's settings over "
          f"{', '.join(f'`{k}` {v}' for k, v in (sweep.get('factors') or {}).items())} "
          f"({fmt_num(searched)} settings searched, seeds {sweep.get('seeds')}, order {sweep.get('order')}). At "
-         "each setting every swept variant is compared with `dense` at the same setting, paired by seed; a claim "
-         "*holds* at a setting when the variant is lower and the primary test's p, Holm-corrected over all "
-         f"{fmt_num(searched)} settings searched, is below α.\n"]
-    for v in [v for v in sweep.get("variants", []) if v != "dense"]:
-        for metric in ("forgetting", "final_avg_bpb"):
-            holds = [p for p in claims if (claims[p].get(v) or {}).get(metric, {}).get("holds")]
-            out[f"{v}_{metric}"] = holds
-            if holds:
-                detail = "; ".join(
-                    f"`{p}`: {nums.q('sweep', 'claims', p, v, metric, 'mean_diff')} "
-                    f"[{nums.q('sweep', 'claims', p, v, metric, 'diff_ci_low')}, "
-                    f"{nums.q('sweep', 'claims', p, v, metric, 'diff_ci_high')}], p (Holm) "
-                    f"{nums.q('sweep', 'claims', p, v, metric, 'p_holm_search', p=True)}" for p in holds)
-                L.append(f"- `{v}` has lower {metric} than `dense` at {len(holds)} of {fmt_num(searched)} settings: "
-                         f"{detail}.")
-            else:
-                L.append(f"- `{v}` has significantly lower {metric} than `dense` at none of the {fmt_num(searched)} "
-                         "settings searched.")
+         f"each setting every swept variant is compared with {', '.join(f'`{r}`' for r in refs) or 'no reference'} at "
+         "the same setting, paired by seed; a claim *holds* at a setting when the variant is lower and the primary "
+         f"test's p, Holm-corrected over all {fmt_num(searched)} settings searched, is below α.\n"]
+    for ref in refs:
+        for v in [v for v in sweep.get("variants", []) if v not in refs]:
+            for metric in ("forgetting", "final_avg_bpb"):
+                holds = [p for p in claims if ((claims[p].get(ref) or {}).get(v) or {}).get(metric, {}).get("holds")]
+                out[f"{v}_vs_{ref}_{metric}"] = holds
+                if holds:
+                    detail = "; ".join(
+                        f"`{p}`: {nums.q('sweep', 'claims', p, ref, v, metric, 'mean_diff')} "
+                        f"[{nums.q('sweep', 'claims', p, ref, v, metric, 'diff_ci_low')}, "
+                        f"{nums.q('sweep', 'claims', p, ref, v, metric, 'diff_ci_high')}], p (Holm) "
+                        f"{nums.q('sweep', 'claims', p, ref, v, metric, 'p_holm_search', p=True)}" for p in holds)
+                    L.append(f"- `{v}` has lower {metric} than `{ref}` at {len(holds)} of {fmt_num(searched)} "
+                             f"settings: {detail}.")
+                else:
+                    L.append(f"- `{v}` has significantly lower {metric} than `{ref}` at none of the "
+                             f"{fmt_num(searched)} settings searched.")
     failed = sweep.get("failed") or []
     if failed:
         L.append(f"- {len(failed)} sweep runs failed or are missing and were left out: "

@@ -8,18 +8,18 @@ rule aggregate:
         attribution=run_files("attribution.json"),
         choice=[CHOICE] if "tuning" in PARTS else [],
     output:
-        tidy=report("results/tidy.csv", category="Tables", caption="../report/tidy.rst"),
-        summary="results/summary.json",
-        comparisons="results/comparisons.json",
-        metrics="results/metrics.json",
+        tidy=report(f"{RESULTS}/tidy.csv", category="Tables", caption="../report/tidy.rst"),
+        summary=f"{RESULTS}/summary.json",
+        comparisons=f"{RESULTS}/comparisons.json",
+        metrics=f"{RESULTS}/metrics.json",
         tables=report(
-            directory("results/tables"),
+            directory(f"{RESULTS}/tables"),
             patterns=["{name}.csv"],
             category="Tables",
             caption="../report/tables.rst",
         ),
     log:
-        "logs/aggregate.log",
+        f"{LOGS}/aggregate.log",
     params:
         file=PARAMS_FILE,
         analysis_cfg=fingerprint("experiment", "analysis", "sweep", "tuning"),
@@ -32,19 +32,19 @@ rule aggregate:
 
 rule figures:
     input:
-        tidy="results/tidy.csv",
-        summary="results/summary.json",
+        tidy=f"{RESULTS}/tidy.csv",
+        summary=f"{RESULTS}/summary.json",
         evals=run_files("evals.csv"),
         steps=run_files("steps.csv.gz"),
     output:
         figures=report(
-            directory("results/figures"),
+            directory(f"{RESULTS}/figures"),
             patterns=["{name}.png"],
             category="Figures",
             caption="../report/figures.rst",
         ),
     log:
-        "logs/figures.log",
+        f"{LOGS}/figures.log",
     params:
         file=PARAMS_FILE,
         figure_cfg=fingerprint("experiment", "analysis", "sweep", "tuning"),

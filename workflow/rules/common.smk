@@ -25,8 +25,12 @@ from snakemake.utils import validate
 #   data_root=DIR      root folder for `data.source: local` (else $K1_DATA_ROOT / data.local.root)
 #   stage=NAME         only the rules of one stage (data, runs, analysis, paper): what dvc.yaml runs,
 #                      so a stage never re-runs another stage's rules; their outputs are inputs
+#   outdir=DIR         where data/prepared, results/, paper/ and logs/ go. Default: the repository
+#                      root for params/default.yaml (what dvc.yaml versions), outputs/<name> for any
+#                      other params file (params/study.yaml -> outputs/study), so a profile never
+#                      overwrites another's outputs
 # --------------------------------------------------------------------------------------
-PIPELINE_KEYS = ("params_file", "data_root", "stage")
+PIPELINE_KEYS = ("params_file", "data_root", "stage", "outdir")
 STAGES = ("data", "runs", "analysis", "paper")
 DEFAULT_PARAMS_FILE = "params/default.yaml"
 SCHEMA = "../schemas/params.schema.yaml"
@@ -175,8 +179,23 @@ def data_root_arg():
 
 
 # ------------------------------------------------------------------ file layout (targets)
-PREPARED = "data/prepared"
-RESULTS = "results"
+def _outdir():
+    given = (workflow.config_settings.config or {}).get("outdir")
+    if given is not None:
+        return _relative(given)
+    same = Path(PARAMS_FILE).resolve() == Path(DEFAULT_PARAMS_FILE).resolve()
+    return "." if same else f"outputs/{Path(PARAMS_FILE).stem}"
+
+
+def _under(root, *parts):
+    return Path(root, *parts).as_posix()  # Path drops a leading "." (the repository root)
+
+
+OUTDIR = _outdir()
+PREPARED = _under(OUTDIR, "data", "prepared")
+RESULTS = _under(OUTDIR, "results")
+PAPER = _under(OUTDIR, "paper")
+LOGS = _under(OUTDIR, "logs")
 RUN_DIR = f"{RESULTS}/runs/{{order}}/{{variant}}/seed{{seed}}"  # the main comparison (attribution probes)
 
 

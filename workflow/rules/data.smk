@@ -8,7 +8,7 @@ rule prepare_data:
         manifest=f"{PREPARED}/manifest.json",
         splits=[f for f in prepared_files() if not f.endswith("manifest.json")],
     log:
-        "logs/prepare_data.log",
+        f"{LOGS}/prepare_data.log",
     params:
         file=PARAMS_FILE,
         data_cfg=fingerprint("data", "model.max_seq_len"),

@@ -4,17 +4,17 @@
 rule paper:
     input:
         manifest=f"{PREPARED}/manifest.json",
-        tidy="results/tidy.csv",
-        summary="results/summary.json",
-        comparisons="results/comparisons.json",
-        metrics="results/metrics.json",
-        tables="results/tables",
-        figures="results/figures",
+        tidy=f"{RESULTS}/tidy.csv",
+        summary=f"{RESULTS}/summary.json",
+        comparisons=f"{RESULTS}/comparisons.json",
+        metrics=f"{RESULTS}/metrics.json",
+        tables=f"{RESULTS}/tables",
+        figures=f"{RESULTS}/figures",
     output:
-        paper=report("paper/paper.md", category="Paper", caption="../report/paper.rst"),
-        numbers="paper/numbers.json",
+        paper=report(f"{PAPER}/paper.md", category="Paper", caption="../report/paper.rst"),
+        numbers=f"{PAPER}/numbers.json",
     log:
-        "logs/paper.log",
+        f"{LOGS}/paper.log",
     params:
         file=PARAMS_FILE,
         paper_cfg=fingerprint("data", "model", "method", "train", "experiment", "analysis", "sweep", "tuning"),

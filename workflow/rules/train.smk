@@ -21,9 +21,9 @@ for _group, _runs in TRAIN_GROUPS.items():
             evals=[f"{RESULTS}/{r.path}/evals.csv" for r in _runs],
             checkpoint=[f"{RESULTS}/{r.path}/checkpoint.pt" for r in _runs],
         log:
-            f"logs/train/{_group}.log",
+            f"{LOGS}/train/{_group}.log",
         benchmark:
-            f"logs/benchmarks/train/{_group}.tsv"
+            f"{LOGS}/benchmarks/train/{_group}.tsv"
         params:
             file=PARAMS_FILE,
             run_cfg=fingerprint("model", "method", "train") + group_fingerprint(_runs),
@@ -51,7 +51,7 @@ rule tune:
     output:
         choice=CHOICE,
     log:
-        "logs/tune.log",
+        f"{LOGS}/tune.log",
     params:
         file=PARAMS_FILE,
         tuning_cfg=fingerprint("tuning", "experiment"),
@@ -70,9 +70,9 @@ rule attribute:
     output:
         attribution=f"{RUN_DIR}/attribution.json",
     log:
-        "logs/attribute/{order}/{variant}/seed{seed}.log",
+        f"{LOGS}/attribute/{{order}}/{{variant}}/seed{{seed}}.log",
     benchmark:
-        "logs/benchmarks/attribute/{order}/{variant}/seed{seed}.tsv"
+        f"{LOGS}/benchmarks/attribute/{{order}}/{{variant}}/seed{{seed}}.tsv"
     params:
         file=PARAMS_FILE,
         probe_cfg=fingerprint(*PROBE_KEYS),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -67,7 +68,9 @@ def window_rank_correlation(scores: np.ndarray, windows: int = 10, window_steps:
     else:
         bounds = [int(round(i * n / windows)) for i in range(windows + 1)]
     spans = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        # an agent absent from a whole window (a slot not yet grown, a pruned agent) has no mean there: NaN
+        warnings.simplefilter("ignore", category=RuntimeWarning)
         means = [np.nanmean(np.where(np.isfinite(scores[a:b]), scores[a:b], np.nan), axis=0)
                  if np.isfinite(scores[a:b]).any() else np.full(scores.shape[1], np.nan) for a, b in spans]
     pairs = []
