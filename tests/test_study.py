@@ -176,6 +176,42 @@ def test_comparisons_pair_runs_by_seed_and_order():
     assert row.ttest_paired_p < 1e-6 < 0.5 < row.welch_p  # paired within (order, seed): the offset cancels
 
 
+def test_the_sweep_says_where_a_claim_holds_against_each_reference_with_the_search_multiplicity(tmp_path):
+    """Fake sweep runs with a planted effect: k1_full forgets 1 bpb less than dense and replay at
+    trust_increase=0.3 only. The claim must hold there against both references and nowhere else,
+    and its p be Holm-corrected over every point searched."""
+    from k1model.analysis.settings import AnalysisSettings
+    from k1model.analysis.study_stats import sweep_statistics
+    from k1model.study.plan import sweep_cells
+
+    sweep = {"factors": {"trust_increase": [0.03, 0.3]}, "variants": ["k1_full", "dense", "replay"],
+             "seeds": [10, 11, 12, 13, 14, 15]}
+    p = load_params(params(sweep=sweep, experiment={**BASE["experiment"], "variants": ["k1_full", "dense", "replay"]},
+                           analysis={"references": ["k1_full", "dense", "replay"], "primary_test": "ttest_paired"}))
+    rng = np.random.default_rng(0)
+    written = set()
+    for cell in sweep_cells(p):
+        if cell.path in written:
+            continue
+        written.add(cell.path)
+        effect = -1.0 if (cell.variant == "k1_full" and cell.point == "trust_increase~0.3") else 0.0
+        value = 0.5 + 0.1 * cell.seed % 7 * 0.01 + effect + rng.normal(0, 0.01)
+        d = tmp_path / cell.path
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"status": "completed", "scalars": {
+            "forgetting": value, "final_avg_bpb": 3.0 + rng.normal(0, 0.01), "bwt": value,
+            "idle_step_fraction": 0.5, "sparsity_param_fraction": 0.2}}))
+    (tmp_path / "tables").mkdir()
+    doc, tidy, _ = sweep_statistics(p, AnalysisSettings(p), tmp_path, tmp_path / "tables")
+    assert doc["references"] == ["dense", "replay"] and doc["searched"] == 3
+    for ref in ("dense", "replay"):
+        holds = {point for point in doc["claims"] if doc["claims"][point][ref]["k1_full"]["forgetting"]["holds"]}
+        assert holds == {"trust_increase~0.3"}, (ref, holds)
+        c = doc["claims"]["trust_increase~0.3"][ref]["k1_full"]["forgetting"]
+        assert c["mean_diff"] == pytest.approx(-1.0, abs=0.05) and c["p_holm_search"] >= c["p"]
+    assert not doc["failed"]
+
+
 # ------------------------------------------------------------------ a group survives a failed run
 
 

@@ -19,6 +19,7 @@ from k1model.analysis.settings import AnalysisSettings
 from k1model.analysis.stats import _cell_rng, describe, holm
 from k1model.config import Params
 from k1model.io import write_csv, write_text
+from k1model.method.variants import VARIANTS
 from k1model.report.tables import fmt_ci, fmt_num, fmt_p, latex_table, markdown_table
 
 #: what the per-order and sweep tables show
@@ -124,8 +125,10 @@ def sweep_statistics(params: Params, cfg: AnalysisSettings, results: str | Path,
                          "seed": cell.seed, "metric": metric, "value": math.nan if v is None else float(v)})
     tidy = pd.DataFrame(rows, columns=["part", "point", "variant", "order", "seed", "metric", "value"])
     variants = list(params.sweep.variants)
-    # every swept variant is compared with each swept reference (analysis.references, dense first) at each point
-    references = [r for r in dict.fromkeys(["dense", *cfg.references]) if r in variants and len(variants) > 1]
+    # the references of the sweep are the swept baselines (variants that update every agent: dense, ewc,
+    # replay, joint; dense first); every other swept variant is compared with each at every point
+    baselines = [v for v in variants if VARIANTS[v].selector == "all"]
+    references = sorted(baselines, key=lambda v: v != "dense") if len(variants) > len(baselines) else []
     cells: dict[str, dict] = {}
     claims: dict[str, dict] = {}
     for name, sub in tidy.groupby("point", sort=False):
