@@ -152,3 +152,20 @@ def test_claim_not_measured(built):
     s["dense"]["forgetting"]["n"] = 0
     status, _, sentence = P._claim_sentence(P.Numbers(s), P.CLAIMS[0], cfg)
     assert status == "not measured" and "dense" in sentence
+
+
+@pytest.mark.parametrize("train_bytes,verdict", [(200_000, "at most about one"), (20_000, "more than one")])
+def test_budget_paragraph_reports_epochs_and_the_whole_held_out_split(train_bytes, verdict):
+    """The paper's budget follows the manifest: epochs per phase, the overfitting caveat only when a
+    phase exceeds an epoch, and the R matrices on every byte of the held-out split (not the curve batches)."""
+    from k1model.config import load_params
+    from k1model.report.study_sections import budget_paragraph
+
+    params = load_params("params/default.yaml")
+    manifest = {"domains": {d: {"splits": {"train": {"bytes": train_bytes}, "test": {"bytes": 12_345}}}
+                            for d in params.data.domains}}
+    text = budget_paragraph(params, manifest)
+    tokens = params.train.steps_per_phase * params.train.batch_size * params.model.max_seq_len
+    assert f"{params.data.domains[0]} {tokens / train_bytes:.2f}" in text
+    assert verdict in text
+    assert "every byte of each domain's held-out split" in text and "12,345" in text

@@ -43,19 +43,31 @@ def baselines_paragraph(params: Any, variants: Sequence[str]) -> str:
 
 
 def budget_paragraph(params: Any, manifest: Mapping[str, Any]) -> str:
-    """Epochs per phase: tokens a phase trains on over the bytes of the domain's training split."""
+    """Epochs per phase (tokens a phase trains on over the bytes of the domain's training split) and
+    the size of the held-out splits the R matrices are evaluated on (every byte of them)."""
     t = params.train
     tokens = t.steps_per_phase * t.batch_size * params.model.max_seq_len
-    per = []
+    epochs, test_bytes = {}, {}
     for d in params.data.domains:
-        size = (((manifest.get("domains") or {}).get(d) or {}).get("splits") or {}).get("train", {}).get("bytes")
-        if size:
-            per.append(f"{d} {tokens / size:.2f}")
+        splits = (((manifest.get("domains") or {}).get(d) or {}).get("splits") or {})
+        if splits.get("train", {}).get("bytes"):
+            epochs[d] = tokens / splits["train"]["bytes"]
+        if splits.get("test", {}).get("bytes"):
+            test_bytes[d] = splits["test"]["bytes"]
+    per = ", ".join(f"{d} {e:.2f}" for d, e in epochs.items()) or "n/a"
+    if epochs and max(epochs.values()) <= 1.05:
+        verdict = "at most about one, so forgetting is not a by-product of overfitting a small corpus"
+    elif epochs:
+        verdict = ("more than one on some domain: part of what is measured as forgetting may be the model "
+                   "having overfit the earlier corpus")
+    else:
+        verdict = "the manifest gives no split sizes"
+    held_out = ", ".join(f"{d} {b:,}" for d, b in test_bytes.items())
     return (f"**Budget.** Each phase trains on {t.steps_per_phase} × {t.batch_size} windows of {params.model.max_seq_len} "
-            f"bytes = {tokens:,} tokens, i.e. epochs per phase over the training split: {', '.join(per) or 'n/a'} "
-            "(at most about one, so forgetting is not a by-product of overfitting a small corpus). The R matrix "
-            "is evaluated on " + (f"{t.eval_batches} fixed batches" if t.eval_batches else "the whole held-out split")
-            + " of every domain's test split after each phase.\n")
+            f"bytes = {tokens:,} tokens, i.e. epochs per phase over the training split: {per} ({verdict}). "
+            "The R matrices are evaluated on every byte of each domain's held-out split after each phase"
+            + (f" (test bytes: {held_out})" if held_out else "") + f"; the learning curves on {t.eval_batches} fixed "
+            "validation batches.\n")
 
 
 def _status_table(rows: list[tuple[str, ...]], head: tuple[str, ...]) -> str:
