@@ -143,9 +143,12 @@ def statistics(tidy: pd.DataFrame, cfg: AnalysisSettings) -> tuple[pd.DataFrame,
         msg = "direction unknown (not in METRIC_INFO), lower-is-better assumed for: " + ", ".join(unknown)
         log.warning(msg)
         notes.append(msg)
-    undefined = summary[summary.n == 0]
-    for metric, grp in undefined.groupby("metric", sort=False):
-        notes.append(f"{metric} undefined (null in every run) for: " + ", ".join(grp.variant))
+    # one note per set of variants, naming every metric undefined for exactly that set
+    undefined: dict[tuple[str, ...], list[str]] = {}
+    for metric, grp in summary[summary.n == 0].groupby("metric", sort=False):
+        undefined.setdefault(tuple(grp.variant), []).append(metric)
+    for variants, metrics in undefined.items():
+        notes.append(f"{', '.join(metrics)} undefined (null in every run) for: " + ", ".join(variants))
     comp, comp_notes = comparisons(tidy, cfg)
     return summary, comp, notes + comp_notes
 
