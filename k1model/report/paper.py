@@ -127,7 +127,9 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         f"Claims tested: {len(tested)} of {len(claims)}; supported: {len(supported)}, contradicted: {len(against)}, "
         f"no significant difference: {len(null)}.\n")
     for c in CLAIMS:
-        L.append(f"- *{c.statement[0].upper()}{c.statement[1:]}*: {claims[c.name]['short']}")
+        first = c.statement.split()[0]
+        head = c.statement if "_" in first else c.statement[0].upper() + c.statement[1:]  # never 'K1_grow'
+        L.append(f"- *{head}*: {claims[c.name]['short']}")
     L.append("")
 
     # ---- method
