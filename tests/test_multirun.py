@@ -88,12 +88,8 @@ def test_untouched_agents_of_every_run_stay_bit_identical():
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    from k1model.data import prepare
-
-    out = tmp_path_factory.mktemp("data")
-    prepare(PARAMS["data"], out, seq_len=PARAMS["model"]["max_seq_len"])
-    return out
+def data_dir(prepare_data) -> Path:
+    return prepare_data(PARAMS)
 
 
 def read(run: Path) -> tuple[dict, pd.DataFrame, dict]:

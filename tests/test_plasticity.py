@@ -42,12 +42,8 @@ def with_changes(**sections) -> dict:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from k1model.data import prepare
-
-    out = tmp_path_factory.mktemp("data")
-    prepare(load_params(PARAMS).data, out, seq_len=16)
-    return out
+def data_dir(prepare_data) -> Path:
+    return prepare_data(PARAMS)
 
 
 @pytest.fixture(scope="module")

@@ -73,12 +73,8 @@ def logged_variant():
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    from k1model.data import prepare
-
-    out = tmp_path_factory.mktemp("data")
-    prepare(PARAMS["data"], out, seq_len=PARAMS["model"]["max_seq_len"])
-    return out
+def data_dir(prepare_data) -> Path:
+    return prepare_data(PARAMS)
 
 
 def batch(seed: int = 0, B: int = 4, T: int = 16):

@@ -43,12 +43,8 @@ def with_method(**kw) -> dict:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    from k1model.data import prepare
-
-    out = tmp_path_factory.mktemp("data")
-    prepare(PARAMS["data"], out, seq_len=PARAMS["model"]["max_seq_len"])
-    return out
+def data_dir(prepare_data) -> Path:
+    return prepare_data(PARAMS)
 
 
 def outputs(run: Path) -> tuple[dict, dict]:

@@ -31,12 +31,8 @@ PARAMS = {
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    from k1model.data import prepare
-
-    out = tmp_path_factory.mktemp("data")
-    prepare(PARAMS["data"], out, seq_len=PARAMS["model"]["max_seq_len"])
-    return out
+def data_dir(prepare_data) -> Path:
+    return prepare_data(PARAMS)
 
 
 def test_run_writes_all_outputs_and_measured_sparsity(data_dir, tmp_path):

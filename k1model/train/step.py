@@ -227,29 +227,25 @@ class Trainer:
 
         scales = np.zeros((R, n))
         returning = np.zeros((R, n), dtype=bool)
-        decided: dict[int, tuple[list[int], np.ndarray]] = {}
+        decided: dict[int, tuple[list[int], np.ndarray, np.ndarray]] = {}
         for r, run in enumerate(runs):
             if not run.live:
                 continue
             if not math.isfinite(loss_h[r]):
                 run.failure = {"step": self.step_count, "loss": float(loss_h[r])}
                 continue
-            eligible = run.trust.eligible()
-            if model.has_slots:  # only agents of the run's live tree can be chosen or updated
-                active = model.active_mask(r)
-                eligible = eligible & active
-                path, scales[r] = run.selector(model.run_topology(r), score_h[r], eligible, run.method, run.rng)
-                scales[r][~active] = 0.0
-            else:
-                path, scales[r] = run.selector(model.topology, score_h[r], eligible, run.method, run.rng)
+            active = model.active_mask(r)  # only agents of the run's live tree (all without slots)
+            eligible = run.trust.eligible() & active
+            path, scales[r] = run.selector(model.run_topology(r), score_h[r], eligible, run.method, run.rng)
+            scales[r][~active] = 0.0
             updated = scales[r] > 0
             run.cooled |= ~eligible
             returning[r] = run.cooled & updated
             run.cooled &= ~updated
-            decided[r] = (path, eligible)
+            decided[r] = (path, eligible, active)
         self.optimizer.step(scales, live=[r in decided for r in range(R)], returning=returning)
         records: list[StepRecord | None] = [None] * R
-        for r, (path, eligible) in decided.items():
+        for r, (path, eligible, active) in decided.items():
             run = runs[r]
             run.trust.update(scales[r])
             run.update_counts += scales[r] > 0
@@ -257,7 +253,7 @@ class Trainer:
                 step=self.step_count, loss=float(loss_h[r]), grad_scores=grad_h[r].tolist(), scores=score_h[r].tolist(),
                 loo=loo_h[r].tolist() if r in loo_runs else None, loo_computed=r in loo_runs,
                 eligible=eligible.tolist(), path=path, scales=scales[r].tolist(), trust=run.trust.values.tolist(),
-                names=model.topology.names, active=model.active_mask(r).tolist() if model.has_slots else None)
+                names=model.topology.names, active=active.tolist() if model.has_slots else None)
         if decided:  # a step no run could take (every live loss non-finite) does not count
             self.step_count += 1
         for r, record in enumerate(records):
