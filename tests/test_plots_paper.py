@@ -89,6 +89,7 @@ def test_paper_sections_and_negative_results(built):
         assert section in text
     # 3 seeds: nothing can be significant under Wilcoxon, and the paper says so
     assert "no significant difference" in text and "smallest attainable Wilcoxon p is 0.25" in text
+    assert "could have detected a difference of" in text  # every inconclusive claim states its MDE
     assert "significantly lower" not in text
     assert "../results/figures/forgetting_heatmaps.png" in text
     assert "*Table 1: Language modelling and forgetting" in text
@@ -110,34 +111,63 @@ def test_paper_needs_its_inputs(built, tmp_path):
         P.render_paper(built["params"], built["results"], tmp_path / "nodata", tmp_path / "out")
 
 
-def _summary(mean_a, mean_b, p_holm, n=10, direction="lower"):
+def _summary(mean_a, mean_b, p_holm, n=10, direction="lower", tost=None, ref_forgets=None):
     ci = lambda m: {"mean": m, "ci_low": m - 0.01, "ci_high": m + 0.01, "n": n}  # noqa: E731
-    return {
+    out = {
         "n_seeds": n, "metrics": {"forgetting": {"direction": direction, "unit": "bpb"}},
         "k1_full": {"forgetting": ci(mean_a)}, "dense": {"forgetting": ci(mean_b)},
         "comparisons": {"k1_full": {"dense": {"forgetting": {
-            "mean_diff": mean_b - mean_a, "n_pairs": n, "wilcoxon_p_holm": p_holm,
-            "ttest_paired_p_holm": p_holm, "wilcoxon_min_p": 2.0 ** (1 - n)}}}},
+            "mean_diff": mean_b - mean_a, "diff_ci_low": mean_b - mean_a - 0.05, "diff_ci_high": mean_b - mean_a + 0.05,
+            "n_pairs": n, "wilcoxon_p_holm": p_holm, "ttest_paired_p_holm": p_holm, "wilcoxon_min_p": 2.0 ** (1 - n),
+            "mde": 0.123, "runs_needed": 37.0, "equivalence_margin": 0.05, "tost_p_holm": tost}}}},
     }
+    if ref_forgets is not None:  # the validity check (analysis/validity.py) of dense's forgetting
+        mean = 0.3 if ref_forgets else -0.1
+        out["validity"] = {"reference": "dense", "margin": 0.2, "confidence": 0.95, "measured": True,
+                           "forgets": ref_forgets, "average": {"n": n, "mean": mean, "ci_low": mean - 0.05,
+                                                               "ci_high": mean + 0.05, "forgets": ref_forgets}}
+    return out
 
 
-@pytest.mark.parametrize("mean_a, mean_b, p, status, phrase", [
-    (0.1, 0.3, 0.004, "supported", "significantly lower forgetting"),
-    (0.3, 0.1, 0.004, "contradicted", "which contradicts"),
-    (0.1, 0.3, 0.2, "no significant difference", "no significant difference"),
-    (0.1, 0.3, None, "no significant difference", "test was undefined"),
+@pytest.mark.parametrize("mean_a, mean_b, p, tost, status, phrase", [
+    (0.1, 0.3, 0.004, None, "supported", "significantly lower forgetting"),
+    (0.3, 0.1, 0.004, None, "contradicted", "which contradicts"),
+    (0.1, 0.3, 0.2, 0.5, "inconclusive", "could have detected a difference of 0.123 bpb"),
+    (0.1, 0.3, 0.2, 0.5, "inconclusive", "about 37 paired runs would detect"),
+    (0.1, 0.12, 0.2, 0.01, "equivalent", "equivalent on forgetting within the declared margin of ±0.05"),
+    (0.1, 0.3, None, None, "inconclusive", "test was undefined"),
 ])
-def test_claim_sentences_follow_the_numbers(built, mean_a, mean_b, p, status, phrase):
+def test_claim_sentences_follow_the_numbers(built, mean_a, mean_b, p, tost, status, phrase):
     cfg = load_analysis_config(built["params"])
     claim = P.CLAIMS[0]
-    nums = P.Numbers(_summary(mean_a, mean_b, p))
+    nums = P.Numbers(_summary(mean_a, mean_b, p, tost=tost))
     got, short, sentence = P._claim_sentence(nums, claim, cfg)
-    assert got == status and phrase in sentence
+    assert got == status and phrase in sentence, sentence
     assert fmt_num(mean_a) in short
+    assert "overlap" not in sentence  # overlap of intervals is never read as evidence
+
+
+@pytest.mark.parametrize("p", [0.004, 0.2])
+def test_a_forgetting_claim_is_untestable_where_the_reference_does_not_forget(built, p):
+    """Whatever the comparison says (here: K-1 forgets significantly more), a benchmark whose reference
+    does not forget cannot test a forgetting claim: the verdict is 'untestable', never 'contradicted'."""
+    cfg = load_analysis_config(built["params"])
+    claim = P.CLAIMS[0]
+    status, short, sentence = P._claim_sentence(P.Numbers(_summary(0.3, 0.1, p, ref_forgets=False)), claim, cfg)
+    assert status == "untestable" and "cannot be tested on this benchmark" in sentence and "-0.1" in sentence
+    status, _, _ = P._claim_sentence(P.Numbers(_summary(0.3, 0.1, 0.004, ref_forgets=True)), claim, cfg)
+    assert status == "contradicted"  # the same numbers on a benchmark that forgets are a test
+    bpb = next(c for c in P.CLAIMS if c.metric == "final_avg_bpb")  # not a forgetting claim: unaffected
+    s = _summary(0.3, 0.1, 0.004, ref_forgets=False)
+    s["metrics"]["final_avg_bpb"] = s["metrics"]["forgetting"]
+    for v in ("k1_full", "dense"):
+        s[v]["final_avg_bpb"] = s[v]["forgetting"]
+    s["comparisons"]["k1_full"]["dense"]["final_avg_bpb"] = s["comparisons"]["k1_full"]["dense"]["forgetting"]
+    assert P._claim_sentence(P.Numbers(s), bpb, cfg)[0] == "contradicted"
 
 
 @pytest.mark.parametrize("lo, hi, status", [(0.5, 0.9, "supported"), (0.01, 0.05, "contradicted"),
-                                             (0.05, 0.9, "no significant difference")])
+                                             (0.05, 0.9, "inconclusive")])
 def test_claim_against_chance(built, lo, hi, status):
     cfg = load_analysis_config(built["params"])
     claim = next(c for c in P.CLAIMS if c.reference == "chance")

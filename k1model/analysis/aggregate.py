@@ -1,13 +1,16 @@
 """`k1 aggregate`: runs -> tidy table -> summaries and paired comparisons -> summary.json, tables.
 
 Per metric × variant: n, mean, std, median and interquartile mean (IQM, Agarwal et al.
-2021, "Deep RL at the Edge of the Statistical Precipice"), each with a percentile
-stratified-bootstrap CI (seeds resampled with replacement within each variant).
+2021, "Deep RL at the Edge of the Statistical Precipice"), each with an interval that keeps its
+coverage at small n (`intervals.py`: t-interval, Yuen's trimmed-mean interval, the order-statistic
+interval of the median with its exact coverage).
 
 Paired comparisons of every variant against each reference variant (default `k1_full`
 and `dense`), per metric, on the seeds both have: Wilcoxon signed-rank, paired t-test,
 Welch's t-test (unpaired, all values), Hedges' g (unpaired and paired), and the
-direction-aware probability of improvement. p-values are Holm-corrected within a
+direction-aware probability of improvement; for every comparison also the minimum detectable
+effect, the runs a significant result would need, and a TOST equivalence test against the
+declared margin (`power.py`). p-values are Holm-corrected within a
 *family*; by default (`analysis.holm_family: reference_metric`) a family is the comparisons
 of every variant against one reference on one metric, with one test: each claim ("variant X
 differs from k1_full on forgetting") is protected against the multiplicity of variants. The
@@ -28,11 +31,13 @@ import pandas as pd
 from k1model.analysis.metric_info import _metric_order, metric_info
 from k1model.analysis.runs import RunRecord, _read_json, load_runs, tidy_table
 from k1model.analysis.settings import AnalysisSettings, load_analysis_config
+from k1model.analysis.power import power_summary
 from k1model.analysis.stats import _cell_rng, compare, describe, holm
 from k1model.config import HOLM_FAMILIES, TEST_NAMES
 from k1model.errors import DataError, K1Error
 from k1model.io import json_safe, write_csv, write_json
-from k1model.report.tables import write_tables
+from k1model.analysis.validity import benchmark_forgets, domain_summary, phase_table
+from k1model.report.tables import write_forgetting_tables, write_tables
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,7 @@ def summarise(tidy: pd.DataFrame, cfg: AnalysisSettings) -> pd.DataFrame:
             rows.append({"metric": metric, "variant": variant, "direction": info.direction,
                          "unit": info.unit, "group": info.group, "known": known, **d})
     cols = ["metric", "variant", "direction", "unit", "group", "known", "n", "mean", "std", "ci_low", "ci_high",
-            "median", "median_ci_low", "median_ci_high", "iqm", "iqm_ci_low", "iqm_ci_high"]
+            "median", "median_ci_low", "median_ci_high", "median_ci_coverage", "iqm", "iqm_ci_low", "iqm_ci_high"]
     return pd.DataFrame(rows, columns=cols)
 
 _COMPARISON_COLUMNS = [
@@ -58,7 +63,9 @@ _COMPARISON_COLUMNS = [
     "ttest_paired_stat", "ttest_paired_p", "ttest_paired_p_holm",
     "welch_stat", "welch_df", "welch_p", "welch_p_holm",
     "hedges_g", "hedges_g_paired", "poi", "poi_ci_low", "poi_ci_high",
-    "holm_family_size", "significant", "better", "note",
+    "holm_family_size", "significant", "better",
+    "diff_sd", "power_alpha", "mde", "runs_needed", "equivalence_margin", "tost_p", "tost_p_holm", "equivalent",
+    "verdict", "note",
 ]
 
 def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[str] | None = None,
@@ -70,7 +77,7 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[
     var_list = list(cfg.variants if variants is None else variants)
     # a unit is one run: (domain order, seed); comparisons pair units
     wide = tidy.pivot_table(index=["variant", "order", "seed"], columns="metric", values="value", dropna=False)
-    rows = []
+    rows, paired = [], []
     refs = [r for r in ref_list if r in var_list]
     for r in ref_list:
         if r not in var_list:
@@ -98,6 +105,7 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[
                     missing = variant if xs.empty else ref
                     res["note"] = (res["note"] + "; " if res["note"] else "") + f"{metric} undefined (null) for {missing}"
                 rows.append({"reference": ref, "variant": variant, "metric": metric, "direction": info.direction, **res})
+                paired.append((xs.loc[common].to_numpy(float), ys.loc[common].to_numpy(float)))
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=_COMPARISON_COLUMNS), notes
@@ -115,7 +123,40 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[
     df["significant"] = sig.fillna(False).astype(bool)
     df["better"] = np.where(p.isna(), "n/a", np.where(~df["significant"], "none",
                                                       np.where(variant_better, "variant", "reference")))
+    # what a non-significant comparison could have shown: power at the worst-case Holm level alpha / m
+    # (analysis/power.py), and equivalence within the declared margin (TOST, Holm-adjusted like the tests)
+    power = [power_summary(x, y, cfg.alpha / max(int(m), 1), cfg.equivalence_margins.get(metric))
+             for (x, y), m, metric in zip(paired, df["holm_family_size"], df["metric"])]
+    for key in ("diff_sd", "power_alpha", "mde", "runs_needed", "equivalence_margin", "tost_p"):
+        df[key] = [row[key] for row in power]
+    df["tost_p_holm"] = df.groupby(keys, sort=False)["tost_p"].transform(lambda q: holm(q.to_numpy(float)))
+    df["equivalent"] = (df["tost_p_holm"] < cfg.alpha).fillna(False).astype(bool)
+    df["verdict"] = [verdict(b, e) for b, e in zip(df["better"], df["equivalent"])]
     return df[_COMPARISON_COLUMNS], notes
+
+
+#: what a paired comparison says, from its tests alone (a claim may add "untestable": analysis/validity.py)
+VERDICTS = {"variant": "variant better", "reference": "reference better", "equivalent": "equivalent",
+            "inconclusive": "inconclusive", "n/a": "n/a"}
+
+
+def verdict(better: str, equivalent: bool) -> str:
+    """variant better / reference better (significant, Holm); equivalent (TOST within the margin);
+    inconclusive (neither: read it with the MDE); n/a (the test was undefined)."""
+    if better in ("variant", "reference"):
+        return VERDICTS[better]
+    if better == "n/a":
+        return VERDICTS["n/a"]
+    return VERDICTS["equivalent"] if equivalent else VERDICTS["inconclusive"]
+
+def validity_check(phases: pd.DataFrame, tidy: pd.DataFrame, cfg: AnalysisSettings) -> dict[str, Any]:
+    """Does this set of runs' benchmark forget? (`validity.py`; the reference is analysis.forgetting_reference)."""
+    ref = cfg.forgetting_reference
+    average = tidy.loc[(tidy.variant == ref) & (tidy.metric == "forgetting"), "value"].to_numpy(float)
+    doc = benchmark_forgets(phases, average, ref, cfg.forgetting_margin, cfg.confidence)
+    doc["measured"] = bool(average.size)
+    return doc
+
 
 def _provenance(records: Sequence[RunRecord]) -> dict[str, Any]:
     def unique(key: str) -> list[Any]:
@@ -153,7 +194,7 @@ def statistics(tidy: pd.DataFrame, cfg: AnalysisSettings) -> tuple[pd.DataFrame,
     return summary, comp, notes + comp_notes
 
 
-STAT_KEYS = ["mean", "std", "ci_low", "ci_high", "median", "median_ci_low", "median_ci_high",
+STAT_KEYS = ["mean", "std", "ci_low", "ci_high", "median", "median_ci_low", "median_ci_high", "median_ci_coverage",
              "iqm", "iqm_ci_low", "iqm_ci_high", "n"]
 #: the numbers a person compares across experiments: the DVC metrics file (results/metrics.json)
 HEADLINE_METRICS = ("final_avg_bpb", "forgetting", "bwt")
@@ -239,12 +280,16 @@ def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: 
     summary, comp, stat_notes = statistics(tidy, cfg)
     notes += stat_notes
     written = write_tables(out / "tables", summary, comp, cfg, notes)
+    phases = phase_table(records)
+    validity = validity_check(phases, tidy, cfg)
+    written += write_forgetting_tables(out / "tables", domain_summary(phases, cfg.confidence), validity, cfg)
 
     doc: dict[str, Any] = {"n_seeds": len(cfg.seeds), "n_orders": len(p.orders), "orders": [list(o) for o in p.orders],
                            "config": cfg.as_dict()}
     doc["metrics"] = {m: {**metric_info(m)[0]._asdict(), "known": metric_info(m)[1]}
                       for m in dict.fromkeys(summary.metric)}
     doc.update(by_variant(summary, cfg.variants))
+    doc["validity"] = validity
     doc["failed_runs"] = failed
     doc["missing_attribution"] = missing_attr
     doc["notes"] = notes
@@ -252,7 +297,7 @@ def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: 
     comparisons_doc: dict[str, Any] = nested_comparisons(comp)
     tidy_all = [tidy.assign(part="as_specified", point="as_specified")]
     if len(p.orders) > 1:
-        doc["by_order"], written_o = order_statistics(tidy, cfg, out / "tables")
+        doc["by_order"], written_o = order_statistics(tidy, cfg, out / "tables", phases)
         written += written_o
     if p.tuning.active:
         tuned, tidy_t, written_t = tuned_statistics(p, cfg, results, out)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from k1model.analysis.intervals import INTERVAL_METHODS
+from k1model.analysis.power import POWER
 from k1model.config import HOLM_FAMILIES, Params, load_params
 from k1model.errors import K1Error
 
@@ -36,7 +38,11 @@ class AnalysisSettings:
             "references": list(a.references), "primary_test": a.primary_test,
             "holm_family": a.holm_family,
             "holm_family_meaning": HOLM_FAMILIES[a.holm_family],
-            "bootstrap": "percentile, stratified by variant (seeds resampled within variant)",
+            "intervals": dict(INTERVAL_METHODS),
+            "bootstrap": "percentile, stratified by variant: only the probability-of-improvement CI (descriptive)",
+            "equivalence_margins": dict(a.equivalence_margins), "power": POWER,
+            "power_level": "alpha / m for a Holm family of m tests (the first step of Holm's procedure)",
+            "forgetting_reference": a.forgetting_reference, "forgetting_margin": a.forgetting_margin,
         }
 
 

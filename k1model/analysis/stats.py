@@ -1,9 +1,10 @@
 """Pure statistics across runs and agents, in the spirit of rliable: no I/O, no formatting.
 
-Per-seed summaries (mean, median, IQM with stratified-bootstrap CIs), paired comparisons
-(Wilcoxon, paired t, Welch, Hedges' g, probability of improvement, Holm's correction), and the
-rank and information measures the attribution probes use (Spearman ρ, entropy, NMI and its
-permutation test, agreement of repeated choices).
+Per-seed summaries (mean, median, IQM with intervals that keep their coverage at small n:
+`intervals.py`), paired comparisons (Wilcoxon, paired t with its t-interval, Welch, Hedges' g,
+probability of improvement with a stratified-bootstrap CI, Holm's correction), and the rank and
+information measures the attribution probes use (Spearman ρ, entropy, NMI and its permutation
+test, agreement of repeated choices).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import stats
+
+from k1model.analysis.intervals import median_interval, t_interval, trimmed_mean_interval
 
 def iqm(x: np.ndarray, axis: int | None = -1) -> np.ndarray | float:
     """Interquartile mean: mean of the middle 50% (25% trimmed each side), as in rliable."""
@@ -44,38 +47,27 @@ def stratified_bootstrap(
         draws.append(x[rng.integers(0, x.size, size=(resamples, x.size))])
     return np.asarray(statistic(*draws), dtype=float)
 
-def bootstrap_ci(
-    x: np.ndarray,
-    statistic: Callable[..., np.ndarray],
-    rng: np.random.Generator,
-    resamples: int,
-    confidence: float,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of a one-sample statistic (axis=1 aware); NaN for n < 2."""
-    x = np.asarray(x, dtype=float)
-    if x.size < 2:
-        return math.nan, math.nan
-    dist = stratified_bootstrap([x], lambda a: statistic(a, axis=1), rng, resamples)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    lo, hi = np.percentile(dist, [tail, 100.0 - tail])
-    return float(lo), float(hi)
-
-def describe(x: np.ndarray, rng: np.random.Generator, resamples: int, confidence: float) -> dict[str, float]:
-    """n, mean, std (ddof 1), median, IQM and bootstrap CIs of mean, median and IQM."""
+def describe(x: np.ndarray, rng: np.random.Generator | None = None, resamples: int = 0,
+             confidence: float = 0.95) -> dict[str, float]:
+    """n, mean, std (ddof 1), median and IQM with their intervals (`intervals.py`): a t-interval for
+    the mean, Yuen's trimmed-mean interval for the IQM, the order-statistic interval for the median
+    with its exact coverage (`median_ci_coverage`, below `confidence` when n is too small to reach it).
+    `rng` and `resamples` are accepted for callers of the bootstrap era and unused."""
     x = np.asarray(x, dtype=float)
     x = x[~np.isnan(x)]
     out: dict[str, float] = {"n": int(x.size)}
     if x.size == 0:
         out.update({k: math.nan for k in ("mean", "std", "ci_low", "ci_high", "median", "median_ci_low",
-                                          "median_ci_high", "iqm", "iqm_ci_low", "iqm_ci_high")})
+                                          "median_ci_high", "median_ci_coverage", "iqm", "iqm_ci_low",
+                                          "iqm_ci_high")})
         return out
     out["mean"] = float(x.mean())
     out["std"] = float(x.std(ddof=1)) if x.size > 1 else math.nan
-    out["ci_low"], out["ci_high"] = bootstrap_ci(x, np.mean, rng, resamples, confidence)
+    out["ci_low"], out["ci_high"] = t_interval(x, confidence)
     out["median"] = float(np.median(x))
-    out["median_ci_low"], out["median_ci_high"] = bootstrap_ci(x, np.median, rng, resamples, confidence)
+    out["median_ci_low"], out["median_ci_high"], out["median_ci_coverage"] = median_interval(x, confidence)
     out["iqm"] = float(iqm(x, axis=None))
-    out["iqm_ci_low"], out["iqm_ci_high"] = bootstrap_ci(x, iqm, rng, resamples, confidence)
+    out["iqm_ci_low"], out["iqm_ci_high"] = trimmed_mean_interval(x, confidence)
     return out
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -177,7 +169,9 @@ def compare(x: np.ndarray, y: np.ndarray, direction: str, x_paired: np.ndarray, 
     """All tests of one variant (x) against one reference (y) on one metric.
 
     x, y: all non-missing values of each; x_paired, y_paired: values on the common seeds,
-    in the same seed order. Differences are variant − reference in the metric's units.
+    in the same seed order. Differences are variant − reference in the metric's units; their
+    interval is the paired t-interval (the one the paired t-test inverts). `rng` and `resamples`
+    serve the bootstrap CI of the probability of improvement, a descriptive number.
     """
     notes = []
     n_pairs = int(x_paired.size)
@@ -189,11 +183,7 @@ def compare(x: np.ndarray, y: np.ndarray, direction: str, x_paired: np.ndarray, 
         "mean_diff": float(d.mean()) if n_pairs else math.nan,
     }
     tail = (1.0 - confidence) / 2.0 * 100.0
-    if n_pairs >= 2:
-        dist = stratified_bootstrap([d], lambda a: a.mean(axis=1), rng, resamples)
-        out["diff_ci_low"], out["diff_ci_high"] = (float(v) for v in np.percentile(dist, [tail, 100 - tail]))
-    else:
-        out["diff_ci_low"] = out["diff_ci_high"] = math.nan
+    out["diff_ci_low"], out["diff_ci_high"] = t_interval(d, confidence)  # NaN below 2 pairs
     w = wilcoxon_test(x_paired, y_paired)
     out.update(wilcoxon_stat=w["stat"], wilcoxon_p=w["p"], wilcoxon_min_p=w["min_p"])
     if w["note"]:

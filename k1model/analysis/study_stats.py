@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from k1model.analysis.aggregate import (HEADLINE_METRICS, _completed, _sorted, by_variant, comparisons,
-                                        nested_comparisons, statistics)
+                                        nested_comparisons, statistics, validity_check)
 from k1model.analysis.metric_info import KEY_METRICS
 from k1model.analysis.runs import _read_json, load_runs, tidy_table
 from k1model.analysis.settings import AnalysisSettings
 from k1model.analysis.stats import _cell_rng, describe, holm
+from k1model.analysis.validity import phase_table
 from k1model.config import Params
 from k1model.io import write_csv, write_text
 from k1model.method.variants import VARIANTS
@@ -44,7 +45,8 @@ def _cells(summary: pd.DataFrame, metrics: tuple[str, ...], index: dict[str, Any
 
 
 # --------------------------------------------------------------------------- domain orders
-def order_statistics(tidy: pd.DataFrame, cfg: AnalysisSettings, tables: Path) -> tuple[dict, list[Path]]:
+def order_statistics(tidy: pd.DataFrame, cfg: AnalysisSettings, tables: Path, phases: pd.DataFrame
+                     ) -> tuple[dict, list[Path]]:
     """The main comparison within each domain order: does the order change a conclusion?"""
     doc: dict[str, Any] = {}
     rows = []
@@ -52,13 +54,13 @@ def order_statistics(tidy: pd.DataFrame, cfg: AnalysisSettings, tables: Path) ->
         summary, comp, notes = statistics(sub, cfg)
         key = comp[comp.metric.isin(KEY_METRICS)]
         doc[order] = {**by_variant(summary, cfg.variants, KEY_METRICS), "comparisons": nested_comparisons(key),
-                      "notes": notes}
+                      "validity": validity_check(phases[phases.order == order], sub, cfg), "notes": notes}
         for v in cfg.variants:
             rows.append(_cells(summary[summary.variant == v], ORDER_METRICS, {"order": order, "variant": v}))
     show = pd.DataFrame(rows)
     conf = f"{cfg.confidence:.0%}"
     written = _write(tables, "orders", show, show, "Main comparison within each domain order",
-                     [f"cells: mean [{conf} bootstrap CI] over the seeds of that order"])
+                     [f"cells: mean [{conf} t-interval] over the seeds of that order"])
     return doc, written
 
 
@@ -78,6 +80,7 @@ def tuned_statistics(params: Params, cfg: AnalysisSettings, results: str | Path,
     choice_path = Path(results) / "tuning" / "chosen.json"
     choices = _read_json(choice_path) if choice_path.is_file() else {}
     doc: dict[str, Any] = {**by_variant(summary, variants), "comparisons": nested_comparisons(comp),
+                           "validity": validity_check(phase_table(records), tidy, cfg),
                            "failed_runs": failed, "notes": notes + stat_notes,
                            "choices": {v: {"chosen": c["chosen"], "overrides": c["overrides"], "searched": c["searched"],
                                            "validation_mean": c["mean"]}
@@ -91,7 +94,7 @@ def tuned_statistics(params: Params, cfg: AnalysisSettings, results: str | Path,
     show = pd.DataFrame(rows)
     conf = f"{cfg.confidence:.0%}"
     written = _write(out / "tables", "tuned", show, show, "Tuned comparison: every variant at its chosen settings",
-                     [f"cells: mean [{conf} bootstrap CI] over evaluation seeds x orders",
+                     [f"cells: mean [{conf} t-interval] over evaluation seeds x orders",
                       f"chosen on {choices.get('metric', 'the validation metric')} with tuning seeds "
                       f"{choices.get('seeds')}; {choices.get('searched')} settings searched in all"] + notes)
     return doc, tidy, written
@@ -180,7 +183,7 @@ def sweep_statistics(params: Params, cfg: AnalysisSettings, results: str | Path,
             show_rows.append(row)
     show = pd.DataFrame(show_rows)
     notes = [f"{len(points)} settings searched ({params.sweep.design}); seeds {list(params.sweep.seeds)}; "
-             f"order {order}; cells: mean [{cfg.confidence:.0%} bootstrap CI]",
+             f"order {order}; cells: mean [{cfg.confidence:.0%} t-interval]",
              "a point that cannot change a variant (it sets keys the variant does not read) shows that variant's "
              "base runs"]
     if failed:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from k1model.config.checks import Boolean, Integer, ListOf, Nullable, Number, OneOf, Section, setting
+from k1model.config.checks import Boolean, Integer, ListOf, MapOf, Nullable, Number, OneOf, Section, Text, setting
 from k1model.config.experiment import VARIANT
 
 #: the tests behind "significant" statements, and which p-values are Holm-corrected together
@@ -18,6 +18,10 @@ HOLM_FAMILIES: dict[str, str] = {
 }
 PROBES = "probes"  # the group of keys `k1 attribute` reads (besides rng_seed)
 _POSITIVE = Nullable(Number(0.0, open_low=True))
+METRIC = Text(r"[a-z0-9_]+", "a metric name")
+#: equivalence margins used when a params file declares none (bits per byte): a difference of 0.05 bpb
+#: in average bpb or forgetting is about 1 % of a byte model's bpb, below what the study calls a change
+DEFAULT_EQUIVALENCE_MARGINS = {"final_avg_bpb": 0.05, "forgetting": 0.05, "bwt": 0.05}
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,19 @@ class AnalysisConfig(Section):
     holm_family: str = setting("reference_metric", OneOf(tuple(HOLM_FAMILIES)),
                                "which p-values are Holm-corrected together: reference_metric = every variant "
                                "against one reference on one metric; reference = every variant x every metric")
+    equivalence_margins: dict[str, float] = setting(
+        check=MapOf(METRIC, Number(0.0, open_low=True), "a mapping metric -> margin > 0 (in the metric's units)"),
+        factory=lambda: dict(DEFAULT_EQUIVALENCE_MARGINS),
+        doc="TOST equivalence margin m per metric, declared before any run: a claim that is not significant is "
+            "'equivalent within ±m' when the Holm-adjusted TOST p is below alpha; metrics without a margin get "
+            "no TOST")
+    forgetting_reference: str = setting("dense", VARIANT,
+                                        "the reference whose forgetting decides whether the benchmark forgets at "
+                                        "all (the validity check of every forgetting claim)")
+    forgetting_margin: float = setting(0.2, Number(0.0, open_low=True),
+                                       "bpb; the benchmark forgets when the reference's mean forgetting is at least "
+                                       "this with its interval above 0; otherwise forgetting claims are "
+                                       "'untestable on this benchmark'")
     # --- attribution probes (k1 attribute)
     probe_batch_size: int | None = setting(None, Nullable(Integer(1)), "null = train.batch_size", group=PROBES)
     resample_batches: int = setting(12, Integer(2), "fresh batches for the resampling stability of the culprit path",

@@ -1,9 +1,12 @@
 """The claims the paper tests, and the sentences that state what the numbers say about them.
 
 A claim is a hypothesis of the K-1 idea: a variant beats a reference on a metric (or beats chance).
-Its status is derived from the numbers only: "supported" or "contradicted" when the Holm-adjusted
-p of the primary test is below alpha = 1 - confidence (by the direction of the difference),
-"no significant difference" otherwise, "not measured" when a variant or metric is absent. Every
+Its status is derived from the numbers only (`STATUSES`): "untestable" for a forgetting claim on a
+benchmark where the reference does not forget (analysis/validity.py); "supported" or "contradicted"
+when the Holm-adjusted p of the primary test is below alpha = 1 - confidence (by the direction of
+the difference); "equivalent" when a TOST test shows the difference within the declared margin;
+"inconclusive" otherwise, stated with the minimum detectable effect; "not measured" when a variant
+or metric is absent. Overlap of two intervals is never read as evidence. Every
 quoted number is registered with its key path (`Numbers`), so numbers.json lets a test check
 the paper against the results.
 """
@@ -107,15 +110,35 @@ def _comparison(nums: Numbers, a: str, b: str, references: Sequence[str]) -> tup
 
 _TEST_SHORT = {"wilcoxon": "Wilcoxon", "ttest_paired": "paired t", "welch": "Welch t"}
 
-def _overlap(nums: Numbers, a: str, b: str, metric: str) -> bool | None:
-    lo_a, hi_a = nums.get(a, metric, "ci_low"), nums.get(a, metric, "ci_high")
-    lo_b, hi_b = nums.get(b, metric, "ci_low"), nums.get(b, metric, "ci_high")
-    if None in (lo_a, hi_a, lo_b, hi_b):
+#: every status a claim can have, in the order the paper counts them
+STATUSES = ("supported", "contradicted", "equivalent", "inconclusive", "untestable", "not measured")
+#: metrics whose claims need a benchmark on which the reference forgets (analysis/validity.py)
+FORGETTING_METRICS = ("forgetting", "bwt")
+
+
+def _untestable(nums: Numbers, claim: Claim) -> tuple[str, str, str] | None:
+    """The validity check: a forgetting claim on a benchmark where the reference does not forget."""
+    if claim.metric not in FORGETTING_METRICS:
         return None
-    return not (hi_a < lo_b or hi_b < lo_a)
+    validity = nums.get("validity")
+    if not validity or not validity.get("measured") or validity.get("forgets"):
+        return None
+    ref, margin = validity["reference"], validity["margin"]
+    avg = nums.get("validity", "average") or {}
+    value = nums.q("validity", "average", "mean")
+    if avg.get("ci_low") is not None:
+        value += f" [{nums.q('validity', 'average', 'ci_low')}, {nums.q('validity', 'average', 'ci_high')}]"
+    why = (f"the reference {ref} forgets {value} bpb on average, "
+           + ("below the declared margin of " + fmt_num(margin) + " bpb" if (avg.get("mean") or 0) < margin
+              else "with an interval that includes 0"))
+    short = f"untestable on this benchmark ({why})."
+    return "untestable", short, (
+        f"The claim that {claim.statement} cannot be tested on this benchmark: {why}, so no method can forget "
+        f"less than it. (The comparison itself is in the tables; it is not read as evidence either way.)")
+
 
 def _chance_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None) -> tuple[str, str, str]:
-    """A one-variant claim against a chance level: decided by whether the bootstrap CI excludes it."""
+    """A one-variant claim against a chance level: decided by whether the t-interval excludes it."""
     stats_ = nums.get(claim.variant, claim.metric)
     if claim.variant not in nums.summary:
         text = f"{claim.variant} is not in experiment.variants, so this was not tested."
@@ -128,21 +151,24 @@ def _chance_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None
     conf = f"{cfg.confidence:.0%}"
     if lo is not None and lo > chance:
         return "supported", f"above chance ({value}).", (
-            f"{claim.variant}'s {claim.metric} was above chance: {value} (the {conf} bootstrap CI excludes chance), "
+            f"{claim.variant}'s {claim.metric} was above chance: {value} (the {conf} t-interval excludes chance), "
             f"which supports the claim that {claim.statement}.")
     if hi is not None and hi < chance:
         return "contradicted", f"below chance ({value}).", (
-            f"{claim.variant}'s {claim.metric} was below chance: {value} (the {conf} bootstrap CI excludes chance), "
+            f"{claim.variant}'s {claim.metric} was below chance: {value} (the {conf} t-interval excludes chance), "
             f"which contradicts the claim that {claim.statement}.")
-    return "no significant difference", f"not distinguishable from chance ({value}).", (
-        f"There was no significant difference between {claim.variant}'s {claim.metric} and chance ({value}; the "
-        f"{conf} bootstrap CI includes chance); the claim that {claim.statement} is not supported by these runs.")
+    return "inconclusive", f"not distinguishable from chance ({value}).", (
+        f"{claim.variant}'s {claim.metric} could not be told apart from chance ({value}; the {conf} t-interval "
+        f"includes chance); the claim that {claim.statement} is not supported by these runs.")
+
 
 def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None = None) -> tuple[str, str, str]:
-    """(status, short, long) for one claim, all derived from summary.json.
+    """(status, short, long) for one claim, all derived from summary.json; status in STATUSES.
 
-    status ∈ supported, contradicted, no significant difference, not measured.
-    """
+    Order of the decision: not measured (a variant or metric is absent); untestable (a forgetting claim
+    on a benchmark where the reference does not forget); supported / contradicted (Holm-adjusted primary
+    test below alpha, by the direction of the difference); equivalent (TOST within the declared margin,
+    Holm-adjusted); inconclusive otherwise, stated with the effect the study could have detected."""
     if claim.reference == "chance":
         return _chance_sentence(nums, claim, cfg, chance)
     info = nums.get("metrics", claim.metric) or {}
@@ -157,6 +183,9 @@ def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None 
         missing = [v for v, s in ((claim.variant, a_stats), (claim.reference, b_stats)) if not s or not s.get("n")]
         text = f"`{claim.metric}` was not measured for {', '.join(missing)}, so this could not be tested."
         return "not measured", text, f"The claim that {claim.statement} could not be tested: {text}"
+    untestable = _untestable(nums, claim)
+    if untestable is not None:
+        return untestable
     keys = _comparison(nums, claim.variant, claim.reference, cfg.references)
     a_txt, b_txt = nums.ci(claim.variant, claim.metric), nums.ci(claim.reference, claim.metric)
     values = f"{claim.variant} {a_txt}{unit_s} vs {claim.reference} {b_txt}{unit_s}"
@@ -177,15 +206,23 @@ def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None 
         tests += f"; paired t-test, Holm-adjusted p {_relation(nums.q(*base, 'ttest_paired_p_holm', p=True))}"
     direction = info.get("direction", "lower")
     diff = entry.get("mean_diff")
-    # an entry holds (its variant − its reference); express it as claim.variant − claim.reference
-    if diff is not None and var != claim.variant:
+    flip = var != claim.variant  # an entry holds (its variant − its reference); say claim.variant − claim.reference
+    if diff is not None and flip:
         diff = -diff
     p = entry.get(p_key)
     if p is None or diff is None:
         short = f"test undefined ({short_values})."
-        return "no significant difference", short, (
+        return "inconclusive", short, (
             f"{claim.metric}: {values} ({tests}); the test was undefined, so the claim that "
             f"{claim.statement} is not supported.")
+    lo, hi = entry.get("diff_ci_low"), entry.get("diff_ci_high")
+    if lo is not None and hi is not None:
+        q_lo, q_hi = nums.q(*base, "diff_ci_high" if flip else "diff_ci_low"), nums.q(*base, "diff_ci_low" if flip else "diff_ci_high")
+        if flip:  # the interval of the negated difference
+            q_lo, q_hi = _neg(q_lo), _neg(q_hi)
+        diff_txt = f"difference {fmt_num(diff)} [{q_lo}, {q_hi}]{unit_s}"
+    else:
+        diff_txt = f"difference {fmt_num(diff)}{unit_s}"
     a_lower = diff < 0
     word = "lower" if a_lower else "higher"
     a_better = a_lower if direction == "lower" else not a_lower
@@ -194,13 +231,27 @@ def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None 
         verdict = "supports" if a_better else "contradicts"
         short = f"{claim.variant} had significantly {word} {claim.metric} ({short_values}; {short_tests})."
         return status, short, (
-            f"{claim.variant} had significantly {word} {claim.metric} than {claim.reference} ({values}; {tests}), "
-            f"which {verdict} the claim that {claim.statement}.")
-    overlap = _overlap(nums, claim.variant, claim.reference, claim.metric)
-    descriptive = ""
-    if overlap is not None:
-        descriptive = (f" Descriptively, {claim.variant}'s mean is {word} and the {cfg.confidence:.0%} bootstrap "
-                       f"CIs {'overlap' if overlap else 'do not overlap'}.")
+            f"{claim.variant} had significantly {word} {claim.metric} than {claim.reference} ({values}; "
+            f"{diff_txt}; {tests}), which {verdict} the claim that {claim.statement}.")
+    margin = entry.get("equivalence_margin")
+    tost = entry.get("tost_p_holm")
+    if margin is not None and tost is not None and tost < cfg.alpha:
+        m_txt = nums.q(*base, "equivalence_margin")
+        short = f"equivalent within ±{m_txt}{unit_s} ({short_values}; Holm-adjusted TOST p {_relation(nums.q(*base, 'tost_p_holm', p=True))})."
+        return "equivalent", short, (
+            f"{claim.variant} and {claim.reference} are equivalent on {claim.metric} within the declared margin of "
+            f"±{m_txt}{unit_s} ({values}; {diff_txt}; Holm-adjusted TOST p "
+            f"{_relation(nums.q(*base, 'tost_p_holm', p=True))}; {tests}), which contradicts the claim that "
+            f"{claim.statement} as far as a difference of that size goes.")
+    mde_txt = nums.q(*base, "mde")
+    needed = entry.get("runs_needed")
+    need_txt = ""
+    if isinstance(needed, (int, float)) and needed < 1e6:  # inf (no difference at all) and undefined say nothing
+        need_txt = (f"; at the observed variance about {nums.q(*base, 'runs_needed')} paired runs would detect the "
+                    "observed difference")
+    tost_txt = ("" if margin is None or tost is None else
+                f", and equivalence within ±{nums.q(*base, 'equivalence_margin')}{unit_s} was not shown either "
+                f"(Holm-adjusted TOST p {_relation(nums.q(*base, 'tost_p_holm', p=True))})")
     extra = ""
     min_p, min_p_holm = entry.get("wilcoxon_min_p"), entry.get("wilcoxon_min_p_holm")
     if test == "wilcoxon" and min_p is not None and min_p >= cfg.alpha:
@@ -210,11 +261,20 @@ def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None 
         extra = (f" With {entry.get('n_pairs')} paired seeds and a Holm family of "
                  f"{nums.q(*base, 'holm_family_size')} tests the smallest attainable adjusted Wilcoxon p is "
                  f"{nums.q(*base, 'wilcoxon_min_p_holm', p=True)}, so this test could not have reached significance.")
-    short = f"no significant difference ({short_values}; {short_tests})."
-    return "no significant difference", short, (
+    short = f"inconclusive ({short_values}; {short_tests}; MDE {mde_txt}{unit_s})."
+    return "inconclusive", short, (
         f"There was no significant difference in {claim.metric} between {claim.variant} and {claim.reference} "
-        f"({values}; {tests}); the claim that {claim.statement} is not supported by these runs."
-        f"{descriptive}{extra}")
+        f"({values}; {diff_txt}; {tests}){tost_txt}. The study could have detected a difference of "
+        f"{mde_txt}{unit_s} with 80 % power (paired t-test at the Holm-adjusted level, observed SD of the "
+        f"differences){need_txt}. The claim that {claim.statement} is neither supported nor refuted by these "
+        f"runs.{extra}")
+
+
+def _neg(text: str) -> str:
+    """The formatted negation of a formatted number ("0.012" -> "-0.012"; "n/a" stays)."""
+    if text == "n/a":
+        return text
+    return text[1:] if text.startswith("-") else f"-{text}"
 
 def _relation(p_text: str) -> str:
     """"= 0.013" or "< 0.001": a formatted p-value after "p"."""

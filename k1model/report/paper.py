@@ -4,8 +4,10 @@ The text is generated only from `RESULTS/summary.json`, `RESULTS/tables/*.md`, t
 params file and `DATA/manifest.json` (figures are linked from `RESULTS/figures/`, listed
 by its `figures.json`). Every sentence about a result is derived from the numbers: a
 difference is called significant only if the Holm-adjusted p of the primary test is
-below α = 1 − confidence; otherwise the paper says "no significant difference", and a
-significant difference in the unexpected direction is reported as contradicting the claim.
+below α = 1 − confidence; otherwise the paper says "equivalent" (TOST within the declared
+margin) or "inconclusive" with the effect the study could have detected; a significant difference
+in the unexpected direction contradicts the claim, and a forgetting claim on a benchmark where the
+reference does not forget is "untestable".
 
 Every number quoted in the prose is registered with its key path in summary.json and
 written to `numbers.json` ({id: {source: [...], value, text}}), so a test can check the
@@ -25,7 +27,8 @@ from k1model.io import write_json, write_text
 from k1model.analysis.aggregate import load_summary
 from k1model.analysis.settings import load_analysis_config
 from k1model.config import HOLM_FAMILIES, TEST_NAMES
-from k1model.report.claims import CLAIMS, Claim, Numbers, _claim_sentence
+from k1model.report.claims import CLAIMS, STATUSES, Claim, Numbers, _claim_sentence
+from k1model.report.forgetting_sections import statistics_paragraph
 from k1model.report.study_sections import (baselines_paragraph, budget_paragraph, idle_by_rule, orders_section,
                                            sweep_section, tuned_section, variants_paragraph)
 from k1model.report.sections import (_data_section, _embed_table, _flatten, _kv_table, _n_agents, _rel,
@@ -103,9 +106,7 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         study_text.append(text + idle_by_rule(nums))
     study_text.append(structure_section(nums, p, variants, claims))
     tested = {k: v for k, v in claims.items() if v["status"] != "not measured"}
-    supported = [k for k, v in tested.items() if v["status"] == "supported"]
-    against = [k for k, v in tested.items() if v["status"] == "contradicted"]
-    null = [k for k, v in tested.items() if v["status"] == "no significant difference"]
+    counts = {status: sum(v["status"] == status for v in tested.values()) for status in STATUSES[:-1]}
 
     L: list[str] = []
     L.append("# K-1: hierarchical error attribution with sparse, trust-gated updates — "
@@ -121,11 +122,11 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         f"{len(others)} other variant{'s' if len(others) != 1 else ''} ({', '.join(others)}) on a "
         f"continual-learning sequence of {len(domains)} domains ({' → '.join(domains)}"
         + (f", in {len(orders)} orders" if len(orders) > 1 else "") + f"), with {n_seeds} seeds "
-        f"per variant{' and order' if len(orders) > 1 else ''}, {conf} stratified-bootstrap confidence intervals and "
+        f"per variant{' and order' if len(orders) > 1 else ''}, {conf} t-intervals, "
         "Holm-corrected paired tests "
-        f"(primary test: {TEST_NAMES[cfg.primary_test]}, α = {cfg.alpha:g}). "
-        f"Claims tested: {len(tested)} of {len(claims)}; supported: {len(supported)}, contradicted: {len(against)}, "
-        f"no significant difference: {len(null)}.\n")
+        f"(primary test: {TEST_NAMES[cfg.primary_test]}, α = {cfg.alpha:g}), equivalence tests and the effect each "
+        f"comparison could have detected. Claims tested: {len(tested)} of {len(claims)}; "
+        + ", ".join(f"{status}: {n}" for status, n in counts.items()) + ".\n")
     for c in CLAIMS:
         first = c.statement.split()[0]
         head = c.statement if "_" in first else c.statement[0].upper() + c.statement[1:]  # never 'K1_grow'
@@ -165,13 +166,7 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         f"2017), averaged over all but the last domain; FWT = mean_j (R[j−1, j] − R0[j]) against the untrained "
         f"model. Lower bpb is better, so positive forgetting/BWT means forgetting and negative FWT means transfer "
         f"helped. Seeds {list(cfg.seeds)} were fixed in the params before any run.\n")
-    L.append(
-        f"**Statistics.** Per metric and variant: mean, median and interquartile mean (Agarwal et al. 2021) with "
-        f"{conf} percentile bootstrap CIs ({cfg.bootstrap_resamples} resamples of seeds within each variant, "
-        f"rng seed {cfg.rng_seed}). Each variant is compared with {', '.join(cfg.references)} per metric: "
-        f"Wilcoxon signed-rank and paired t-test on the seeds both have, Welch's t-test, Hedges' g (unpaired and "
-        f"paired) and the probability of improvement. p-values are Holm-corrected within each family "
-        f"({HOLM_FAMILIES[cfg.holm_family]}).\n")
+    L.append(statistics_paragraph(nums, cfg, conf))
     L.append(budget_paragraph(p, manifest))
     if len(orders) > 1:
         L.append(f"**Domain orders.** Every run is trained in each of {len(orders)} orders ({', '.join(orders)}); "
@@ -234,7 +229,9 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
                    + "or the paired t-test as primary test (`analysis.primary_test`) would change that; such "
                    "choices must be fixed before looking at the results.")
     lim.append(f"Holm families: {HOLM_FAMILIES[cfg.holm_family]}; this is conservative, and with few seeds even "
-               f"large effects may not survive it. Bootstrap CIs over {n_seeds} seeds are themselves uncertain.")
+               f"large effects may not survive it: every inconclusive claim states the difference it could have "
+               f"detected. Intervals assume roughly normal run-to-run variation (their coverage at this n is checked "
+               f"by simulation in the test suite).")
     lim.append(f"Scale: {_n_agents(branching)} agents of width {model.get('embed_dim')}, "
                f"{train.get('steps_per_phase')} steps per domain, {len(domains)} domains; effects may differ "
                "for larger models, longer training or other domain orders.")

@@ -128,8 +128,18 @@ def _comparison_display(comp: pd.DataFrame) -> pd.DataFrame:
         "Welch p": comp.welch_p.map(fmt_p), "Welch p (Holm)": comp.welch_p_holm.map(fmt_p),
         "g": comp.hedges_g.map(lambda v: fmt_num(v, 3)), "g_z": comp.hedges_g_paired.map(lambda v: fmt_num(v, 3)),
         "P(improve) [CI]": [fmt_ci(r.poi, r.poi_ci_low, r.poi_ci_high) for r in comp.itertuples()],
-        "better": comp.better,
+        "MDE": comp.mde.map(lambda v: fmt_num(v, 3)),
+        "TOST p (Holm)": comp.tost_p_holm.map(fmt_p),
+        "runs needed": comp.runs_needed.map(fmt_runs),
+        "verdict": comp.verdict,
     })
+
+
+def fmt_runs(n: Any) -> str:
+    """Runs needed for 80 % power: an integer, "∞" for a zero difference, n/a when undefined."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "n/a"
+    return "∞" if math.isinf(n) else str(int(n))
 
 
 def write_tables(tables: Path, summary: pd.DataFrame, comp: pd.DataFrame, cfg: Any, notes: Sequence[str]) -> list[Path]:
@@ -137,15 +147,21 @@ def write_tables(tables: Path, summary: pd.DataFrame, comp: pd.DataFrame, cfg: A
     written: list[Path] = []
     notes = list(notes)
     conf_pct = f"{cfg.confidence * 100:g}%"
-    base_notes = [f"mean [{conf_pct} percentile bootstrap CI over seeds, {cfg.bootstrap_resamples} resamples, "
-                  f"rng_seed {cfg.rng_seed}]; n = seeds with a value"] + notes
+    base_notes = [f"mean [{conf_pct} t-interval]; median [order-statistic interval; its exact coverage is in "
+                  "summary.csv, median_ci_coverage, and is below the nominal level when n < 6]; IQM [Yuen "
+                  "trimmed-mean t-interval]; n = runs with a value"] + notes
     _write_table(tables, "summary", summary, _summary_display(summary),
                  "Per-metric summary across seeds", base_notes, written)
     comp_notes_tbl = [
         f"diff = variant − reference; Holm families: {HOLM_FAMILIES[cfg.holm_family]}; "
         f"'better' uses the Holm-adjusted {TEST_NAMES[cfg.primary_test]} p < {cfg.alpha:g}",
         "g: unpaired Hedges' g (pooled SD); g_z: paired Hedges' g on the seed-wise differences; "
-        "P(improve): probability that a run of the variant beats a run of the reference (direction-aware)",
+        "P(improve): probability that a run of the variant beats a run of the reference (direction-aware; "
+        f"{cfg.bootstrap_resamples}-resample stratified bootstrap CI, descriptive)",
+        "diff CI: paired t-interval; MDE: the smallest difference the paired t-test detects with 80 % power at "
+        "alpha / (Holm family size), at the observed SD of the differences; runs needed: pairs for 80 % power "
+        "against the observed difference; TOST: equivalence within ±analysis.equivalence_margins, Holm-adjusted",
+        "verdict: variant/reference better (significant), equivalent (TOST), inconclusive (neither: read the MDE)",
         f"with n paired seeds the smallest two-sided Wilcoxon p is 2/2^n ({fmt_p(2.0 ** (1 - len(cfg.seeds)))} "
         f"at n={len(cfg.seeds)}), and the smallest Holm-adjusted one m times that in a family of m tests "
         f"(column wilcoxon_min_p_holm of comparisons.csv)",
@@ -161,11 +177,39 @@ def write_tables(tables: Path, summary: pd.DataFrame, comp: pd.DataFrame, cfg: A
     for group, caption in TABLE_GROUPS.items():
         sub = summary[summary.group == group]
         metrics = list(dict.fromkeys(sub.metric))
-        gnotes = [f"cells: mean [{conf_pct} bootstrap CI]; ↓ lower is better, ↑ higher is better"]
+        gnotes = [f"cells: mean [{conf_pct} t-interval]; ↓ lower is better, ↑ higher is better"]
         gnotes += [n for n in notes if any(m in n for m in metrics) or n.startswith("failed")]
         if not metrics:
             gnotes.append(f"no {group} metrics in the runs")
         _write_table(tables, group, sub, _group_display(summary, metrics, cfg.variants, len(cfg.seeds)),
                      caption, gnotes, written)
 
+    return written
+
+
+def write_forgetting_tables(tables: Path, domains: pd.DataFrame, validity: dict[str, Any], cfg: Any) -> list[Path]:
+    """Which domain is forgotten, after which phase (every variant), and the benchmark-validity check."""
+    written: list[Path] = []
+    conf = f"{cfg.confidence:.0%}"
+    final = domains[domains.forgetting.notna()]
+    show = pd.DataFrame({
+        "order": final.order, "domain": final.domain, "phase": final.position + 1, "variant": final.variant,
+        "n": final.n.astype(str),
+        "forgetting [CI]": [fmt_ci(r.forgetting, r.forgetting_ci_low, r.forgetting_ci_high) for r in final.itertuples()],
+        "final − own phase [CI]": [fmt_ci(r.increase, r.increase_ci_low, r.increase_ci_high) for r in final.itertuples()],
+    })
+    ref = validity.get("reference")
+    notes = [f"per domain (every domain but the last of its order): forgetting = final bpb − best earlier bpb; "
+             f"final − own phase = R[T, j] − R[j, j]; mean [{conf} t-interval] over the seeds of that order",
+             validity.get("rule", ""),
+             f"{ref} forgets on: " + (", ".join(validity.get("forgotten_domains") or []) or "no domain")]
+    _write_table(tables, "forgetting_domains", final, show, "Forgetting per domain and domain order", notes, written)
+    show = pd.DataFrame({
+        "order": domains.order, "variant": domains.variant, "domain": domains.domain,
+        "after phase": domains.after_phase + 1, "after": domains.after_domain,
+        "increase [CI]": [fmt_ci(r.increase, r.increase_ci_low, r.increase_ci_high) for r in domains.itertuples()],
+    })
+    _write_table(tables, "forgetting_phases", domains, show, "Bits per byte lost on each domain after each later phase",
+                 [f"increase = R[i, j] − R[j, j]: bpb on domain j after phase i minus just after its own phase j; "
+                  f"mean [{conf} t-interval]"], written)
     return written
