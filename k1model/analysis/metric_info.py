@@ -23,6 +23,12 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "sparsity_param_fraction": MetricInfo("lower", "fraction of agent parameters changed per step (measured; lower = sparser)", "fraction", "sparsity"),
     "sparsity_agent_fraction": MetricInfo("lower", "fraction of agents with any changed parameter per step (measured; lower = sparser)", "fraction", "sparsity"),
     "idle_step_fraction": MetricInfo("lower", "fraction of steps in which no agent was updated (all in cooldown)", "fraction", "sparsity"),
+    "shared_update_fraction": MetricInfo("none", "fraction of steps on which the shared weights were updated (method.shared_update)", "fraction", "sparsity"),
+    # where forgetting lives (train/decomposition.py)
+    "forgetting_shared": MetricInfo("lower", "bpb the shared weights carry of R[T,j] − R[j,j]: what restoring them to the end of phase j recovers, mean over j < T", "bpb", "decomposition"),
+    "forgetting_agents": MetricInfo("lower", "bpb the agents carry of R[T,j] − R[j,j]: what restoring them to the end of phase j recovers, mean over j < T", "bpb", "decomposition"),
+    "drift_shared": MetricInfo("none", "relative movement of the shared weights per phase after the first, ||Δθ|| / ||θ||", "ratio", "decomposition"),
+    "drift_agents": MetricInfo("none", "relative movement of the live agents' weights per phase after the first, ||Δθ|| / ||θ||", "ratio", "decomposition"),
     # cost
     "wall_time_s": MetricInfo("lower", "wall-clock training time", "s", "cost"),
     "steps_per_s": MetricInfo("higher", "training throughput", "steps/s", "cost"),
@@ -46,6 +52,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "attr_fault_auc_hybrid": MetricInfo("higher", "planted fault: AUC of hybrid scores for the damaged agent", "AUC", "faults"),
     "attr_fault_path_hit": MetricInfo("higher", "planted fault: how often the damaged agent lies on the chosen error path", "fraction", "faults"),
     "attr_randomisation_change": MetricInfo("higher", "change of attribution when weights are randomised (sanity check; higher = depends on the model)", "1 − ρ", "attribution"),
+    "loo_hurt_fraction": MetricInfo("none", "share of LOO rounds in which some live agent hurts (Δ_k < 0): the only case the hybrid weight differs from 1", "fraction", "attribution"),
+    "loo_changed_fraction": MetricInfo("none", "share of steps (once a LOO is known) whose selection the hybrid weight changed against gradient scores alone", "fraction", "attribution"),
     "attr_specialisation_nmi": MetricInfo("higher", "normalised mutual information of culprit leaf × domain", "NMI", "attribution"),
     "attr_specialisation_p": MetricInfo("lower", "permutation-test p of specialisation against a shuffled-domain null", "p", "attribution"),
 }
@@ -67,6 +75,7 @@ TABLE_GROUPS: dict[str, str] = {
     "attribution": "Attribution stability",
     "faults": "Planted-fault attribution accuracy",
     "cost": "Compute cost",
+    "decomposition": "Where forgetting lives: bpb carried by the shared weights and by the agents (swap test), and their drift",
     "structure": "Structural plasticity: live tree at the end and kept events per run (descriptive)",
 }
 

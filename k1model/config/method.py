@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from k1model.config.checks import Boolean, Integer, ListOf, Nullable, Number, OneOf, Section, setting
 
 
+#: when the shared weights are updated (method.shared_update; k1model/method/updates.py)
+SHARED_UPDATES = ("every_step", "with_agents", "frozen_after_first_phase")
+
+
 def _variant_names() -> list[str]:
     from k1model.method.variants import VARIANTS  # the registry (no torch): read when checking
 
@@ -41,6 +45,11 @@ class MethodConfig(Section):
                                             "reset an agent's Adam moments when it returns from cooldown")
     grad_clip: float | None = setting(None, Nullable(Number(0.0, open_low=True)),
                                       "clip the global gradient norm (null = off)")
+    shared_update: str = setting("every_step", OneOf(SHARED_UPDATES),
+                                 "when the shared weights (embedding, positions, final norm, head) are updated: "
+                                 "every_step (DESIGN.md §2.1); with_agents: only on steps that update an agent, "
+                                 "at the full learning rate; frozen_after_first_phase: trained in the first "
+                                 "domain only (where forgetting lives: DESIGN.md §11)")
     # --- EWC (k1model/strategies/ewc.py; variant ewc) -----------------------------------------
     ewc_lambda: float = setting(10.0, Number(0.0), "EWC penalty strength lambda (0 = off; default: the pilot of "
                                 "params/pilot_baselines.yaml on the validation split; results swing by orders of "

@@ -2,8 +2,8 @@
 
 AdamW with decoupled weight decay, applied by torch's fused kernel (`torch._fused_adamw_`, what
 `torch.optim.AdamW(fused=True)` runs) to exactly the weights being updated: the shared weights of
-every live run at the run's learning rate, and agent k of run r at lr_r · scale_rk when
-scale_rk > 0. Tensors are grouped by their hyperparameters, so a step is a handful of kernel calls.
+every live run at the run's learning rate (on the steps its `method.shared_update` allows), and
+agent k of run r at lr_r · scale_rk when scale_rk > 0. Tensors are grouped by their hyperparameters, so a step is a handful of kernel calls.
 
 A scale multiplies the agent's *update* (its learning rate), never its gradient (Adam would
 normalise a scaled gradient away). An agent that is not updated is not passed to the kernel at
@@ -37,15 +37,19 @@ class SparseAdamW:
                                      torch.zeros((), dtype=torch.float32, device=p.device))
 
     @torch.no_grad()
-    def step(self, scales: np.ndarray, live: Sequence[bool], returning: np.ndarray | None = None) -> None:
+    def step(self, scales: np.ndarray, live: Sequence[bool], returning: np.ndarray | None = None,
+             shared: Sequence[bool] | None = None) -> None:
         """One update. `scales` [runs, agents] (host); `live[r]` False skips run r entirely;
-        `returning[r, k]` marks agents back from cooldown (moments reset if that run asks for it)."""
+        `returning[r, k]` marks agents back from cooldown (moments reset if that run asks for it);
+        `shared[r]` False leaves run r's shared weights and their optimiser state untouched this step
+        (method.shared_update; default: updated at full rate)."""
         batches: dict[tuple[float, ...], list[torch.nn.Parameter]] = defaultdict(list)
         for r, m in enumerate(self.methods):
             if not live[r]:
                 continue
             hyper = (m.weight_decay, m.betas[0], m.betas[1], m.eps)
-            batches[(m.learning_rate, *hyper)] += self.groups[r][0]  # shared: full rate, every step
+            if shared is None or shared[r]:
+                batches[(m.learning_rate, *hyper)] += self.groups[r][0]  # shared: at the run's full rate
             for k in np.flatnonzero(scales[r] > 0.0):
                 if m.reset_moments_on_return and returning is not None and returning[r, k]:
                     self.reset(r, int(k))

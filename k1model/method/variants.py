@@ -49,7 +49,7 @@ class Variant:
 
 
 #: method keys every variant's optimiser reads
-OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "betas", "eps", "grad_clip")
+OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "betas", "eps", "grad_clip", "shared_update")
 
 VARIANTS: dict[str, Variant] = {}
 

@@ -26,7 +26,9 @@ def step_row(record: StepRecord, phase: int, domain: str) -> dict[str, Any]:
         "path": " > ".join(names[k] for k in record.path),
         "scales": json.dumps({names[k]: s for k, s in enumerate(record.scales) if s > 0}),
         "updated": record.updated, "skipped": record.skipped, "loo_computed": int(record.loo_computed),
-        "avg_trust": record.avg_trust,
+        "avg_trust": record.avg_trust, "shared_updated": int(record.shared_updated),
+        "loo_changed": float("nan") if record.loo_changed is None else int(record.loo_changed),
+        "loo_hurt": float("nan") if record.loo_hurt is None else int(record.loo_hurt),
     }
     nan = float("nan")
     if record.active is not None:  # a model with agent slots: how big the live tree is
@@ -43,7 +45,8 @@ def step_row(record: StepRecord, phase: int, domain: str) -> dict[str, Any]:
 class RunLog:
     """Everything besides the trainer that a resumed run needs to continue identically."""
 
-    FIELDS = ("step_rows", "eval_rows", "R", "R0", "R_valid", "R0_valid", "sparsity_checks", "wall_time_s")
+    FIELDS = ("step_rows", "eval_rows", "R", "R0", "R_valid", "R0_valid", "sparsity_checks", "wall_time_s",
+              "snapshots", "drift")
 
     def __init__(self) -> None:
         self.step_rows: list[dict[str, Any]] = []
@@ -54,6 +57,10 @@ class RunLog:
         self.R0_valid: list[float] = []
         self.sparsity_checks: list[dict[str, float]] = []
         self.wall_time_s = 0.0
+        # the forgetting decomposition (train/decomposition.py): weights at phase ends ("init" = before the
+        # first step) while they are still needed, and how far each part moved per phase
+        self.snapshots: dict[str, list[list[Any]]] = {}
+        self.drift: list[dict[str, Any]] = []
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.FIELDS}
@@ -97,6 +104,13 @@ def record_failure(out_dir: Path, resume_path: Path, log: RunLog, info: dict[str
     return metrics
 
 
+def _mean_or_none(column: pd.Series | None) -> float | None:
+    """Mean of the defined entries (NaN = not applicable at that step); None when none is defined."""
+    if column is None or column.notna().sum() == 0:
+        return None
+    return float(column.dropna().mean())
+
+
 def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], agents: list[dict[str, Any]],
                 update_counts: dict[str, int], n_agents: int, agent_params: int, shared_params: int,
                 extra: dict[str, Any], more_scalars: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -127,6 +141,11 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
         "sparsity_param_fraction": sparsity["sparsity_param_fraction"],
         "sparsity_agent_fraction": sparsity["sparsity_agent_fraction"],
         "idle_step_fraction": sparsity["idle_step_fraction"],
+        "shared_update_fraction": float(steps["shared_updated"].mean()) if "shared_updated" in steps else None,
+        # what the LOO does (LOO scorers; null elsewhere): rounds in which some agent hurts, and steps whose
+        # selection the hybrid weight changed against gradient scores alone
+        "loo_hurt_fraction": _mean_or_none(steps.get("loo_hurt")),
+        "loo_changed_fraction": _mean_or_none(steps.get("loo_changed")),
         "final_train_loss": float(steps["loss"].tail(max(1, len(steps) // 20)).mean() / LN2),
         "wall_time_s": log.wall_time_s,
         "steps_per_s": total / log.wall_time_s if log.wall_time_s > 0 else None,

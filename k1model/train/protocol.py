@@ -39,12 +39,13 @@ from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLos
 from k1model.model import AgentTree, default_execution
 from k1model.topology import ACTIVE, STATE_NAMES
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
+from k1model.train.decomposition import decomposition, record_phase_end, snapshot, swap_test
 from k1model.train.outputs import RunLog, finish_run, record_failure, run_metrics, step_row, write_run_outputs
 from k1model.train.plugins import Phase
 from k1model.train.runtime import resolve_device, versions
 from k1model.train.step import Trainer
 
-CHECKPOINT_FORMAT = 3  # 3: one run's rows of a (possibly stacked) model; threads and plugin state recorded
+CHECKPOINT_FORMAT = 4  # 3: one run's rows of a (possibly stacked) model, threads, plugin state; 4: + phase-end snapshots
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ class RunGroup:
             for r, s in enumerate(specs):
                 logs[r].R0 = [float(test0[d][r]) for d in dict.fromkeys(s.phases)]
                 logs[r].R0_valid = [float(valid0[d][r]) for d in dict.fromkeys(s.phases)]
+                logs[r].snapshots["init"] = snapshot(model, r)
         total = cfg.steps_per_phase * len(specs[0].phases)
         stop_at = total if max_steps is None else min(total, max_steps)
         start_step = trainer.step_count
@@ -277,6 +279,7 @@ class RunGroup:
         t0 = time.perf_counter()
         for step in range(start_step, stop_at):
             phase = step // cfg.steps_per_phase
+            trainer.phase = phase
             xs, ys = [], []
             for r, s in enumerate(specs):
                 current = self.phase(s, phase)
@@ -337,6 +340,7 @@ class RunGroup:
                     if r in failed:
                         continue
                     logs[r].R.append([float(test[d][r]) for d in dict.fromkeys(s.phases)])
+                    record_phase_end(logs[r], model, r, phase, len(s.phases))
                     for plugin in trainer.runs[r].plugins:
                         plugin.after_phase(trainer.context(r), self.phase(s, phase))
             if not show_bar and ((step + 1) % max(1, total // 10) == 0):
@@ -354,7 +358,11 @@ class RunGroup:
         if trainer.step_count < total:
             print(f"stopped at step {trainer.step_count}/{total} (--max-steps); rerun to resume")
             return [failed.get(r) for r in range(R)]
-        return [failed[r] if r in failed else self._finish(s, members[r], model, trainer, r, logs[r])
+        done = [r for r in range(R) if r not in failed]
+        swaps = swap_test(model, done, [{int(j): v for j, v in logs[r].snapshots.items() if j != "init"}
+                                        for r in range(R)], [s.phases for s in specs],
+                          lambda domains: self.evaluate(model, {d: self.test[d] for d in domains}))
+        return [failed[r] if r in failed else self._finish(s, members[r], model, trainer, r, logs[r], swaps[r])
                 for r, s in enumerate(specs)]
 
     def _save(self, spec: RunSpec, i: int, trainer: Trainer, r: int, samplers: dict, log: RunLog) -> None:
@@ -375,7 +383,8 @@ class RunGroup:
                 **{k: v for k, v in self._identity(spec, i).items() if k in ("variant", "seed", "config_hash")}}
         return record_failure(spec.out_dir, self.resume_path(spec), log, info)
 
-    def _finish(self, spec: RunSpec, i: int, model: AgentTree, trainer: Trainer, r: int, log: RunLog) -> dict:
+    def _finish(self, spec: RunSpec, i: int, model: AgentTree, trainer: Trainer, r: int, log: RunLog,
+                swaps: list[dict[str, Any]]) -> dict:
         topo, counts = model.topology, model.agent_parameter_counts()
         steps = write_run_outputs(spec.out_dir, log)
         agents = [{"name": n, "level": topo.levels[k], "parent": None if topo.parents[k] < 0 else topo.names[topo.parents[k]],
@@ -388,6 +397,8 @@ class RunGroup:
                 agent.update(status=STATE_NAMES[states[k]], slot=k >= model.initial_agents)
             scalars.update(active_agents=int((states == ACTIVE).sum()), active_agent_params=model.active_parameter_count(r))
             extra["allocated_agent_params"] = sum(counts)  # every slot, active or not
+        extra["decomposition"], parts = decomposition(log.R, log.drift, swaps)
+        scalars.update(parts)
         for plugin in trainer.runs[r].plugins:
             summary = dict(plugin.summary(trainer.context(r)))
             scalars.update(summary.pop("scalars", {}))

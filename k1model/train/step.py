@@ -8,7 +8,8 @@
     gradient norms [runs, agents] and each run's scores             -> on the device
     ONE host sync for all runs                                      -> losses, gradient norms, scores, LOO
     per run, on the host: trust eligibility, the variant's selector -> path and scales
-    sparse AdamW over exactly the rows with scale > 0 (+ every live run's shared row)
+    sparse AdamW over exactly the rows with scale > 0 (+ each live run's shared row, when
+                                                                       its method.shared_update allows)
     per run: trust update, update counts, plugins' after_update
 
 Runs never mix: a run's gradients, decisions and updates depend only on its own weights and batch.
@@ -37,6 +38,9 @@ from k1model.model import AgentTree
 from k1model.train.plugins import Plugin, make_plugins
 
 PRECISIONS = ("fp32", "bf16")
+#: the generator a counterfactual selection gets: selectors of LOO variants never draw, and the run's own
+#: generator must not advance for a choice that is not taken
+_NO_DRAWS = np.random.default_rng(0)
 
 
 @dataclass
@@ -55,6 +59,11 @@ class StepRecord:
     trust: list[float]  # after this step's trust update
     names: tuple[str, ...] = field(repr=False, default=())
     active: list[bool] | None = None  # agents of the run's live tree at this step (None = every agent)
+    shared_updated: bool = True  # the shared weights were updated at this step (method.shared_update)
+    # LOO scorers, once a LOO is known: did the hybrid weight change the selection against gradient scores
+    # alone (same eligibility)? and, at a LOO step, did any live agent hurt (Δ_k < 0)? None otherwise
+    loo_changed: bool | None = None
+    loo_hurt: bool | None = None
 
     @property
     def culprit(self) -> int | None:
@@ -163,10 +172,21 @@ class Trainer:
         self.scorer = GradScorer(model)
         self.precision = precision
         self.step_count = 0
+        self.phase = 0  # index of the current domain (the protocol sets it; method.shared_update reads it)
         self.last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def context(self, r: int) -> RunContext:
         return RunContext(self, r)
+
+    def shared_due(self, r: int, scales: np.ndarray) -> bool:
+        """Whether run r's shared weights are updated at this step (method.shared_update; `self.phase` is
+        the index of the current domain, set by the protocol)."""
+        rule = self.runs[r].method.shared_update
+        if rule == "with_agents":
+            return bool((scales > 0).any())
+        if rule == "frozen_after_first_phase":
+            return self.phase == 0
+        return True
 
     def _autocast(self):  # bf16 autocast for matmuls; losses, norms and the optimiser stay fp32
         if self.precision == "fp32":
@@ -228,6 +248,7 @@ class Trainer:
         scales = np.zeros((R, n))
         returning = np.zeros((R, n), dtype=bool)
         decided: dict[int, tuple[list[int], np.ndarray, np.ndarray]] = {}
+        loo_effect: dict[int, tuple[bool, bool | None]] = {}  # run -> (selection changed by the LOO, an agent hurts)
         for r, run in enumerate(runs):
             if not run.live:
                 continue
@@ -238,12 +259,18 @@ class Trainer:
             eligible = run.trust.eligible() & active
             path, scales[r] = run.selector(model.run_topology(r), score_h[r], eligible, run.method, run.rng)
             scales[r][~active] = 0.0
+            if run.scoring.needs_loo and run.latest_loo is not None:  # what the LOO changed: the same choice on
+                _, alt = run.selector(model.run_topology(r), grad_h[r], eligible, run.method, _NO_DRAWS)  # g alone
+                alt[~active] = 0.0
+                loo_effect[r] = (not np.array_equal(alt, scales[r]),
+                                 bool((loo_h[r][active] < 0).any()) if r in loo_runs and loo_h is not None else None)
             updated = scales[r] > 0
             run.cooled |= ~eligible
             returning[r] = run.cooled & updated
             run.cooled &= ~updated
             decided[r] = (path, eligible, active)
-        self.optimizer.step(scales, live=[r in decided for r in range(R)], returning=returning)
+        shared = [self.shared_due(r, scales[r]) for r in range(R)]
+        self.optimizer.step(scales, live=[r in decided for r in range(R)], returning=returning, shared=shared)
         records: list[StepRecord | None] = [None] * R
         for r, (path, eligible, active) in decided.items():
             run = runs[r]
@@ -253,7 +280,9 @@ class Trainer:
                 step=self.step_count, loss=float(loss_h[r]), grad_scores=grad_h[r].tolist(), scores=score_h[r].tolist(),
                 loo=loo_h[r].tolist() if r in loo_runs else None, loo_computed=r in loo_runs,
                 eligible=eligible.tolist(), path=path, scales=scales[r].tolist(), trust=run.trust.values.tolist(),
-                names=model.topology.names, active=active.tolist() if model.has_slots else None)
+                names=model.topology.names, active=active.tolist() if model.has_slots else None,
+                shared_updated=shared[r], loo_changed=loo_effect.get(r, (None, None))[0],
+                loo_hurt=loo_effect.get(r, (None, None))[1])
         if decided:  # a step no run could take (every live loss non-finite) does not count
             self.step_count += 1
         for r, record in enumerate(records):
