@@ -27,10 +27,15 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from k1model.errors import DataError, K1Error
-from k1model.io import atomic_path, write_json
+from k1model.io import write_json
 from k1model.analysis.metric_info import metric_info
 from k1model.analysis.settings import AnalysisSettings as AnalysisConfig
 from k1model.analysis.settings import load_analysis_config
+from k1model.report.drawing import RC as _RC
+from k1model.report.drawing import draw_tree as _draw_tree
+from k1model.report.drawing import palette as _palette
+from k1model.report.drawing import save_figure, tree_layout
+from k1model.report.drawing import short_name as _short
 
 __all__ = [
     "FORGETTING_METRICS",
@@ -51,26 +56,6 @@ FORGETTING_METRICS = ("final_avg_bpb", "forgetting", "bwt", "fwt")
 SPARSITY_METRICS = ("sparsity_param_fraction", "sparsity_agent_fraction")
 STABILITY_METRICS = ("attr_grad_loo_spearman", "attr_window_rank_corr", "attr_resample_path_agreement",
                      "attr_randomisation_change", "attr_specialisation_nmi")
-
-_RC = {"figure.dpi": 100, "savefig.dpi": 150, "axes.titlesize": 10, "axes.labelsize": 9,
-       "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8, "svg.hashsalt": "k1",
-       "pdf.fonttype": 42}
-
-
-def save_figure(fig: Figure, figdir: Path, name: str) -> list[Path]:
-    """Write name.png and name.pdf atomically, with no creation dates (byte-stable outputs)."""
-    out = []
-    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None,
-                                                           "Creator": None})):
-        path = figdir / f"{name}.{ext}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, metadata=meta)
-        out.append(path)
-    return out
-
-
-def _palette(variants: Sequence[str]) -> dict[str, Any]:
-    return dict(zip(variants, sns.color_palette("colorblind", len(variants))))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -110,90 +95,6 @@ def load_evals(runs: list[tuple[Any, Path]], notes: list[str]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["step", "phase_index", "phase", "domain", "bpb", "end_of_phase", "variant", "seed"])
     return pd.concat(frames, ignore_index=True)
-
-
-def tree_layout(agents: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
-    """(x, y) per agent: leaves evenly spaced left to right, parents centred over children, y = −level."""
-    children: dict[str, list[str]] = {a["name"]: [] for a in agents}
-    level = {a["name"]: int(a["level"]) for a in agents}
-    roots = []
-    for a in agents:
-        if a.get("parent") is None:
-            roots.append(a["name"])
-        else:
-            children[a["parent"]].append(a["name"])
-    pos: dict[str, tuple[float, float]] = {}
-    next_x = [0.0]
-
-    def place(n: str) -> float:
-        if not children[n]:
-            x = next_x[0]
-            next_x[0] += 1.0
-        else:
-            x = float(np.mean([place(c) for c in children[n]]))
-        pos[n] = (x, -float(level[n]))
-        return x
-
-    for r in roots:
-        place(r)
-    return pos
-
-
-def _short(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
-
-
-def _draw_tree(ax: Any, agents: Sequence[Mapping[str, Any]], values: Mapping[str, float], norm: Normalize,
-               cmap: Any, labels: Mapping[str, str], highlight: Sequence[str] = (), culprit: str | None = None) -> Any:
-    agents = [a for a in agents if a.get("status") != "inactive"]  # unused agent slots are not drawn
-    pos = tree_layout(agents)
-    hl = set(highlight)
-    status = {a["name"]: a.get("status", "active") for a in agents}
-    for a in agents:
-        if a.get("parent") is not None:
-            (x0, y0), (x1, y1) = pos[a["parent"]], pos[a["name"]]
-            on_path = a["name"] in hl and a["parent"] in hl
-            gone = status[a["name"]] != "active"
-            ax.plot([x0, x1], [y0, y1], color="crimson" if on_path else "0.6", lw=2.5 if on_path else 1.0, zorder=1,
-                    ls=":" if gone else "-")
-    names = [a["name"] for a in agents]
-    xs = [pos[n][0] for n in names]
-    ys = [pos[n][1] for n in names]
-    vals = [values.get(n, math.nan) for n in names]
-    sc = ax.scatter(xs, ys, c=vals, cmap=cmap, norm=norm, s=260, edgecolors="0.2", linewidths=0.8, zorder=2,
-                    plotnonfinite=True)
-    _draw_structure_marks(ax, agents, pos)
-    if culprit is not None and culprit in pos:
-        ax.scatter([pos[culprit][0]], [pos[culprit][1]], s=520, facecolors="none", edgecolors="crimson",
-                   linewidths=2.5, zorder=3)
-    n_leaves = max(1, sum(1 for n in names if pos[n][1] == min(ys)))
-    rotate = n_leaves > 8
-    for n in names:
-        x, y = pos[n]
-        is_leaf = y == min(ys)
-        ax.text(x, y - 0.22, labels.get(n, _short(n)), ha="center", va="top", fontsize=6.5 if rotate else 7.5,
-                rotation=90 if (rotate and is_leaf) else 0, zorder=4,
-                bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85})
-    ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
-    ax.set_ylim(min(ys) - (1.3 if rotate else 0.8), 0.5)
-    ax.axis("off")
-    return sc
-
-
-def _draw_structure_marks(ax: Any, agents: Sequence[Mapping[str, Any]], pos: Mapping[str, tuple[float, float]]) -> None:
-    """Structural plasticity on a tree: grown agents ringed green, pruned crossed, merged marked."""
-    marks = {"grown": ([a for a in agents if a.get("slot")], {"s": 420, "facecolors": "none", "edgecolors": "seagreen",
-                                                            "linewidths": 2.0}),
-             "pruned": ([a for a in agents if a.get("status") == "pruned"], {"s": 200, "marker": "x", "c": "0.25"}),
-             "merged": ([a for a in agents if a.get("status") == "merged"], {"s": 200, "marker": "+", "c": "0.25"})}
-    shown = False
-    for label, (members, style) in marks.items():
-        if members:
-            ax.scatter([pos[a["name"]][0] for a in members], [pos[a["name"]][1] for a in members], zorder=3,
-                       label=label, **style)
-            shown = True
-    if shown:
-        ax.legend(loc="lower right", fontsize=6.5, frameon=False, handletextpad=0.2, borderaxespad=0.0)
 
 
 # --------------------------------------------------------------------------- figures

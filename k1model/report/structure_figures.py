@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from k1model.report.drawing import draw_tree, short_name
+
 EVENT_KINDS = ("grow", "prune", "merge")
 
 
@@ -18,8 +20,6 @@ def structure_figure(runs: Sequence[tuple[str, int, str, Mapping[str, Any]]], re
     """`runs`: (variant, seed, order, metrics) of every growing run. `reference_params`: the agent weights
     of the tree that does not change (k1_full's), drawn as a dashed line."""
     import seaborn as sns
-
-    from k1model.report.figures import _draw_tree, _short
 
     if not runs:  # no variant with structural plasticity: nothing to draw
         return None
@@ -58,8 +58,8 @@ def structure_figure(runs: Sequence[tuple[str, int, str, Mapping[str, Any]]], re
     variant, seed, order, m = runs[0]
     counts = m.get("update_counts", {})
     freq = {name: c / max(1, m.get("steps", 1)) for name, c in counts.items()}
-    tree_labels = {a["name"]: f"{_short(a['name'])}\n{freq.get(a['name'], 0.0):.0%}" for a in m["agents"]}
-    _draw_tree(ax_tree, m["agents"], freq, Normalize(0.0, 1.0), sns.color_palette("viridis", as_cmap=True),
+    tree_labels = {a["name"]: f"{short_name(a['name'])}\n{freq.get(a['name'], 0.0):.0%}" for a in m["agents"]}
+    draw_tree(ax_tree, m["agents"], freq, Normalize(0.0, 1.0), sns.color_palette("viridis", as_cmap=True),
                tree_labels)
     kinds = Counter(e["kind"] for e in m.get("structure_events", []) if e["kept"])
     ax_tree.set_title(f"final tree of {variant} s{seed} ({order}): " +

@@ -8,15 +8,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from k1model.report.drawing import palette as _palette
 from k1model.study.design import format_value
 
 SENSITIVITY_METRICS = ("forgetting", "final_avg_bpb", "idle_step_fraction")
-
-
-def _palette(variants: Sequence[str]) -> dict[str, Any]:
-    import seaborn as sns
-
-    return dict(zip(variants, sns.color_palette("colorblind", len(variants))))
 
 
 def sensitivity(sweep: Mapping[str, Any], confidence: float) -> Figure | None:
