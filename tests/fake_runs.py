@@ -168,6 +168,12 @@ def write_fake_run(
         sparsity_agent_fraction=float(min(1.0, (len(branching) + 1) / len(names) if variant != "dense" else 1.0)),
         wall_time_s=wall,
         steps_per_s=total / wall,
+        # the swap test (train/decomposition.py): the shared weights carry most of what is lost
+        forgetting_shared=float(0.7 * scalars["bwt"] + rng.normal(0, 0.01)),
+        forgetting_agents=float(0.2 * scalars["bwt"] + rng.normal(0, 0.01)),
+        drift_shared=float(0.05 + rng.normal(0, 0.002)), drift_agents=float(0.01 + rng.normal(0, 0.001)),
+        loo_hurt_fraction=None if variant == "dense" else float(rng.uniform(0.0, 0.3)),
+        loo_changed_fraction=None if variant == "dense" else 0.0,
     )
     metrics = {
         "status": status, "variant": variant, "seed": seed, "config_hash": "abc123",

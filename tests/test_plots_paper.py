@@ -17,7 +17,7 @@ from k1model.analysis.settings import load_analysis_config
 from k1model.report.tables import fmt_num, fmt_p
 
 FIGURES = ("learning_curves", "forgetting_heatmaps", "forgetting", "sparsity", "update_frequency",
-           "attribution_stability", "planted_faults", "responsibility_tree")
+           "attribution_stability", "planted_faults", "responsibility_tree", "forgetting_domains", "decomposition")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,9 @@ def test_paper_sections_and_negative_results(built):
     # 3 seeds: nothing can be significant under Wilcoxon, and the paper says so
     assert "no significant difference" in text and "smallest attainable Wilcoxon p is 0.25" in text
     assert "could have detected a difference of" in text  # every inconclusive claim states its MDE
+    assert "### Does the benchmark forget?" in text and "### Where forgetting lives" in text
+    assert "the LOO never changed a selection" in text
+    assert "*Table 2: Forgetting per domain and domain order" in text
     assert "significantly lower" not in text
     assert "../results/figures/forgetting_heatmaps.png" in text
     assert "*Table 1: Language modelling and forgetting" in text

@@ -158,6 +158,30 @@ def validity_check(phases: pd.DataFrame, tidy: pd.DataFrame, cfg: AnalysisSettin
     return doc
 
 
+def decomposition_tests(tidy: pd.DataFrame, cfg: AnalysisSettings) -> dict[str, Any]:
+    """Per variant: do the shared weights carry more of the forgetting than the agents? The paired
+    difference forgetting_shared − forgetting_agents over the runs, its t-interval and the paired t-test."""
+    from scipy import stats as sp
+
+    from k1model.analysis.intervals import t_interval
+
+    out: dict[str, Any] = {}
+    wide = tidy[tidy.metric.isin(["forgetting_shared", "forgetting_agents"])].pivot_table(
+        index=["variant", "order", "seed"], columns="metric", values="value")
+    if not {"forgetting_shared", "forgetting_agents"} <= set(wide.columns):
+        return out
+    for variant in cfg.variants:
+        if variant not in wide.index.get_level_values(0):
+            continue
+        d = (wide.loc[variant, "forgetting_shared"] - wide.loc[variant, "forgetting_agents"]).dropna().to_numpy(float)
+        if d.size < 2:
+            continue
+        lo, hi = t_interval(d, cfg.confidence)
+        p = float(sp.ttest_1samp(d, 0.0).pvalue) if d.std(ddof=1) > 0 else (0.0 if d.mean() != 0 else 1.0)
+        out[variant] = {"n": int(d.size), "mean": float(d.mean()), "ci_low": lo, "ci_high": hi, "p": p}
+    return out
+
+
 def _provenance(records: Sequence[RunRecord]) -> dict[str, Any]:
     def unique(key: str) -> list[Any]:
         return sorted({json.dumps(r.metrics.get(key), sort_keys=True) for r in records if key in r.metrics})
@@ -290,6 +314,7 @@ def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: 
                       for m in dict.fromkeys(summary.metric)}
     doc.update(by_variant(summary, cfg.variants))
     doc["validity"] = validity
+    doc["decomposition"] = decomposition_tests(tidy, cfg)
     doc["failed_runs"] = failed
     doc["missing_attribution"] = missing_attr
     doc["notes"] = notes

@@ -27,6 +27,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from k1model.errors import DataError, K1Error
+from k1model.analysis.intervals import t_interval
 from k1model.io import write_json
 from k1model.analysis.metric_info import metric_info
 from k1model.analysis.settings import AnalysisSettings as AnalysisConfig
@@ -114,8 +115,7 @@ def learning_curves(evals: pd.DataFrame, cfg: AnalysisConfig) -> Figure | None:
     for ax, dom in zip(axes, domains):
         sub = evals[evals.domain == dom]
         sns.lineplot(data=sub, x="step", y="bpb", hue="variant", hue_order=[v for v in cfg.variants if v in set(sub.variant)],
-                     palette=pal, errorbar=("ci", cfg.confidence * 100), n_boot=cfg.bootstrap_resamples,
-                     seed=cfg.rng_seed, ax=ax, legend=ax is axes[-1])
+                     palette=pal, errorbar=lambda x: t_interval(x, cfg.confidence), ax=ax, legend=ax is axes[-1])
         starts = list(evals.groupby("phase_index")["step"].min().sort_index().to_numpy())
         for b in ends.to_numpy()[:-1]:
             ax.axvline(b, color="0.4", ls="--", lw=0.8)
@@ -162,7 +162,7 @@ def forgetting_heatmaps(run_metrics: Mapping[tuple[str, int], Mapping[str, Any]]
 
 def metric_points(summary: Mapping[str, Any], tidy: pd.DataFrame, metrics: Sequence[str], cfg: AnalysisConfig,
                   notes: list[str], what: str) -> Figure | None:
-    """One panel per metric: per-variant mean with its bootstrap CI (from summary.json) and the seeds."""
+    """One panel per metric: per-variant mean with its t-interval (from summary.json) and the seeds."""
     present = [m for m in metrics if any((summary.get(v, {}).get(m) or {}).get("n") for v in cfg.variants)]
     for m in metrics:
         if m not in present:
@@ -210,7 +210,7 @@ def metric_points(summary: Mapping[str, Any], tidy: pd.DataFrame, metrics: Seque
             ax.axhline(0, color="0.5", lw=0.8, ls=":")
     for ax in axes[len(present):]:
         ax.set_visible(False)
-    fig.suptitle(f"{what}: mean and {cfg.confidence:.0%} bootstrap CI across seeds (dots: seeds)", fontsize=9)
+    fig.suptitle(f"{what}: mean and {cfg.confidence:.0%} t-interval across runs (dots: runs)", fontsize=9)
     return fig
 
 
@@ -296,14 +296,14 @@ def responsibility_tree(run: Path, agents: Sequence[Mapping[str, Any]], notes: l
 # --------------------------------------------------------------------------- the command
 
 _CAPTIONS = {
-    "learning_curves": "Held-out bpb per domain during training (mean and {ci} CI band across seeds); "
+    "learning_curves": "Held-out bpb per domain during training (mean and {ci} t-interval band across seeds); "
                        "dashed lines: phase boundaries.",
     "forgetting_heatmaps": "Mean R matrix per variant: bpb on each domain (columns) after each phase (rows).",
-    "forgetting": "Final average bpb, forgetting, BWT and FWT per variant: mean with {ci} bootstrap CI; dots are seeds.",
+    "forgetting": "Final average bpb, forgetting, BWT and FWT per variant: mean with {ci} t-interval; dots are runs.",
     "sparsity": "Measured update sparsity per variant (fraction of agent parameters / agents changed per step).",
     "update_frequency": "Per-agent update frequency (fraction of steps with scale > 0), averaged over seeds.",
-    "attribution_stability": "Attribution stability metrics per variant: mean with {ci} bootstrap CI.",
-    "planted_faults": "Planted-fault attribution accuracy per variant: mean with {ci} bootstrap CI.",
+    "attribution_stability": "Attribution stability metrics per variant: mean with {ci} t-interval.",
+    "planted_faults": "Planted-fault attribution accuracy per variant: mean with {ci} t-interval.",
     "responsibility_tree": "Responsibility tree at the last training step of {run}: colour = gradient score, "
                            "label = update scale, red ring = culprit, red edges = error path.",
     "sensitivity": "Sensitivity sweep: each metric against each factor's value, one factor at a time around the "
@@ -313,6 +313,12 @@ _CAPTIONS = {
                  "final tree (green ring: grown, x: pruned, +: merged; colour and label: fraction of steps updated).",
     "tuned_vs_specified": "Forgetting and final bpb of every variant at the profile's settings and at its tuned "
                           "settings (mean and {ci} CI).",
+    "forgetting_domains": "Forgetting of each domain (final − best earlier bpb) per domain order and variant "
+                          "(mean and {ci} t-interval over seeds); dashed: the validity margin the reference "
+                          "({run}, outlined) must reach for a forgetting claim to be testable.",
+    "decomposition": "Where forgetting lives: bpb lost on earlier domains since their own phase (BWT), and what "
+                     "putting back the shared weights or the agents of that phase end recovers (swap test; mean "
+                     "and {ci} t-interval).",
 }
 
 
@@ -370,6 +376,14 @@ def make_figures(params: str | Path | Mapping[str, Any], results: str | Path, ou
 
         figs["sensitivity"] = (sensitivity(summary["sweep"], cfg.confidence) if "sweep" in summary else None, "")
         figs["tuned_vs_specified"] = (tuned_vs_specified(summary, cfg.variants, cfg.confidence), "")
+        from k1model.report.forgetting_figures import decomposition_figure, forgetting_domains
+
+        domains_csv = results / "tables" / "forgetting_domains.csv"
+        validity = summary.get("validity") or {}
+        figs["forgetting_domains"] = (forgetting_domains(pd.read_csv(domains_csv), cfg.variants, validity.get("margin"),
+                                                         validity.get("reference"))
+                                      if domains_csv.is_file() else None, validity.get("reference", ""))
+        figs["decomposition"] = (decomposition_figure(summary, cfg.variants), "")
         files: list[Path] = []
         index: dict[str, Any] = {}
         out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,8 @@ from k1model.analysis.aggregate import load_summary
 from k1model.analysis.settings import load_analysis_config
 from k1model.config import HOLM_FAMILIES, TEST_NAMES
 from k1model.report.claims import CLAIMS, STATUSES, Claim, Numbers, _claim_sentence
-from k1model.report.forgetting_sections import statistics_paragraph
+from k1model.report.forgetting_sections import (decomposition_section, loo_section, statistics_paragraph,
+                                                validity_section)
 from k1model.report.study_sections import (baselines_paragraph, budget_paragraph, idle_by_rule, orders_section,
                                            sweep_section, tuned_section, variants_paragraph)
 from k1model.report.sections import (_data_section, _embed_table, _flatten, _kv_table, _n_agents, _rel,
@@ -41,6 +42,8 @@ __all__ = ["Numbers", "Claim", "CLAIMS", "render_paper"]
 #: tables embedded in the results section, in order (name → heading)
 RESULT_TABLES: tuple[tuple[str, str], ...] = (
     ("forgetting", "Language modelling and forgetting"),
+    ("forgetting_domains", "Forgetting per domain and domain order"),
+    ("decomposition", "Where forgetting lives"),
     ("lm", "Per-domain bpb and training loss"),
     ("sparsity", "Update sparsity"),
     ("attribution", "Attribution stability"),
@@ -177,6 +180,7 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
 
     # ---- results
     L.append("## Results\n")
+    L.append(validity_section(nums))
     L.append("| claim | status |\n|:---|:---|")
     L += [f"| {c.statement} | {claims[c.name]['status']} |" for c in CLAIMS]
     L.append("")
@@ -185,6 +189,8 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     L.append("")
     L.append(_trust_budget_section(nums, p, variants))
     L.append("")
+    L.append(decomposition_section(nums, variants, cfg))
+    L.append(loo_section(nums, variants))
     L += study_text
     fig_index_path = results / "figures" / "figures.json"
     figures = {}

@@ -77,5 +77,5 @@ def tuned_vs_specified(summary: Mapping[str, Any], variants: Sequence[str], conf
         if metric == "forgetting" and math.isfinite(0.0):
             ax.axhline(0, color="0.7", lw=0.8, ls=":")
         ax.legend(fontsize=7, frameon=False)
-    fig.suptitle(f"As specified vs tuned (mean and {confidence:.0%} bootstrap CI)", fontsize=9)
+    fig.suptitle(f"As specified vs tuned (mean and {confidence:.0%} t-interval)", fontsize=9)
     return fig
