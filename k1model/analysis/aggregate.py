@@ -178,7 +178,7 @@ def decomposition_tests(tidy: pd.DataFrame, cfg: AnalysisSettings) -> dict[str, 
             continue
         lo, hi = t_interval(d, cfg.confidence)
         p = float(sp.ttest_1samp(d, 0.0).pvalue) if d.std(ddof=1) > 0 else (0.0 if d.mean() != 0 else 1.0)
-        out[variant] = {"n": int(d.size), "mean": float(d.mean()), "ci_low": lo, "ci_high": hi, "p": p}
+        out[variant] = {"n": int(d.size), "mean": float(d.mean()), "ci_low": lo, "ci_high": hi, "ttest_p": p}
     return out
 
 

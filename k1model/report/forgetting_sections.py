@@ -103,13 +103,13 @@ def decomposition_section(nums: Numbers, variants: list[str], cfg: Any) -> str:
             continue
         share = f" ({shared / lost:.0%} of it)" if lost > 0 else ""
         test = nums.get("decomposition", v) or {}
-        if test.get("p") is not None and test["p"] < cfg.alpha:
+        if test.get("ttest_p") is not None and test["ttest_p"] < cfg.alpha:
             bigger = "the shared weights" if test["mean"] > 0 else "the agents"
             verdict = f"{bigger} carry significantly more of it"
         else:
             verdict = "the two parts do not differ significantly"
         diff = (f" (shared − agents {_ci(nums, 'decomposition', v)} bpb, paired t-test p "
-                f"{_relation(nums.q('decomposition', v, 'p', p=True))})" if test else "")
+                f"{_relation(nums.q('decomposition', v, 'ttest_p', p=True))})" if test else "")
         sentences.append(
             f"For {v}, restoring the shared weights recovers {nums.q(v, 'forgetting_shared', 'mean')} bpb of the "
             f"{nums.q(v, 'bwt', 'mean')} bpb lost{share}, restoring the agents {nums.q(v, 'forgetting_agents', 'mean')}"
