@@ -136,7 +136,8 @@ def wilcoxon_test(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Two-sided Wilcoxon signed-rank on x − y, honest about what small n can show.
 
     Zero differences are dropped (scipy's default "wilcox"), so the effective n is the
-    number of non-zero differences; the smallest p an exact two-sided test can give is
+    number of non-zero differences; the p-value is exact without ties among them and from the
+    tie-corrected normal approximation with ties; the smallest p an exact two-sided test can give is
     2 / 2**n_nonzero (0.25 at n = 3, 0.0625 at n = 5). All differences zero ⇒ p = 1.
     """
     d = np.asarray(x, float) - np.asarray(y, float)
@@ -149,9 +150,13 @@ def wilcoxon_test(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     if n_nonzero == 0:
         out.update(stat=0.0, p=1.0, note="all paired differences are zero")
         return out
+    nonzero = np.abs(d[d != 0])
+    # exact null distribution without ties; with ties the normal approximation with tie correction (what R's
+    # wilcox.test does): scipy would otherwise enumerate all 2^n sign flips in Python (0.3 s per test at n = 10)
+    method = "exact" if np.unique(nonzero).size == nonzero.size else "asymptotic"
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        res = stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided")
+        res = stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided", method=method)
     out.update(stat=float(res.statistic), p=float(res.pvalue))
     if n_nonzero < 6:
         out["note"] = f"n={n_nonzero} non-zero differences: smallest attainable p is {out['min_p']:.3g}"
