@@ -20,6 +20,7 @@ import pandas as pd
 
 from k1model.analysis.cl_metrics import forgetting_per_domain
 from k1model.analysis.intervals import t_interval
+from k1model.errors import DataError
 
 #: metrics whose claims need a benchmark that forgets
 FORGETTING_METRICS = ("forgetting", "bwt")
@@ -36,7 +37,10 @@ def phase_table(records: Iterable[Any]) -> pd.DataFrame:
         R = np.asarray(rec.metrics["R"], dtype=float)
         domains = list(rec.metrics.get("domains") or dict.fromkeys(rec.metrics.get("phases") or []))
         T = R.shape[0]
-        if T < 2 or len(domains) != T:
+        if R.ndim != 2 or R.shape != (len(domains), len(domains)):
+            raise DataError(f"{rec.path}/metrics.json: R has shape {R.shape} but the run has {len(domains)} domains "
+                            f"{domains}; the file is damaged: rerun that run (delete its folder)")
+        if T < 2:
             continue
         final = forgetting_per_domain(R)
         for j in range(T - 1):
