@@ -122,8 +122,8 @@ def test_schema_allows_exactly_the_keys_the_library_accepts():
     from k1model import config
     from k1model.method.variants import VARIANTS
 
-    def fields(cls, drop=()):
-        return {f.name: f for f in dataclasses.fields(cls) if f.name not in drop}
+    def fields(cls, drop=()):  # every setting, the registered ones (strategies' method keys) included
+        return {k: f for k, f in cls.settings() if k not in drop}
 
     sections = {
         "model": fields(config.ModelConfig),

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+import k1model.strategies  # noqa: F401  (registers the built-in variants and their plugins)
 from k1model.config import MethodConfig
 from k1model.errors import NonFiniteLossError
 from k1model.method.attribution import GradScorer, loo_deltas
