@@ -1,6 +1,7 @@
 """Strategies are one module and one registration (issue 19): a toy strategy written in a fixture, with no edit
 anywhere else, gets its settings validated and documented, its variant trained, swept and tuned, its checks run
-and its paper text and claim in the report. Every key a part reads is a method key."""
+and its paper text and claim in the report. Scores always come from the variant's registered scorer, and every
+key a part reads is a method key."""
 from __future__ import annotations
 
 import importlib
@@ -9,12 +10,16 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from k1model.config import MethodConfig, load_params, params_schema
+from k1model.config import MethodConfig, ModelConfig, load_params, params_schema
 from k1model.config import registry
 from k1model.errors import ConfigError
-from k1model.method.variants import VARIANTS
+from k1model.method.variants import VARIANTS, Variant, register_variant
+from k1model.model import AgentTree
+from k1model.train.step import K1Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {
@@ -199,3 +204,53 @@ def test_the_config_layer_alone_registers_nothing_and_says_where_names_come_from
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "import it before validating params" in out.stdout and "k1model.strategies" in out.stdout, out
     assert "TORCH False" in out.stdout, out
+
+
+# ------------------------------------------------------------------------------------------- scorers
+
+
+def toy_loo_scores(grad: torch.Tensor, loo: torch.Tensor | None) -> torch.Tensor:
+    """Blame by LOO alone: s_k = max(0, -Δ_k) + 1e-3 g_k (unlike hybrid's g_k · weight)."""
+    return grad if loo is None else torch.relu(-loo) + 1e-3 * grad
+
+
+CALLS: list = []
+
+
+def recorded_toy_loo_scores(grad: torch.Tensor, loo: torch.Tensor | None) -> torch.Tensor:
+    CALLS.append(None if loo is None else loo.clone())
+    return toy_loo_scores(grad, loo)
+
+
+@pytest.fixture()
+def toy_scorer():
+    from k1model.method.scoring import SCORERS, Scorer, register_scorer
+
+    register_scorer(Scorer("toy_loo", True, recorded_toy_loo_scores, ("loo_interval",)))
+    register_variant(Variant("toy_loo_path", "drilldown", "toy_loo", False, (), "drill-down on LOO blame alone"))
+    CALLS.clear()
+    yield
+    VARIANTS.pop("toy_loo_path")
+    SCORERS.pop("toy_loo")
+
+
+@pytest.mark.parametrize("slots", [False, True])
+def test_scores_come_from_the_variants_registered_scorer(toy_scorer, slots):
+    """A LOO-based scorer that is not hybrid: the step must call it (issue 19: it computed hybrid scores)."""
+    cfg = ModelConfig(branching=(2, 2), embed_dim=16, num_heads=2, hidden_dim=32, max_seq_len=16,
+                      max_agents=11 if slots else None)
+    trainer = K1Trainer(AgentTree(cfg, seeds=[0]), MethodConfig(variant="toy_loo_path", loo_interval=2), seed=0)
+    g = torch.Generator().manual_seed(3)
+    live = np.ones(cfg.num_slots, dtype=bool) if not slots else np.arange(cfg.num_slots) < cfg.num_agents
+    for step in range(4):
+        w = torch.randint(0, 256, (4, 17), generator=g)
+        rec = trainer.train_step(w[:, :-1], w[:, 1:])
+        grad = torch.tensor(rec.grad_scores, dtype=torch.float32)
+        assert rec.loo_computed == (step % 2 == 0)
+        loo = trainer.latest_loo.float()  # the latest LOO (steps 0 and 2), which the scorer must see
+        want = torch.zeros_like(grad)
+        want[torch.from_numpy(live)] = toy_loo_scores(grad[live], loo[live])
+        assert torch.equal(torch.tensor(rec.scores, dtype=torch.float32), want), step
+        assert rec.scores != [s * (1 + max(0, -d) / (np.mean(np.abs(loo.numpy()[live])) + 1e-12))
+                              for s, d in zip(rec.grad_scores, loo.tolist())]  # not hybrid's
+    assert len(CALLS) == 4 and all(c is not None for c in CALLS)  # once per step, with the run's latest LOO
