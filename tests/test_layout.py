@@ -29,17 +29,54 @@ def covered(path, deps: list[str]) -> bool:
     return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
 
 
+#: what the Snakefile's start-up imports in each stage (workflow/rules/common.smk): k1model.config
+#: (validation, probe keys), and, except in the data stage, the strategies and the run plan
+#: (`test_the_data_stage_starts_up_on_the_config_layer_alone` checks the data stage's by running it)
+STARTUP = {"data": {"k1model.config"}}
+STARTUP_DEFAULT = {"k1model.config", "k1model.strategies", "k1model.study.plan"}
+
+
+def stage_files(name: str) -> set:
+    commands = stage_commands(DVC["stages"][name])
+    assert commands, f"stage {name} runs no k1 command?"
+    return closure(set().union(*(command_roots(c) for c in commands)) | STARTUP.get(name, STARTUP_DEFAULT))
+
+
+def stage_deps(name: str) -> list[str]:
+    return [d.split("#")[0].strip() for d in DVC["stages"][name]["deps"]]
+
+
 @pytest.mark.parametrize("name", list(DVC["stages"]))
 def test_dvc_stage_deps_cover_every_module_its_commands_import(name):
-    stage = DVC["stages"][name]
-    commands = stage_commands(stage)
-    assert commands, f"stage {name} runs no k1 command?"
-    # every stage runs Snakemake, whose start-up imports k1model.config (validation, probe keys) and
-    # the run plan (k1model.study.plan)
-    files = closure(set().union(*(command_roots(c) for c in commands)) | {"k1model.config", "k1model.study.plan"})
-    deps = [d.split("#")[0].strip() for d in stage["deps"]]
-    missing = sorted(f.relative_to(ROOT).as_posix() for f in files if not covered(f, deps))
-    assert not missing, f"dvc.yaml stage {name} ({', '.join(sorted(commands))}) lacks deps {missing}"
+    missing = sorted(f.relative_to(ROOT).as_posix() for f in stage_files(name) if not covered(f, stage_deps(name)))
+    assert not missing, f"dvc.yaml stage {name} lacks deps {missing}"
+
+
+def test_the_data_stage_depends_only_on_what_data_preparation_imports():
+    """Editing a strategy, the trainer or the method does not rerun data preparation (issue 19)."""
+    package_deps = [d for d in stage_deps("data") if d.startswith("k1model")]
+    used = {f.relative_to(ROOT).as_posix() for f in stage_files("data")}
+    unused = [d for d in package_deps if not any(u == d or u.startswith(d.rstrip("/") + "/") for u in used)]
+    assert not unused, f"dvc.yaml stage data depends on {unused}, which data preparation never imports"
+    assert not any(u.startswith(("k1model/strategies", "k1model/train", "k1model/method", "k1model/study"))
+                   for u in used)
+
+
+def test_the_data_stage_starts_up_on_the_config_layer_alone(tmp_path):
+    """What `snakemake --config stage=data` really imports of k1model at start-up (python -X importtime):
+    only modules the data stage's deps cover, so STARTUP["data"] is true."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--config", "stage=data",
+                           f"outdir={tmp_path}", "--", "data"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = set(re.findall(r"\|\s*(k1model(?:\.\w+)*)\s*$", proc.stderr, flags=re.M))
+    assert "k1model.config.params" in modules  # the check is not vacuous
+    files = closure(modules)
+    missing = sorted(f.relative_to(ROOT).as_posix() for f in files if not covered(f, stage_deps("data")))
+    assert not missing, f"the data stage's start-up imports {missing}, not in its dvc.yaml deps"
 
 
 def test_the_closure_sees_lazy_imports():
