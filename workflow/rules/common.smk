@@ -227,6 +227,36 @@ PARTS = sorted({r.part for r in PLAN})
 CHOICE = f"{RESULTS}/tuning/chosen.json"
 
 
+def _profile_value(resource):
+    """A profile's set-resources/set-threads entry as a rule's value: a number or string as written; an
+    expression (e.g. `2*attempt*8000`) stays the function Snakemake evaluates per job."""
+    import ast
+
+    if not hasattr(resource, "is_evaluable"):  # a plain value (settings given through the API)
+        return resource
+    if not resource.is_evaluable():
+        return resource.value
+    try:
+        return ast.literal_eval(resource.raw) if isinstance(resource.raw, str) else int(resource.raw)
+    except (ValueError, TypeError, SyntaxError):
+        return resource._evaluator  # what Snakemake itself evaluates for a set-resources expression
+
+
+def profile_resources(name, **defaults):
+    """The resources a profile sets for rules named `name` (`set-resources: train:`) over `defaults`.
+    Snakemake applies set-resources and set-threads by exact rule name, and the training rules are
+    generated (train_g0, train_t1, ...): they take the entry of `train`, so a profile addresses every
+    training job by that one name (an entry for one generated rule still overrides it)."""
+    given = workflow.resource_settings.overwrite_resources.get(name) or {}
+    return {**defaults, **{key: _profile_value(r) for key, r in given.items()}}
+
+
+def profile_threads(name, default):
+    """The threads a profile sets for rules named `name` (`set-threads: train: 4`), else `default`."""
+    given = workflow.resource_settings.overwrite_threads.get(name)
+    return default if given is None else _profile_value(given)
+
+
 def group_fingerprint(runs):
     """What a training job trains (its runs' paths and settings): with the params fingerprint, a
     job reruns when its runs or their settings change, not when other jobs' do."""
