@@ -182,6 +182,17 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    """0: every number within tolerance and every verdict the same; 1: something differs."""
+    from k1model.analysis.compare import compare_trees, format_comparison, write_comparison
+
+    result = compare_trees(args.a, args.b, atol=args.atol, rtol=args.rtol, runs=not args.no_runs)
+    sys.stdout.write(format_comparison(result))
+    if args.json is not None:
+        write_comparison(result, args.json)
+    return 0 if result.same else 1
+
+
 def schema(args: argparse.Namespace) -> int:
     import k1model.strategies  # noqa: F401  (their settings and variants are part of the schema)
     from k1model.config import schema_yaml
