@@ -84,6 +84,7 @@ def test_small_differences_are_measured_per_metric_and_a_tolerance_accepts_them(
     assert compare_trees(tree_a, tree_b, atol=0.01).same  # within the tolerance: the same
     assert not compare_trees(tree_a, tree_b, atol=0.001).same
     assert compare_trees(tree_a, tree_b, rtol=0.5).same
+    assert k1(["compare", str(tree_a), str(tree_b), "--verdicts-only"]) == 0  # another machine's question
 
 
 def test_a_changed_verdict_is_named_even_within_the_tolerance(tree_a, tree_b, capsys):
@@ -94,6 +95,7 @@ def test_a_changed_verdict_is_named_even_within_the_tolerance(tree_a, tree_b, ca
     a, b = cmp.changed_verdicts["less_forgetting"]
     assert a != b and b == "contradicted"
     assert k1(["compare", str(tree_a), str(tree_b), "--atol", "10", "--json", str(tree_b / "cmp.json")]) == 1
+    assert k1(["compare", str(tree_a), str(tree_b), "--verdicts-only"]) == 1
     assert "less_forgetting: " in capsys.readouterr().out
     doc = json.loads((tree_b / "cmp.json").read_text())
     assert doc["verdicts"]["less_forgetting"] == {"a": a, "b": b, "same": False} and not doc["same"]
@@ -111,6 +113,9 @@ def test_bad_input_is_a_clear_error(tree_a, tmp_path, capsys):
     assert k1(["compare", str(tree_a), str(tmp_path)]) == 2
     assert "holds no summary.json" in capsys.readouterr().err
     assert k1(["compare", str(tree_a), str(tree_a), "--rtol", "-1"]) == 2
+    shutil.copytree(tree_a / "results", tmp_path / "no_paper" / "results")
+    assert k1(["compare", str(tree_a), str(tmp_path / "no_paper"), "--verdicts-only"]) == 2
+    assert "run `k1 paper`" in capsys.readouterr().err
 
 
 def test_the_script_is_the_command(tree_a, tree_b):

@@ -105,13 +105,19 @@ class Comparison:
         return {k: v for k, v in self.verdicts.items() if v[0] != v[1]}
 
     @property
+    def same_verdicts(self) -> bool:
+        """Every claim's verdict the same (False when they could not be compared)."""
+        return bool(self.verdicts) and not self.changed_verdicts
+
+    @property
     def same(self) -> bool:
-        """Every number within tolerance, the same runs and decisions counted as numbers, the same verdicts."""
+        """Every number within tolerance, the same runs and files, and the same verdicts."""
         return not self.differing and not self.only and not self.changed_verdicts
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": str(self.a), "b": str(self.b), "atol": self.atol, "rtol": self.rtol, "files": self.files,
-                "numbers": self.numbers, "differing": self.differing, "same": self.same, "only_in_one": self.only,
+                "numbers": self.numbers, "differing": self.differing, "same": self.same,
+                "same_verdicts": self.same_verdicts, "only_in_one": self.only,
                 "groups": [{"source": s, "metric": m, **g.__dict__} for (s, m), g in sorted(self.groups.items())],
                 "decisions": {k: {"differing_steps": v[0], "steps": v[1]} for k, v in self.decisions.items()},
                 "verdicts": {k: {"a": v[0], "b": v[1], "same": v[0] == v[1]} for k, v in self.verdicts.items()},

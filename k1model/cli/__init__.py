@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="absolute tolerance (default 0: exactly)")
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (of the larger magnitude)")
     p.add_argument("--no-runs", action="store_true", help="only tidy.csv, the statistics and the verdicts")
+    p.add_argument("--verdicts-only", action="store_true",
+                   help="exit status from the verdicts alone (another machine: numbers are reported, not judged)")
     p.add_argument("--json", type=Path, default=None, help="also write the full comparison here")
     p.set_defaults(func=commands.compare)
 

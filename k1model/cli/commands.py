@@ -183,13 +183,18 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    """0: every number within tolerance and every verdict the same; 1: something differs."""
+    """0: every number within tolerance and every verdict the same (--verdicts-only: every verdict the same);
+    1: something differs."""
     from k1model.analysis.compare import compare_trees, format_comparison, write_comparison
 
     result = compare_trees(args.a, args.b, atol=args.atol, rtol=args.rtol, runs=not args.no_runs)
     sys.stdout.write(format_comparison(result))
     if args.json is not None:
         write_comparison(result, args.json)
+    if args.verdicts_only:
+        if not result.verdicts:
+            raise ConfigError(f"--verdicts-only: {result.verdict_note}")
+        return 0 if result.same_verdicts else 1
     return 0 if result.same else 1
 
 
