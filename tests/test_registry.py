@@ -254,3 +254,20 @@ def test_scores_come_from_the_variants_registered_scorer(toy_scorer, slots):
         assert rec.scores != [s * (1 + max(0, -d) / (np.mean(np.abs(loo.numpy()[live])) + 1e-12))
                               for s, d in zip(rec.grad_scores, loo.tolist())]  # not hybrid's
     assert len(CALLS) == 4 and all(c is not None for c in CALLS)  # once per step, with the run's latest LOO
+
+
+def test_registered_settings_behave_like_fields():
+    import dataclasses
+    import pickle
+
+    m = MethodConfig(variant="ewc", ewc_lambda=1.0)
+    assert m == MethodConfig(variant="ewc", ewc_lambda=1.0) != MethodConfig(variant="ewc")
+    assert hash(m) == hash(MethodConfig(variant="ewc", ewc_lambda=1.0))  # hashable, as before
+    kept = dataclasses.replace(m, variant="dense")
+    assert kept.ewc_lambda == 1.0 and kept.variant == "dense"
+    assert dataclasses.replace(m, ewc_lambda=2).ewc_lambda == 2.0  # checked: normalised to a float
+    assert pickle.loads(pickle.dumps(m)) == m and m["ewc_lambda"] == 1.0 and "ewc_lambda" in m
+    with pytest.raises(TypeError, match="unexpected keyword argument 'ewc_lamda'"):
+        MethodConfig(ewc_lamda=1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.ewc_lambda = 3.0

@@ -477,7 +477,7 @@ class ExtensibleSection(Section):
     hidden field `extra`, so `dataclasses.replace` keeps it. Subclasses are `@dataclass(frozen=True,
     init=False)`: this `__init__` takes the class's fields and the registered keys."""
 
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False,
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False,
                                                  metadata={"hidden": True, "in_params": False})
 
     def __init__(self, **values: Any) -> None:
