@@ -179,7 +179,7 @@ def config_hash(*parts: Any) -> str:
     """Stable short hash of config objects/dicts: a run directory belongs to exactly one hash."""
 
     def plain(obj: Any) -> Any:
-        if isinstance(obj, Section):  # every setting, registered ones included (as before they were registered)
+        if isinstance(obj, Section):  # every setting as a key, the registered ones (strategies') included
             return plain(obj.to_dict())
         if dataclasses.is_dataclass(obj):
             return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
