@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import k1model.config.registry as registry
-from k1model.config.checks import Boolean, ExtensibleSection, Integer, ListOf, Nullable, Number, OneOf, setting
+from k1model.config.checks import Boolean, Integer, ListOf, Nullable, Number, OneOf, setting
+from k1model.config.extensible import ExtensibleSection
 
 
 @dataclass(frozen=True, init=False)
