@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from layout_tools import PACKAGE, ROOT, closure, command_roots, cycles, import_graph
+from layout_tools import PACKAGE, ROOT, closure, command_roots, cycles, import_graph, module_file
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 MAX_MODULE_LINES = 600
@@ -158,3 +158,20 @@ def test_figure_modules_share_one_drawing_module():
         assert "k1model.report.drawing" in graph[m], m
         if m != "k1model.report.figures":
             assert not any(t in figures for t in graph[m]), f"{m} imports another figure module"
+
+
+@pytest.mark.parametrize("command", ["train", "attribute", "aggregate", "tune", "figures", "paper", "bench",
+                                     "schema", "demo"])
+def test_every_command_that_reads_params_registers_the_strategies_first(command):
+    """The registries fill when k1model.strategies is imported; a command that validates a params file must have
+    imported it by the time its handler's own imports are done (else `method.ewc_lambda: unknown key`). Runs the
+    handler's imports in a fresh interpreter, as `k1 COMMAND` does."""
+    import subprocess
+    import sys
+
+    modules = sorted(m for m in command_roots(command) if m != "k1model.cli" and module_file(m) is not None)
+    code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules) + (
+        "from k1model.config import registry\nprint(sorted(registry.STRATEGIES))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ewc" in out.stdout and "plasticity" in out.stdout, f"k1 {command} imports {modules}: nothing registered"
