@@ -160,8 +160,18 @@ def test_figure_modules_share_one_drawing_module():
             assert not any(t in figures for t in graph[m]), f"{m} imports another figure module"
 
 
-@pytest.mark.parametrize("command", ["train", "attribute", "aggregate", "tune", "figures", "paper", "bench",
-                                     "schema", "demo"])
+def _commands() -> list[str]:
+    from k1model.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sorted(sub.choices)
+
+
+#: commands that read no params' method or variants: data preparation (its own sections only) and compare
+NO_REGISTRY = ("prepare", "compare")
+
+
+@pytest.mark.parametrize("command", [c for c in _commands() if c not in NO_REGISTRY])
 def test_every_command_that_reads_params_registers_the_strategies_first(command):
     """The registries fill when k1model.strategies is imported; a command that validates a params file must have
     imported it by the time its handler's own imports are done (else `method.ewc_lambda: unknown key`). Runs the
