@@ -2,7 +2,8 @@
 trust-gated, proportional updates. See DESIGN.md and docs/architecture.md.
 
 The public names below are imported on first use (PEP 562), so `import k1model.config` (what the
-pipeline does at start-up) does not pay for torch.
+pipeline does at start-up) does not pay for torch. Using one registers the built-in strategies
+(`k1model.strategies`), so `k1model.load_params` and `k1model.VARIANTS` know their keys and variants.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ __all__ = sorted(_PUBLIC)
 
 def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
+        importlib.import_module("k1model.strategies")  # every public name sees the registered strategies
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'k1model' has no attribute {name!r}")
 

@@ -18,6 +18,15 @@ class CheckpointError(K1Error):
     """A checkpoint is corrupt, or belongs to a different configuration."""
 
 
+class DamagedOutputError(K1Error):
+    """An output file (a run's metrics.json, steps.csv.gz, resume.pt, checkpoint.pt, ...) is truncated or
+    corrupt. The message names the file, says what is wrong and how to rebuild it; nothing is changed on disk."""
+
+
+class DamagedCheckpointError(DamagedOutputError, CheckpointError):
+    """A checkpoint file that is truncated or not a checkpoint at all."""
+
+
 class NonFiniteLossError(K1Error, FloatingPointError):
     """The training loss became NaN/inf; the step was not applied."""
 

@@ -1,7 +1,9 @@
-"""Atomic file writes and the project's one JSON encoder.
+"""Atomic file writes, the project's one JSON encoder, and readers of outputs that may be damaged.
 
 A reader never sees a half-written output, and a crash never destroys the old one. JSON outputs
-are strict JSON: NaN/inf become null, numpy values plain Python, sections plain mappings.
+are strict JSON: NaN/inf become null, numpy values plain Python, sections plain mappings. A file
+damaged all the same (a full disk, a broken copy, a hand edit) is reported by `read_output_json` and
+`read_output_table` as a `DamagedOutputError` naming it, what is wrong and how to rebuild it.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from k1model.errors import DamagedOutputError
 
 
 @contextmanager
@@ -78,3 +82,64 @@ def write_csv(path: str | os.PathLike, frame: Any) -> None:
     """A pandas DataFrame as CSV (10 significant digits, LF line ends), atomically."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+
+
+def rerun_hint(run_dir: str | os.PathLike) -> str:
+    """How to rebuild a run whose folder holds a damaged file."""
+    return (f"delete the run folder {run_dir} and rerun that run (snakemake reruns its training job; by hand "
+            f"`k1 train --params ... --variant ... --seed ... --out {run_dir}`)")
+
+
+def read_output_json(path: str | os.PathLike, fix: str) -> dict[str, Any]:
+    """A JSON object written by a pipeline step; a `DamagedOutputError` ("PATH is damaged: what; `fix`") if the
+    file is empty, truncated, not UTF-8 text, not JSON or not an object."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DamagedOutputError(f"{path} cannot be read ({err.strerror or err}); {fix}") from None
+    if not raw.strip():
+        problem = "it is empty"
+    else:
+        try:
+            text = raw.decode("utf-8")
+            data = json.loads(text)
+        except UnicodeDecodeError as err:
+            problem = f"it is not UTF-8 text (byte {err.start} of {len(raw)}), so not JSON"
+        except json.JSONDecodeError as err:
+            problem = (f"it is truncated: the JSON stops after {len(raw)} bytes ({err.msg})"
+                       if err.pos >= len(text.rstrip()) else
+                       f"it is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})")
+        else:
+            if isinstance(data, dict):
+                return data
+            problem = f"it holds a JSON {type(data).__name__}, not an object"
+    raise DamagedOutputError(f"{path} is damaged: {problem}; {fix}")
+
+
+def read_output_table(path: str | os.PathLike, fix: str, **read_csv: Any) -> Any:
+    """A CSV table (gzip-compressed when the name ends in .gz) written by a pipeline step, as a pandas
+    DataFrame; a `DamagedOutputError` if it is truncated, not gzip, not UTF-8 text, empty or not a CSV table."""
+    import gzip
+    import zlib
+
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        return pd.read_csv(path, **read_csv)
+    except EOFError:
+        problem = "it is truncated (the compressed stream ends early)"
+    except gzip.BadGzipFile:
+        problem = "it is not a gzip file"
+    except zlib.error as err:
+        problem = f"its compressed data is corrupt ({err})"
+    except UnicodeDecodeError as err:
+        problem = f"it is not UTF-8 text (byte {err.start})"
+    except pd.errors.EmptyDataError:
+        problem = "it is empty"
+    except pd.errors.ParserError as err:
+        problem = f"it is not a valid CSV table ({str(err).strip().splitlines()[0]})"
+    except OSError as err:
+        problem = f"it cannot be read ({err.strerror or err})"
+    raise DamagedOutputError(f"{path} is damaged: {problem}; {fix}")

@@ -23,7 +23,7 @@ from k1model.analysis.aggregate import by_variant, nested_comparisons, statistic
 from k1model.analysis.settings import load_analysis_config
 from k1model.analysis.validity import benchmark_forgets, phase_table
 from k1model.io import json_safe
-from k1model.report.claims import CLAIMS, Numbers, _claim_sentence
+from k1model.report.claims import Numbers, _claim_sentence, all_claims
 
 
 def summary_of(tidy: pd.DataFrame, cfg) -> dict:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|:---|:---|:---|:---|:---|")
     for part, sub in parts.items():
         nums = Numbers(summary_of(sub[["variant", "order", "seed", "metric", "value"]], cfg))
-        for claim in CLAIMS:
+        for claim in all_claims():
             if part != "as specified" and claim.reference == "chance":
                 continue
             status, short, _ = _claim_sentence(nums, claim, cfg, chance)

@@ -68,3 +68,73 @@ def command_roots(command: str) -> set[str]:
         if isinstance(node, ast.FunctionDef) and node.name == command:
             return {m for m in _imports(node, "k1model.cli.x") if m.startswith("k1model")} | {"k1model.cli"}
     raise KeyError(f"no handler for k1 {command}")
+
+
+def _runtime(tree: ast.Module) -> ast.Module:
+    """The module without its `if TYPE_CHECKING:` blocks (imports for type checkers only never run)."""
+
+    class Strip(ast.NodeTransformer):
+        def visit_If(self, node: ast.If):
+            test = node.test
+            if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+                    isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"):
+                return node.orelse or None
+            return self.generic_visit(node)
+
+    return Strip().visit(tree)
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """k1model module -> the k1model modules it imports at run time, lazy (function-level) imports included,
+    as written (`from k1model.config.checks import x` is an edge to k1model.config.checks, not to the package)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        mod = module_name(path)
+        pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        targets = set()
+        for name in _imports(_runtime(ast.parse(path.read_text())), f"{pkg}.x", strings=False):
+            target = module_file(name)
+            if target is not None and module_name(target) != mod:
+                targets.add(module_name(target))
+        graph[mod] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan): each holds an import cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(component)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out

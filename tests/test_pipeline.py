@@ -122,8 +122,8 @@ def test_schema_allows_exactly_the_keys_the_library_accepts():
     from k1model import config
     from k1model.method.variants import VARIANTS
 
-    def fields(cls, drop=()):
-        return {f.name: f for f in dataclasses.fields(cls) if f.name not in drop}
+    def fields(cls, drop=()):  # every setting, the registered ones (strategies' method keys) included
+        return {k: f for k, f in cls.settings() if k not in drop}
 
     sections = {
         "model": fields(config.ModelConfig),
@@ -203,15 +203,49 @@ def test_every_params_profile_is_valid(tmp_path, profile):
     assert proc.returncode == 0, output(proc)
 
 
+def dry_run_jobs(text: str) -> dict[str, list[dict]]:
+    """rule -> its jobs in a dry run's listing: each job's resources (name -> value as printed) and threads
+    (the `--threads N` of its shell command, which is `{threads}`)."""
+    jobs: dict[str, list[dict]] = {}
+    for block in text.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        res = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        resources = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
+        threads = re.search(r"--threads (\d+)", block)
+        jobs.setdefault(rule, []).append({"resources": resources, "threads": int(threads.group(1)) if threads else None})
+    return jobs
+
+
 @needs_snakemake
-def test_cuda_params_request_a_gpu_and_slurm_profile_dry_runs(tmp_path):
+def test_the_slurm_profile_gives_training_and_attribution_jobs_their_resources_and_threads(tmp_path):
+    """The generated training rules (train_g0, train_t1, ...) take the profile's `set-resources: train:` and
+    `set-threads: train:` (issue 19): the paper profile's training jobs go to the GPU partition for 720 minutes
+    with 32 GB and 4 threads, not to the CPU defaults. `--cores 8`: a dry run caps threads at --cores (1 by
+    default); on the cluster nothing caps them."""
     wd = copy_workflow(tmp_path / "wf")
-    proc = snakemake(wd, "-n", "--profile", str(wd / "workflow/profiles/slurm"),
-                     "--config", "params_file=params/paper.yaml")
+    profile = yaml.safe_load((wd / "workflow/profiles/slurm/config.yaml").read_text())
+    proc = snakemake(wd, "-n", "--cores", "8", "--profile", str(wd / "workflow/profiles/slurm"),
+                     "--config", "params_file=params/paper.yaml", f"data_root={tmp_path / 'corpora'}")
     text = output(proc)
     assert proc.returncode == 0, text
-    jobs = [block for block in text.split("\nrule ") if re.match(r"train_g\d+:", block)]
-    assert jobs and all("gpu=1" in block for block in jobs), text[:3000]
+    jobs = dry_run_jobs(text)
+    training = [j for rule, js in jobs.items() if re.fullmatch(r"train_[gtu]\d+", rule) for j in js]
+    plan, groups = planned(ROOT / "params/paper.yaml")
+    assert len(training) == len(groups) > 1
+    for kind, found in (("train", training), ("attribute", jobs["attribute"])):
+        want = profile["set-resources"][kind]
+        assert len({str(j) for j in found}) == 1, f"{kind} jobs differ"  # every job of the kind alike
+        job = found[0]
+        assert job["resources"]["slurm_partition"] == want["slurm_partition"] == "gpu", (kind, job)
+        assert int(job["resources"]["runtime"]) == want["runtime"], (kind, job)
+        assert int(job["resources"]["mem_mb"]) == want["mem_mb"], (kind, job)
+        assert job["resources"]["gpu"] == "1", (kind, job)  # train.device: cuda
+        assert job["threads"] == profile["set-threads"][kind] == 4, (kind, job)
+    assert int(training[0]["resources"]["runtime"]) == 720
+    assert int(training[0]["resources"]["cpus_per_task"]) == profile["set-resources"]["train"]["cpus_per_task"]
+    other = jobs["prepare_data"][0]["resources"]  # the rest keep the profile's defaults
+    assert other["slurm_partition"] == profile["default-resources"]["slurm_partition"] == "cpu"
+    assert int(other["runtime"]) == profile["default-resources"]["runtime"]
 
 
 @needs_snakemake

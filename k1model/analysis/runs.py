@@ -6,7 +6,6 @@ order) pair; comparisons pair runs by seed and order.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from k1model.errors import DataError, K1Error
+from k1model.io import read_output_json, rerun_hint
 
 @dataclass
 class RunRecord:
@@ -36,14 +36,17 @@ class RunRecord:
         return f"{self.variant}/{self.order}/seed{self.seed}" if self.order else f"{self.variant}/seed{self.seed}"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON ({err}); re-run the step that writes it") from err
-    if not isinstance(data, dict):
-        raise DataError(f"{path} must hold a JSON object")
-    return data
+def _read_json(path: Path, fix: str = "re-run the step that writes it") -> dict[str, Any]:
+    """A JSON object; a damaged file is a DamagedOutputError naming it, what is wrong and `fix`."""
+    return read_output_json(path, fix)
+
+
+def read_run_file(path: Path) -> dict[str, Any]:
+    """metrics.json / failure.json / attribution.json of a run folder, with how to rebuild it if damaged."""
+    if path.name == "attribution.json":
+        return read_output_json(path, f"delete it and rerun the attribution of that run (snakemake reruns it; by "
+                                      f"hand `k1 attribute --params ... --data ... --run {path.parent}`)")
+    return read_output_json(path, rerun_hint(path.parent))
 
 
 def load_runs(results: str | Path, planned: Sequence[Any], attribution: bool = True) -> list[RunRecord]:
@@ -66,14 +69,14 @@ def load_runs(results: str | Path, planned: Sequence[Any], attribution: bool = T
     records = []
     for run, d in zip(planned, dirs):
         if (d / "metrics.json").is_file():
-            metrics = _read_json(d / "metrics.json")
+            metrics = read_run_file(d / "metrics.json")
             status = str(metrics.get("status", "completed"))
         else:
-            metrics = _read_json(d / "failure.json")
+            metrics = read_run_file(d / "failure.json")
             status = str(metrics.get("status", "failed"))
             status = "failed" if status == "completed" else status
         attr_path = d / "attribution.json"
-        attr = _read_json(attr_path) if attribution and attr_path.is_file() else None
+        attr = read_run_file(attr_path) if attribution and attr_path.is_file() else None
         if attr is not None and attr.get("status") == "skipped":
             attr = None
         records.append(RunRecord(run.variant, run.seed, d, status, metrics, attr, run.order_name, run.point))

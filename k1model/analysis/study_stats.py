@@ -14,7 +14,7 @@ import pandas as pd
 from k1model.analysis.aggregate import (HEADLINE_METRICS, _completed, _sorted, by_variant, comparisons,
                                         nested_comparisons, statistics, validity_check)
 from k1model.analysis.metric_info import KEY_METRICS
-from k1model.analysis.runs import _read_json, load_runs, tidy_table
+from k1model.analysis.runs import _read_json, load_runs, read_run_file, tidy_table
 from k1model.analysis.settings import AnalysisSettings
 from k1model.analysis.stats import _cell_rng, describe, holm
 from k1model.analysis.validity import phase_table
@@ -118,7 +118,7 @@ def sweep_statistics(params: Params, cfg: AnalysisSettings, results: str | Path,
         if not path.is_file():
             failed.append({"point": cell.point, "variant": cell.variant, "seed": cell.seed, "status": "missing"})
             continue
-        m = json.loads(path.read_text())
+        m = read_run_file(path)  # a damaged file: an error naming it and how to rebuild it
         if m.get("status", "completed") != "completed":
             failed.append({"point": cell.point, "variant": cell.variant, "seed": cell.seed, "status": m.get("status")})
             continue

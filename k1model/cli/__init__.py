@@ -107,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write JSON results here")
     p.set_defaults(func=commands.bench)
 
+    p = sub.add_parser("compare", help="compare two results trees: every number (exactly or within a tolerance), the "
+                                       "largest difference per metric, and whether every claim's verdict is the same")
+    p.add_argument("a", type=Path, help="a results directory (or the output root above it), e.g. results/")
+    p.add_argument("b", type=Path, help="the other one, e.g. another machine's results/")
+    p.add_argument("--atol", "--tolerance", type=float, default=0.0, dest="atol",
+                   help="absolute tolerance (default 0: exactly)")
+    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (of the larger magnitude)")
+    p.add_argument("--no-runs", action="store_true", help="only tidy.csv, the statistics and the verdicts")
+    p.add_argument("--verdicts-only", action="store_true",
+                   help="exit status from the verdicts alone (another machine: numbers are reported, not judged)")
+    p.add_argument("--json", type=Path, default=None, help="also write the full comparison here")
+    p.set_defaults(func=commands.compare)
+
     p = sub.add_parser("schema", help="print (or write) the JSON schema of params files, generated from the library")
     p.add_argument("--out", type=Path, default=None, help="write here (workflow/schemas/params.schema.yaml)")
     p.set_defaults(func=commands.schema)

@@ -31,15 +31,15 @@ def demo(args: argparse.Namespace) -> int:
 
 def prepare(args: argparse.Namespace) -> int:
     from k1model.analysis.separability import cross_domain_unigram_bpb
-    from k1model.config import load_params, read_params_file
+    from k1model.config import load_data_sections, read_params_file
     from k1model.data.preparation import format_split_table, prepare as prepare_data
 
     raw = read_params_file(args.params, required=("data",))
     model = raw.get("model")
     if not isinstance(model, dict) or "max_seq_len" not in model:
         raise ConfigError(f"params file {str(args.params)!r}: model.max_seq_len is required (the window length)")
-    params = load_params(args.params, required=("data",))
-    manifest = prepare_data(params.data, Path(args.out), data_root=args.data_root, seq_len=params.model.max_seq_len)
+    data, model_cfg = load_data_sections(args.params)  # only what preparation reads (the DVC data stage's params)
+    manifest = prepare_data(data, Path(args.out), data_root=args.data_root, seq_len=model_cfg.max_seq_len)
     print(format_split_table(manifest))
     if len(manifest["domains"]) > 1:
         matrix = cross_domain_unigram_bpb(Path(args.out))
@@ -182,7 +182,24 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    """0: every number within tolerance and every verdict the same (--verdicts-only: every verdict the same);
+    1: something differs."""
+    from k1model.analysis.compare import compare_trees, format_comparison, write_comparison
+
+    result = compare_trees(args.a, args.b, atol=args.atol, rtol=args.rtol, runs=not args.no_runs)
+    sys.stdout.write(format_comparison(result))
+    if args.json is not None:
+        write_comparison(result, args.json)
+    if args.verdicts_only:
+        if not result.verdicts:
+            raise ConfigError(f"--verdicts-only: {result.verdict_note}")
+        return 0 if result.same_verdicts else 1
+    return 0 if result.same else 1
+
+
 def schema(args: argparse.Namespace) -> int:
+    import k1model.strategies  # noqa: F401  (their settings and variants are part of the schema)
     from k1model.config import schema_yaml
     from k1model.io import write_text
 

@@ -4,7 +4,9 @@
     params.method.learning_rate, params["method"]["learning_rate"]   # the same value
 
 Owners read their section from here (the data layer `params.data`, the trainer `params.method`, ...);
-the JSON schema of the pipeline is generated from these classes (`k1 schema`). No torch import.
+the JSON schema of the pipeline is generated from these classes (`k1 schema`). No torch import, and
+nothing above the config layer: names and keys others add (variants, strategies' settings) are read
+from the registries of `k1model.config.registry`, filled by `import k1model.strategies`.
 """
 from k1model.config.analysis import HOLM_FAMILIES, TEST_NAMES, AnalysisConfig
 from k1model.config.checks import InvalidValue, Section
@@ -12,14 +14,15 @@ from k1model.config.data import DataConfig, HubSource, LocalConfig, SyntheticCon
 from k1model.config.experiment import ExperimentConfig
 from k1model.config.method import MethodConfig
 from k1model.config.model import DEFAULT_ROLE_NAMES, ModelConfig
-from k1model.config.params import (REQUIRED_SECTIONS, Params, config_hash, load_params, params_schema,
-                                   read_params_file, schema_yaml)
+from k1model.config.params import (REQUIRED_SECTIONS, Params, config_hash, load_data_sections, load_params,
+                                   params_schema, read_params_file, schema_yaml)
 from k1model.config.train import TrainConfig
 
 __all__ = ["AnalysisConfig", "DEFAULT_ROLE_NAMES", "DataConfig", "ExperimentConfig", "HOLM_FAMILIES", "HubSource",
            "InvalidValue", "LocalConfig", "MethodConfig", "ModelConfig", "Params", "REQUIRED_SECTIONS", "Section",
-           "SyntheticConfig", "TEST_NAMES", "TrainConfig", "config_hash", "data_config", "load_params",
-           "model_config", "method_config", "train_config", "params_schema", "read_params_file", "schema_yaml"]
+           "SyntheticConfig", "TEST_NAMES", "TrainConfig", "config_hash", "data_config", "load_data_sections",
+           "load_params", "model_config", "method_config", "train_config", "params_schema", "read_params_file",
+           "schema_yaml"]
 
 
 def model_config(values) -> ModelConfig:

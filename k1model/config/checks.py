@@ -374,8 +374,24 @@ class Section(Mapping[str, Any]):
 
     # --- construction from a params mapping --------------------------------------------------
     @classmethod
+    def registered(cls) -> Mapping[str, dataclasses.Field]:
+        """Settings added to the section by registration (key -> `setting(...)`); see `ExtensibleSection`."""
+        return {}
+
+    @classmethod
+    def settings(cls) -> list[tuple[str, dataclasses.Field]]:
+        """(key, field) of every setting: the class's own fields, then the registered ones."""
+        own = [(f.name, f) for f in dataclasses.fields(cls) if not f.metadata.get("hidden")]
+        return own + list(cls.registered().items())
+
+    @classmethod
     def field_names(cls, params_only: bool = True) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.metadata.get("in_params", True) or not params_only]
+        return [k for k, f in cls.settings() if f.metadata.get("in_params", True) or not params_only]
+
+    @classmethod
+    def unknown_key_hint(cls) -> str:
+        """Appended to the error for an unknown key (e.g. where such keys come from)."""
+        return ""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None, where: str | None = None) -> "Section":
@@ -392,7 +408,7 @@ class Section(Mapping[str, Any]):
             if key not in allowed:
                 hint = difflib.get_close_matches(str(key), allowed, n=1)
                 raise ConfigError(f"{where}.{key}: unknown key; allowed keys: {', '.join(allowed)}"
-                                  + (f"; did you mean {where}.{hint[0]}?" if hint else ""))
+                                  + (f"; did you mean {where}.{hint[0]}?" if hint else "") + cls.unknown_key_hint())
         try:
             return cls(**cls.prepare(dict(values)))
         except InvalidValue as err:
@@ -429,16 +445,16 @@ class Section(Mapping[str, Any]):
     def schema(cls) -> dict[str, Any]:
         props: dict[str, Any] = {}
         defaults = cls()
-        for f in dataclasses.fields(cls):
+        for name, f in cls.settings():
             if not f.metadata.get("in_params", True) or f.metadata.get("check") is None:
                 continue
             node = dict(f.metadata["check"].schema())
             if f.metadata.get("doc"):
                 node["description"] = f.metadata["doc"]
-            default = plain(getattr(defaults, f.name))
+            default = plain(getattr(defaults, name))
             if not isinstance(default, dict):
                 node["default"] = default
-            props[f.name] = node
+            props[name] = node
         out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
         if cls.DESCRIPTION:
             out["description"] = cls.DESCRIPTION
@@ -446,7 +462,11 @@ class Section(Mapping[str, Any]):
 
     @classmethod
     def keys_in_group(cls, group: str) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.metadata.get("group") == group]
+        return [k for k, f in cls.settings() if f.metadata.get("group") == group]
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
 
 
 def plain(obj: Any, params_only: bool = False) -> Any:

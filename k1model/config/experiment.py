@@ -5,11 +5,11 @@ from dataclasses import dataclass
 
 from typing import Any, Mapping
 
+import k1model.config.registry as registry
 from k1model.config.checks import AnyValue, Integer, ListOf, MapOf, Nullable, OneOf, Section, Text, setting
-from k1model.config.method import MethodConfig, _variant_names
 from k1model.config.train import DOMAIN
 
-VARIANT = OneOf(_variant_names)
+VARIANT = OneOf(registry.variant_names)  # the registered variants, read when checking
 ORDER = ListOf(DOMAIN, min_len=1, unique=True, what="a list of domains (a permutation of data.domains)")
 SEEDS = ListOf(Integer(0), unique=True, what="a list of distinct non-negative integers")
 METHOD_KEY = Text(r"[a-z_]+", "a method key")

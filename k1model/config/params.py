@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+import k1model.config.registry as registry
 from k1model.config.analysis import AnalysisConfig
 from k1model.config.checks import Nested, Section, setting
 from k1model.config.data import DataConfig
@@ -65,7 +66,7 @@ class Params(Section):
 
     def check_design(self) -> None:
         """Sweep points and tuning candidates: known keys, valid values, no duplicates, disjoint seeds."""
-        from k1model.study.design import sweep_points, tuning_candidates
+        from k1model.config.design import check_tuning, sweep_points
 
         if self.sweep.active:
             if not self.sweep.seeds:
@@ -78,31 +79,21 @@ class Params(Section):
             if shared:
                 raise ConfigError(f"tuning.seeds {shared} are also evaluation seeds (experiment.seeds); choices must "
                                   "be made on seeds the evaluation never uses: pick other tuning seeds")
-            tuning_candidates(self)
+            check_tuning(self)
 
-    def check_slots(self) -> None:
-        """A variant that grows needs free agent slots."""
-        from k1model.method.variants import VARIANTS
-
-        growing = [v for v in self.experiment.variants if "plasticity" in VARIANTS[v].plugins]
-        if self.sweep.active:
-            growing += [v for v in self.sweep.variants if "plasticity" in VARIANTS[v].plugins]
-        if growing and self.model.slots_per_leaf == 0:
-            n, leaves = self.model.num_agents, self.model.num_leaves
-            raise ConfigError(f"variant {growing[0]} grows new agents but model.max_agents={self.model.max_agents} "
-                              f"leaves no free slot: set model.max_agents to {n + leaves} ({n} initial agents + one "
-                              f"slot per leaf) or more ({n} + a multiple of {leaves})")
+    def run_variants(self) -> list[str]:
+        """Every variant the params run: the main comparison's, the sweep's and the tuned ones."""
+        names = list(self.experiment.variants)
+        names += list(self.sweep.variants) if self.sweep.active else []
+        names += list(self.tuning.variants or ()) if self.tuning.active else []
+        return list(dict.fromkeys(names))
 
     def validate(self) -> None:
         self.data.check_windows(self.model.max_seq_len)
-        share = round(self.method.replay_fraction * self.train.batch_size)
-        if self.method.replay_buffer < share:
-            raise ConfigError(f"method.replay_buffer={self.method.replay_buffer} is smaller than one batch's replay share "
-                              f"(round(method.replay_fraction {self.method.replay_fraction} x train.batch_size "
-                              f"{self.train.batch_size}) = {share} windows); raise method.replay_buffer")
         self.check_orders()
         self.check_design()
-        self.check_slots()
+        for check in registry.params_checks():  # the strategies' checks (replay's buffer, k1_grow's slots, ...)
+            check(self)
         unknown = [v for v in self.analysis.references if v not in self.experiment.variants]
         if unknown and len(unknown) == len(self.analysis.references):
             raise ConfigError(f"analysis.references {list(self.analysis.references)}: none is in experiment.variants "
@@ -157,6 +148,18 @@ def load_params(source: str | Path | Mapping[str, Any] | Params,
         raise ConfigError(f"params file {source}: {err}") from None
 
 
+def load_data_sections(source: str | Path) -> tuple[DataConfig, ModelConfig]:
+    """The sections data preparation reads (`data`, and `model` for its window length), validated without
+    the others: preparing data needs neither the registries nor any training code."""
+    raw = read_params_file(source, required=("data",))
+    try:
+        data, model = DataConfig.from_mapping(raw["data"]), ModelConfig.from_mapping(raw.get("model"))
+        data.check_windows(model.max_seq_len)
+    except ConfigError as err:
+        raise ConfigError(f"params file {source}: {err}") from None
+    return data, model
+
+
 def params_schema() -> dict[str, Any]:
     """The JSON schema of a params file (what `workflow/schemas/params.schema.yaml` holds)."""
     body = Params.schema()
@@ -176,6 +179,8 @@ def config_hash(*parts: Any) -> str:
     """Stable short hash of config objects/dicts: a run directory belongs to exactly one hash."""
 
     def plain(obj: Any) -> Any:
+        if isinstance(obj, Section):  # every setting as a key, the registered ones (strategies') included
+            return plain(obj.to_dict())
         if dataclasses.is_dataclass(obj):
             return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
         if isinstance(obj, Mapping):

@@ -9,7 +9,9 @@
   much it hurts relative to the typical |Δ| (scale-free in Δ); helping agents keep w_k = 1. The
   latest LOO of each agent is used; before the first LOO, w_k = 1.
 
-Scorers run on the device, before the step's single host sync.
+Scorers run on the device, before the step's single host sync. The trainer takes every run's scores
+from its variant's scorer (`Scorer.score(grad_scores, latest_loo)`; `latest_loo` is None for a scorer
+that does not need LOO, and before the first LOO), over the run's live tree.
 """
 from __future__ import annotations
 
@@ -47,6 +49,14 @@ SCORERS: dict[str, Scorer] = {
     "gradient": Scorer("gradient", False, gradient_scores),
     "hybrid": Scorer("hybrid", True, hybrid_scores, ("loo_interval",)),
 }
+
+
+def register_scorer(scorer: Scorer) -> Scorer:
+    """Add a scorer (names are unique); the trainer calls its `score` for every variant that names it."""
+    if scorer.name in SCORERS:
+        raise ValueError(f"scorer {scorer.name!r} is already registered")
+    SCORERS[scorer.name] = scorer
+    return scorer
 
 
 def get_scorer(name: str) -> Scorer:

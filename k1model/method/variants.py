@@ -6,13 +6,18 @@ gradient x LOO), whether the trust cooldown gates eligibility, and the training 
 (`k1model.train.plugins`: extra loss terms, batch sources, phase hooks). Everything else
 (architecture, data order, optimiser, step budget, seeds) is shared.
 
-Adding a strategy: write its parts (a plugin module, or a selector/scorer function), then
-`register_variant(Variant(...))` once (see docs/architecture.md, "How to add a strategy").
-No torch here, so the config layer can validate variant names cheaply.
+The registry itself is plain data at the bottom (`k1model.config.registry.VARIANTS`, the same dict as
+`VARIANTS` here), so the config layer validates variant names without importing this layer. The core
+variants are registered below; a strategy registers its own with the strategy (`register_strategy`,
+docs/architecture.md, "How to add a strategy"). No torch at import.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from k1model.config.registry import VARIANTS, get_variant, register_variant
+
+__all__ = ["OPTIMIZER_KEYS", "VARIANTS", "Variant", "get_variant", "register_variant"]
 
 
 @dataclass(frozen=True)
@@ -51,24 +56,7 @@ class Variant:
 #: method keys every variant's optimiser reads
 OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "betas", "eps", "grad_clip", "shared_update")
 
-VARIANTS: dict[str, Variant] = {}
-
-
-def register_variant(variant: Variant) -> Variant:
-    """Add a variant to the registry (names are unique)."""
-    if variant.name in VARIANTS:
-        raise ValueError(f"variant {variant.name!r} is already registered")
-    VARIANTS[variant.name] = variant
-    return variant
-
-
-def get_variant(name: str) -> Variant:
-    try:
-        return VARIANTS[name]
-    except KeyError:
-        raise ValueError(f"invalid value for 'variant': {name!r}; allowed: {', '.join(VARIANTS)}") from None
-
-
+# the core variants (DESIGN.md §2.4); the continual-learning baselines and k1_grow come with their strategies
 for _v in (
     Variant("k1_full", "drilldown", "hybrid", True, (),
             "drill-down + proportional scales + trust + hybrid (gradient + LOO) scores"),
@@ -79,16 +67,5 @@ for _v in (
     Variant("dense", "all", "gradient", False, (), "every agent at scale 1 every step: ordinary backprop"),
     Variant("random_path", "random_path", "gradient", True, (),
             "control: a uniformly random eligible child at each level, same scales and trust as k1_full"),
-    # continual-learning baselines (DESIGN.md §7), on the same architecture, data order and budget
-    Variant("ewc", "all", "gradient", False, ("ewc",), "dense updates + online EWC penalty (empirical Fisher)"),
-    Variant("replay", "all", "gradient", False, ("replay",),
-            "dense updates + experience replay from a reservoir buffer (compute-matched batches)"),
-    Variant("k1_replay", "drilldown", "hybrid", True, ("replay",), "k1_full's selection + the same replay"),
-    Variant("joint", "all", "gradient", False, ("joint",),
-            "upper reference: dense updates on a mixture of all domains (no sequence)"),
-    # structural plasticity (DESIGN.md §9): needs free agent slots (model.max_agents)
-    Variant("k1_grow", "drilldown", "hybrid", True, ("plasticity",),
-            "k1_full + structural plasticity: persistent culprits grow a child, idle agents are pruned, "
-            "redundant siblings merge"),
 ):
     register_variant(_v)

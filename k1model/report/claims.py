@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import k1model.strategies  # noqa: F401  (registers the strategies and their claims)
 from k1model.report.tables import fmt_num, fmt_p
 
 class Numbers:
@@ -69,7 +70,8 @@ class Claim:
     reference: str
     statement: str
 
-CLAIMS: tuple[Claim, ...] = (
+#: the claims about the core variants; each strategy declares its own (`Strategy.claims`), see `all_claims`
+CORE_CLAIMS: tuple[Claim, ...] = (
     Claim("less_forgetting", "forgetting", "k1_full", "dense",
           "sparse, attribution-guided updates forget less than dense backpropagation"),
     Claim("lm_quality", "final_avg_bpb", "k1_full", "dense",
@@ -80,19 +82,28 @@ CLAIMS: tuple[Claim, ...] = (
           "K-1 changes a smaller fraction of agent parameters per step than dense training"),
     Claim("fault_finding", "attr_fault_top1_hybrid", "k1_full", "chance",
           "hybrid attribution names a planted faulty agent (top-1) more often than chance"),
-    # against the field's continual-learning baselines (DESIGN.md §7)
-    Claim("less_forgetting_than_ewc", "forgetting", "k1_full", "ewc", "K-1 forgets less than online EWC"),
-    Claim("less_forgetting_than_replay", "forgetting", "k1_full", "replay", "K-1 forgets less than experience replay"),
-    Claim("replay_with_k1", "forgetting", "k1_replay", "replay",
-          "K-1's selection on top of replay forgets less than replay alone"),
-    # structural plasticity (DESIGN.md §9)
-    Claim("grow_forgets_less", "forgetting", "k1_grow", "k1_full",
-          "a tree that grows, prunes and merges (k1_grow) forgets less than the fixed tree (k1_full)"),
-    Claim("grow_lm_quality", "final_avg_bpb", "k1_grow", "k1_full",
-          "k1_grow ends with a lower average bpb than the fixed tree (k1_full)"),
 )
-#: the claims decided by a paired comparison (the ones re-tested per order and after tuning)
-PAIRED_CLAIMS = tuple(c for c in CLAIMS if c.reference != "chance")
+
+
+def all_claims() -> tuple[Claim, ...]:
+    """Every claim the paper tests: the core claims, then each registered strategy's (DESIGN.md §7, §9), in
+    registration order."""
+    from k1model.config.registry import STRATEGIES
+
+    return CORE_CLAIMS + tuple(Claim(**c) for s in STRATEGIES.values() for c in s.claims)
+
+
+def paired_claims() -> tuple[Claim, ...]:
+    """The claims decided by a paired comparison (the ones re-tested per order and after tuning)."""
+    return tuple(c for c in all_claims() if c.reference != "chance")
+
+
+def __getattr__(name: str) -> Any:  # CLAIMS, PAIRED_CLAIMS: collected from the registry when read
+    if name == "CLAIMS":
+        return all_claims()
+    if name == "PAIRED_CLAIMS":
+        return paired_claims()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 def _comparison(nums: Numbers, a: str, b: str, references: Sequence[str]) -> tuple[str, str] | None:
     """(reference, variant) keys under summary.comparisons for the pair a, b.

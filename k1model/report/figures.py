@@ -11,7 +11,6 @@ notes about panels that were skipped (e.g. attribution metrics absent); `k1 pape
 """
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from pathlib import Path
@@ -28,8 +27,9 @@ from matplotlib.figure import Figure
 
 from k1model.errors import DataError, K1Error
 from k1model.analysis.intervals import t_interval
-from k1model.io import write_json
+from k1model.io import read_output_table, rerun_hint, write_json
 from k1model.analysis.metric_info import metric_info
+from k1model.analysis.runs import read_run_file
 from k1model.analysis.settings import AnalysisSettings as AnalysisConfig
 from k1model.analysis.settings import load_analysis_config
 from k1model.report.drawing import RC as _RC
@@ -76,7 +76,7 @@ def _read_metrics(runs: list[tuple[Any, Path]]) -> dict[tuple[str, int], dict[st
     for run, d in runs:
         p = d / "metrics.json"
         if p.is_file():
-            m = json.loads(p.read_text(encoding="utf-8"))
+            m = read_run_file(p)
             if m.get("status", "completed") == "completed":
                 out[(run.variant, run.seed)] = m
     if not out:
@@ -92,7 +92,7 @@ def load_evals(runs: list[tuple[Any, Path]], notes: list[str]) -> pd.DataFrame:
         if not p.is_file():
             notes.append(f"learning curves: no {p}")
             continue
-        frames.append(pd.read_csv(p).assign(variant=run.variant, seed=run.seed))
+        frames.append(read_output_table(p, rerun_hint(d)).assign(variant=run.variant, seed=run.seed))
     if not frames:
         return pd.DataFrame(columns=["step", "phase_index", "phase", "domain", "bpb", "end_of_phase", "variant", "seed"])
     return pd.concat(frames, ignore_index=True)
@@ -263,8 +263,7 @@ def responsibility_tree(run: Path, agents: Sequence[Mapping[str, Any]], notes: l
     if not path.is_file():
         notes.append(f"responsibility tree: no {path}")
         return None, ""
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        steps = pd.read_csv(fh, keep_default_na=False, na_values=[""])
+    steps = read_output_table(path, rerun_hint(run), keep_default_na=False, na_values=[""])
     if steps.empty:
         notes.append(f"responsibility tree: {path} has no rows")
         return None, ""

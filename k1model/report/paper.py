@@ -27,7 +27,7 @@ from k1model.io import write_json, write_text
 from k1model.analysis.aggregate import load_summary
 from k1model.analysis.settings import load_analysis_config
 from k1model.config import HOLM_FAMILIES, TEST_NAMES
-from k1model.report.claims import CLAIMS, STATUSES, Claim, Numbers, _claim_sentence
+from k1model.report.claims import CLAIMS, STATUSES, Claim, Numbers, _claim_sentence, all_claims
 from k1model.report.forgetting_sections import (decomposition_section, loo_section, statistics_paragraph,
                                                 validity_section)
 from k1model.report.study_sections import (baselines_paragraph, budget_paragraph, idle_by_rule, orders_section,
@@ -62,6 +62,7 @@ STUDY_TABLES: tuple[tuple[str, str], ...] = (
 def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, data: str | Path,
                  out: str | Path) -> dict[str, Any]:
     """Write paper.md and numbers.json into `out`; returns {"files": [...], "claims": {...}}."""
+    CLAIMS = all_claims()  # noqa: N806  (the core claims and every registered strategy's, read now)
     cfg = load_analysis_config(params)
     results, data, out = Path(results), Path(data), Path(out)
     summary_path, manifest_path = results / "summary.json", data / "manifest.json"

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from k1model.report.claims import Numbers
+from k1model.report.study_sections import strategy_texts
 
 EVENT_METRICS = ("grow_events", "prune_events", "merge_events", "rolled_back_events")
 
 
 def growing_variants(variants: Sequence[str]) -> list[str]:
-    from k1model.method.variants import VARIANTS
+    from k1model.config.registry import VARIANTS
 
     return [v for v in variants if v in VARIANTS and "plasticity" in VARIANTS[v].plugins]
 
@@ -20,19 +21,7 @@ def structure_section(nums: Numbers, params: Any, variants: Sequence[str], claim
     grow = growing_variants(variants)
     if not grow:
         return ""
-    m, model = params.method, params.model
-    L = ["## Structural plasticity\n",
-         f"`k1_grow` is `k1_full` with a tree that changes itself. The model holds {model.max_agents} agent slots "
-         f"({model.num_agents} initial agents and a chain of {model.slots_per_leaf} slot(s) below every leaf); a slot "
-         "that is not active passes its input through and is never computed, scored, selected, updated or counted. "
-         f"**Grow:** a live leaf blamed (the drill-down end on the step's scores, ignoring the cooldown) on at least "
-         f"{m.grow_share:g} of the last {m.grow_window} steps gains a child whose residual projections are zero, so "
-         "the tree's output is unchanged (checked on a fixed probe batch to 1e-6). **Prune:** an agent whose |LOO Δ| "
-         f"stayed below {m.prune_threshold:g} nats for {m.prune_rounds} consecutive LOO rounds is bypassed for good. "
-         f"**Merge:** two sibling leaves whose contributions on the probe batch had a cosine similarity above "
-         f"{m.merge_similarity:g} for {m.merge_rounds} rounds become one (the survivor takes over the other's weight "
-         f"in the output mean). A prune or merge that raises the probe loss by more than {m.structure_tolerance:g} "
-         "nats is rolled back exactly from a snapshot.\n"]
+    L = ["## Structural plasticity\n", " ".join(strategy_texts(params, grow, "structure")) + "\n"]
     rows = []
     for v in grow:
         rows.append([v] + [nums.ci(v, e) for e in EVENT_METRICS] + [nums.ci(v, "active_agents"),

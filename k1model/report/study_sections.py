@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from k1model.report.claims import PAIRED_CLAIMS, Claim, Numbers
+from k1model.report.claims import Claim, Numbers, paired_claims
 from k1model.report.tables import fmt_num, fmt_p
 
 ClaimFn = Callable[[Numbers, Claim], tuple[str, str, str]]
 
 
 def variants_paragraph(variants: Sequence[str]) -> str:
-    from k1model.method.variants import VARIANTS
+    from k1model.config.registry import VARIANTS
 
     items = [f"`{v}` ({VARIANTS[v].description})" for v in variants if v in VARIANTS]
     return ("**Variants.** " + "; ".join(items) + ". All share architecture, data order, step budget, batch size, "
@@ -20,25 +20,17 @@ def variants_paragraph(variants: Sequence[str]) -> str:
             "and its plugins.\n")
 
 
+def strategy_texts(params: Any, variants: Sequence[str], section: str) -> list[str]:
+    """The paper descriptions of the registered strategies of one paper section ("baselines", "structure")
+    that add one of `variants`, in registration order, filled in with the params."""
+    from k1model.config.registry import STRATEGIES
+
+    return [s.paper.format(method=params.method, model=params.model) for s in STRATEGIES.values()
+            if s.paper and s.paper_section == section and any(v.name in variants for v in s.variants)]
+
+
 def baselines_paragraph(params: Any, variants: Sequence[str]) -> str:
-    m = params.method
-    parts = []
-    if "ewc" in variants:
-        parts.append(f"`ewc` is online EWC (Schwarz et al. 2018): after each phase a diagonal Fisher F_new is "
-                     f"estimated as the **empirical Fisher from per-sequence gradients** (the mean over "
-                     f"{m.fisher_batches} training batches of the phase of the squared gradient of each sequence's "
-                     f"mean cross-entropy, computed with torch.func), then F ← {m.ewc_gamma:g}·F + F_new, θ* ← θ, "
-                     f"and the loss gains (λ/2)·Σ F·(θ − θ*)² with λ = {m.ewc_lambda:g}; EWC is known to swing by "
-                     "orders of magnitude with λ and the estimator, which the tuned comparison and the sweep address")
-    if "replay" in variants or "k1_replay" in variants:
-        parts.append(f"`replay` and `k1_replay` keep a reservoir buffer (Vitter's algorithm R) of up to "
-                     f"{m.replay_buffer} training windows seen so far and replace a share of "
-                     f"{m.replay_fraction:g} of every batch with buffered windows (the batch size is unchanged, so "
-                     "the comparison is compute-matched; a domain is never replayed before its phase)")
-    if "joint" in variants:
-        parts.append("`joint` trains on an equal mixture of all domains in every batch (no sequence): the upper "
-                     "reference; its R rows are taken at the same step counts, so its 'forgetting' is not forgetting "
-                     "of a sequence")
+    parts = strategy_texts(params, variants, "baselines")
     return ("**Continual-learning baselines.** " + "; ".join(parts) + ".\n") if parts else ""
 
 
@@ -82,7 +74,7 @@ def tuned_section(nums: Numbers, claim: ClaimFn, claims: Mapping[str, Mapping[st
     view = nums.view("tuned")
     out = {}
     rows = []
-    for c in PAIRED_CLAIMS:
+    for c in paired_claims():
         status, short, sentence = claim(view, c)
         out[c.name] = {"status": status, "short": short, "sentence": sentence}
         rows.append((c.statement, claims[c.name]["status"], status))
@@ -97,7 +89,7 @@ def tuned_section(nums: Numbers, claim: ClaimFn, claims: Mapping[str, Mapping[st
         L.append(_status_table([(v, f"`{c['chosen']}`", fmt_num(c["searched"]), fmt_num(c["validation_mean"]))
                                 for v, c in choices.items()],
                                ("variant", "chosen setting", "candidates", "validation metric (mean)")))
-    L += [f"- **{c.name}** (tuned). {out[c.name]['sentence']}" for c in PAIRED_CLAIMS]
+    L += [f"- **{c.name}** (tuned). {out[c.name]['sentence']}" for c in paired_claims()]
     return "\n".join(L) + "\n", out
 
 
@@ -107,7 +99,7 @@ def orders_section(nums: Numbers, claim: ClaimFn, claims: Mapping[str, Mapping[s
     per: dict[str, dict] = {}
     rows = []
     changed = []
-    for c in PAIRED_CLAIMS:
+    for c in paired_claims():
         statuses = []
         for o in orders:
             status, short, sentence = claim(nums.view("by_order", o), c)

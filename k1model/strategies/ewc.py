@@ -22,6 +22,9 @@ lambda and the estimator (van de Ven 2025), which is why the study sweeps lambda
 
 With lambda = 0 the penalty is exactly zero and `ewc` equals `dense` bit for bit. F and theta*
 are the plugin's state, saved in the run's checkpoint.
+
+The whole strategy is this module: the plugin, and (at the end) its registration with its settings,
+its variant, its paper description and its claim.
 """
 from __future__ import annotations
 
@@ -30,7 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from k1model.train.plugins import Phase, Plugin, register_plugin
+from k1model.config.checks import Integer, Number, setting
+from k1model.config.registry import Strategy, register_strategy
+from k1model.method.variants import Variant
+from k1model.train.plugins import Phase, Plugin
 
 
 def empirical_fisher(single: torch.nn.Module, params: dict[str, torch.Tensor], batches: list[tuple[torch.Tensor, torch.Tensor]],
@@ -69,11 +75,7 @@ def _windows(tokens: np.ndarray, seq_len: int, batch: int, n_batches: int, rng: 
     return out
 
 
-@register_plugin
 class EWC(Plugin):
-    name = "ewc"
-    keys = ("ewc_lambda", "ewc_gamma", "fisher_batches")
-
     def __init__(self) -> None:
         self.fisher: dict[str, torch.Tensor] | None = None
         self.anchor: dict[str, torch.Tensor] | None = None
@@ -127,3 +129,27 @@ class EWC(Plugin):
         self.fisher, self.anchor = state["fisher"], state["anchor"]
         self.phases_seen = int(state["phases_seen"])
         self.fisher_seconds = list(state["fisher_seconds"])
+
+
+register_strategy(Strategy(
+    name="ewc",
+    plugin=EWC,
+    settings={
+        "ewc_lambda": setting(10.0, Number(0.0), "EWC penalty strength lambda (0 = off; default: the pilot of "
+                              "params/pilot_baselines.yaml on the validation split; results swing by orders of "
+                              "magnitude with it, so the study tunes it)"),
+        "ewc_gamma": setting(1.0, Number(0.0, 1.0, open_low=True),
+                             "online EWC decay of the old Fisher after each phase: F <- gamma F + F_new"),
+        "fisher_batches": setting(4, Integer(1), "training batches of a phase for its empirical Fisher"),
+    },
+    variants=(Variant("ewc", "all", "gradient", False, ("ewc",),
+                      "dense updates + online EWC penalty (empirical Fisher)"),),
+    paper=("`ewc` is online EWC (Schwarz et al. 2018): after each phase a diagonal Fisher F_new is estimated as "
+           "the **empirical Fisher from per-sequence gradients** (the mean over {method.fisher_batches} training "
+           "batches of the phase of the squared gradient of each sequence's mean cross-entropy, computed with "
+           "torch.func), then F ← {method.ewc_gamma:g}·F + F_new, θ* ← θ, and the loss gains (λ/2)·Σ F·(θ − θ*)² "
+           "with λ = {method.ewc_lambda:g}; EWC is known to swing by orders of magnitude with λ and the estimator, "
+           "which the tuned comparison and the sweep address"),
+    claims=({"name": "less_forgetting_than_ewc", "metric": "forgetting", "variant": "k1_full", "reference": "ewc",
+             "statement": "K-1 forgets less than online EWC"},),
+))

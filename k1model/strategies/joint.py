@@ -8,6 +8,8 @@ training split by the plugin's own generator (seeded from the run's seed and the
 The protocol still evaluates at the phase boundaries, so `joint`'s R rows are taken at the same
 step counts as the sequential runs'; its "forgetting" is then the change between those
 checkpoints of a model that never stopped seeing every domain.
+
+The whole strategy is this module: the plugin and (at the end) its registration.
 """
 from __future__ import annotations
 
@@ -16,14 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from k1model.train.plugins import Phase, Plugin, register_plugin
+from k1model.config.registry import Strategy, register_strategy
+from k1model.method.variants import Variant
+from k1model.train.plugins import Phase, Plugin
 
 
-@register_plugin
 class Joint(Plugin):
-    name = "joint"
-    keys = ()
-
     def __init__(self) -> None:
         self.rngs: list[np.random.Generator] | None = None
         self.batches = 0
@@ -58,3 +58,13 @@ class Joint(Plugin):
                 g = np.random.default_rng()
                 g.bit_generator.state = s
                 self.rngs.append(g)
+
+
+register_strategy(Strategy(
+    name="joint",
+    plugin=Joint,
+    variants=(Variant("joint", "all", "gradient", False, ("joint",),
+                      "upper reference: dense updates on a mixture of all domains (no sequence)"),),
+    paper=("`joint` trains on an equal mixture of all domains in every batch (no sequence): the upper reference; its "
+           "R rows are taken at the same step counts, so its 'forgetting' is not forgetting of a sequence"),
+))

@@ -32,6 +32,9 @@ begins, with the plugin's own generator (the training stream is untouched); with
 `create_k1_model` facade) the first training batch. Every event is recorded (step, kind, agents,
 probe loss before/after in nats per byte, kept) with the live tree's size after it; both go to the
 run's metrics.json (`structure_events`, `structure_sizes`).
+
+The whole strategy is this module: the plugin, and (at the end) its registration with its settings,
+the check that the params leave it free slots, its variant, its paper description and its claims.
 """
 from __future__ import annotations
 
@@ -41,19 +44,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from k1model.config.checks import Integer, Number, setting
+from k1model.config.registry import VARIANTS, Strategy, register_strategy
+from k1model.errors import ConfigError
+from k1model.method.variants import Variant
 from k1model.topology import ACTIVE, INACTIVE, MERGED, PRUNED
-from k1model.train.plugins import Phase, Plugin, register_plugin
+from k1model.train.plugins import Phase, Plugin
 
 #: a grow must leave the probe loss unchanged to within this (it is exact by construction)
 GROW_EXACTNESS = 1e-6
 
 
-@register_plugin
 class Plasticity(Plugin):
-    name = "plasticity"
-    keys = ("grow_window", "grow_share", "prune_threshold", "prune_rounds", "merge_similarity", "merge_rounds",
-            "structure_tolerance", "loo_interval")
-
     def __init__(self) -> None:
         self.blamed: list[int] = []  # the blamed leaf of each step of the current window
         self.quiet: dict[int, int] = {}  # agent -> consecutive LOO rounds with |Δ| < prune_threshold
@@ -294,3 +296,57 @@ def restore(run, snap: dict[str, Any]) -> None:
         p.copy_(saved)
         for live, kept in zip(opt.state[p], state):
             live.copy_(kept)
+
+
+def check_slots(params: Any) -> None:
+    """A variant that grows needs free agent slots."""
+    growing = [v for v in params.run_variants() if "plasticity" in VARIANTS[v].plugins]
+    if growing and params.model.slots_per_leaf == 0:
+        n, leaves = params.model.num_agents, params.model.num_leaves
+        raise ConfigError(f"variant {growing[0]} grows new agents but model.max_agents={params.model.max_agents} "
+                          f"leaves no free slot: set model.max_agents to {n + leaves} ({n} initial agents + one "
+                          f"slot per leaf) or more ({n} + a multiple of {leaves})")
+
+
+register_strategy(Strategy(
+    name="plasticity",
+    plugin=Plasticity,
+    settings={
+        "grow_window": setting(100, Integer(1), "steps over which the blamed leaf is counted for a grow"),
+        "grow_share": setting(0.5, Number(0.0, 1.0, open_low=True),
+                              "a live leaf blamed on at least this share of a full window gains a child"),
+        "prune_threshold": setting(0.001, Number(0.0),
+                                   "|LOO delta| (nats per byte) below which an agent counts as doing nothing"),
+        "prune_rounds": setting(4, Integer(1), "consecutive LOO rounds below prune_threshold before a prune"),
+        "merge_similarity": setting(0.95, Number(-1.0, 1.0, open_low=True),
+                                    "cosine similarity of two sibling leaves' contributions on the probe batch "
+                                    "above which they count as redundant"),
+        "merge_rounds": setting(4, Integer(1), "consecutive LOO rounds above merge_similarity before a merge"),
+        "structure_tolerance": setting(0.01, Number(0.0),
+                                       "a prune or merge that raises the probe loss (nats per byte) by more is "
+                                       "rolled back"),
+    },
+    reads=("loo_interval",),
+    variants=(Variant("k1_grow", "drilldown", "hybrid", True, ("plasticity",),
+                      "k1_full + structural plasticity: persistent culprits grow a child, idle agents are pruned, "
+                      "redundant siblings merge"),),
+    checks=(check_slots,),
+    paper_section="structure",  # its own section of the paper (k1model/report/structure_sections.py)
+    paper=("`k1_grow` is `k1_full` with a tree that changes itself. The model holds {model.max_agents} agent slots "
+           "({model.num_agents} initial agents and a chain of {model.slots_per_leaf} slot(s) below every leaf); a "
+           "slot that is not active passes its input through and is never computed, scored, selected, updated or "
+           "counted. **Grow:** a live leaf blamed (the drill-down end on the step's scores, ignoring the cooldown) "
+           "on at least {method.grow_share:g} of the last {method.grow_window} steps gains a child whose residual "
+           "projections are zero, so the tree's output is unchanged (checked on a fixed probe batch to 1e-6). "
+           "**Prune:** an agent whose |LOO Δ| stayed below {method.prune_threshold:g} nats for "
+           "{method.prune_rounds} consecutive LOO rounds is bypassed for good. **Merge:** two sibling leaves whose "
+           "contributions on the probe batch had a cosine similarity above {method.merge_similarity:g} for "
+           "{method.merge_rounds} rounds become one (the survivor takes over the other's weight in the output "
+           "mean). A prune or merge that raises the probe loss by more than {method.structure_tolerance:g} nats is "
+           "rolled back exactly from a snapshot."),
+    claims=({"name": "grow_forgets_less", "metric": "forgetting", "variant": "k1_grow", "reference": "k1_full",
+             "statement": "a tree that grows, prunes and merges (k1_grow) forgets less than the fixed tree "
+                          "(k1_full)"},
+            {"name": "grow_lm_quality", "metric": "final_avg_bpb", "variant": "k1_grow", "reference": "k1_full",
+             "statement": "k1_grow ends with a lower average bpb than the fixed tree (k1_full)"}),
+))

@@ -13,6 +13,9 @@ the buffer only ever holds windows of steps already taken: replay never reads a 
 its phase. The plugin samples with its own generator; the training data stream is untouched, and
 with replay_fraction = 0 `replay` equals `dense` bit for bit. The buffer is the plugin's state,
 saved in the run's checkpoint.
+
+The whole strategy is this module: the plugin, and (at the end) its registration with its settings
+and their check, its variants, its paper description and its claims.
 """
 from __future__ import annotations
 
@@ -21,7 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from k1model.train.plugins import Phase, Plugin, register_plugin
+from k1model.config.checks import Integer, Number, setting
+from k1model.config.registry import Strategy, register_strategy
+from k1model.errors import ConfigError
+from k1model.method.variants import Variant
+from k1model.train.plugins import Phase, Plugin
 
 
 class Reservoir:
@@ -62,11 +69,7 @@ class Reservoir:
         self.rng.bit_generator.state = state["rng"]
 
 
-@register_plugin
 class Replay(Plugin):
-    name = "replay"
-    keys = ("replay_buffer", "replay_fraction")
-
     def __init__(self) -> None:
         self.buffer: Reservoir | None = None
         self.replayed = 0  # windows replayed so far
@@ -95,3 +98,37 @@ class Replay(Plugin):
             b = state["buffer"]
             self.buffer = Reservoir(b["windows"].shape[0], b["windows"].shape[1], 0)
             self.buffer.load_state_dict(b)
+
+
+def check_buffer(params: Any) -> None:
+    """The buffer holds at least one batch's replay share."""
+    m, batch = params.method, params.train.batch_size
+    share = round(m.replay_fraction * batch)
+    if m.replay_buffer < share:
+        raise ConfigError(f"method.replay_buffer={m.replay_buffer} is smaller than one batch's replay share "
+                          f"(round(method.replay_fraction {m.replay_fraction} x train.batch_size "
+                          f"{batch}) = {share} windows); raise method.replay_buffer")
+
+
+register_strategy(Strategy(
+    name="replay",
+    plugin=Replay,
+    settings={
+        "replay_buffer": setting(1000, Integer(1), "reservoir capacity in training windows"),
+        "replay_fraction": setting(0.5, Number(0.0, 1.0, open_high=True),
+                                   "share of every batch drawn from the buffer (batch size unchanged; default: the "
+                                   "pilot of params/pilot_baselines.yaml)"),
+    },
+    variants=(Variant("replay", "all", "gradient", False, ("replay",),
+                      "dense updates + experience replay from a reservoir buffer (compute-matched batches)"),
+              Variant("k1_replay", "drilldown", "hybrid", True, ("replay",), "k1_full's selection + the same replay")),
+    checks=(check_buffer,),
+    paper=("`replay` and `k1_replay` keep a reservoir buffer (Vitter's algorithm R) of up to {method.replay_buffer} "
+           "training windows seen so far and replace a share of {method.replay_fraction:g} of every batch with "
+           "buffered windows (the batch size is unchanged, so the comparison is compute-matched; a domain is never "
+           "replayed before its phase)"),
+    claims=({"name": "less_forgetting_than_replay", "metric": "forgetting", "variant": "k1_full",
+             "reference": "replay", "statement": "K-1 forgets less than experience replay"},
+            {"name": "replay_with_k1", "metric": "forgetting", "variant": "k1_replay", "reference": "replay",
+             "statement": "K-1's selection on top of replay forgets less than replay alone"}),
+))

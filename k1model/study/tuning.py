@@ -20,7 +20,7 @@ import pandas as pd
 
 from k1model.config import Params, load_params
 from k1model.errors import DataError
-from k1model.io import write_json
+from k1model.io import read_output_json, rerun_hint, write_json
 from k1model.study.design import as_dict
 from k1model.study.plan import part_runs
 
@@ -33,7 +33,7 @@ def read_validation(params: Params, results: str | Path) -> pd.DataFrame:
         path = Path(results) / run.path / "metrics.json"
         status, value = "missing", math.nan
         if path.is_file():
-            metrics = json.loads(path.read_text())
+            metrics = read_output_json(path, rerun_hint(path.parent))
             status = metrics.get("status", "completed")
             if status == "completed":
                 v = (metrics.get("validation") or {}).get(metric)

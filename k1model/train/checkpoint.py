@@ -8,15 +8,15 @@ file. Writes are atomic.
 """
 from __future__ import annotations
 
-import json
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from k1model.errors import CheckpointError, DataError
-from k1model.io import atomic_path
+from k1model.errors import CheckpointError, DamagedCheckpointError, DataError
+from k1model.io import atomic_path, read_output_json, rerun_hint
 
 
 def save_checkpoint(path: str | Path, blob: dict[str, Any]) -> None:
@@ -24,25 +24,39 @@ def save_checkpoint(path: str | Path, blob: dict[str, Any]) -> None:
         torch.save(blob, tmp)
 
 
+def checkpoint_fix(path: Path) -> str:
+    """How to rebuild a damaged checkpoint: resume.pt is the state of a run in progress (the run can restart
+    without it), checkpoint.pt the final state of a finished run (the run must be trained again)."""
+    if path.name == "resume.pt":
+        return f"delete {path} to restart that run from step 0 (or delete its run folder {path.parent})"
+    return rerun_hint(path.parent)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint's contents; CheckpointError (naming the file) if it is missing, corrupt, or holds
-    anything but tensors and plain values."""
+    """A checkpoint's contents; CheckpointError (naming the file) if it is missing, damaged (truncated, not a
+    checkpoint: `DamagedCheckpointError`, saying how to rebuild it), or holds anything but tensors and
+    plain values."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is missing; rerun `k1 train` for this run")
+    size = path.stat().st_size
+    if size == 0 or not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        what = "it is empty" if size == 0 else f"it is not a checkpoint (truncated or overwritten: {size} bytes)"
+        raise DamagedCheckpointError(f"{path} is damaged: {what}; {checkpoint_fix(path)}")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"checkpoint {path} holds objects other than tensors and plain values, which could run code when "
-            f"loaded; refusing to load it ({first}). Delete it and rerun `k1 train`, and check where it came "
-            "from") from None
+            f"loaded; refusing to load it ({first}). Check where it came from, and {checkpoint_fix(path)}") from None
     except Exception as err:  # noqa: BLE001 - any other failure means the file is unusable
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
-                              "delete it to restart this run from scratch") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise DamagedCheckpointError(f"{path} is damaged: torch cannot read it ({type(err).__name__}: {first}); "
+                                     f"{checkpoint_fix(path)}") from None
     if not isinstance(blob, dict):
-        raise CheckpointError(f"checkpoint {path} does not hold a checkpoint dictionary; delete it and rerun")
+        raise DamagedCheckpointError(f"{path} is damaged: it does not hold a checkpoint dictionary; "
+                                     f"{checkpoint_fix(path)}")
     return blob
 
 
@@ -56,7 +70,7 @@ def load_run_model(run_dir: str | Path, params: Any, device: str = "cpu") -> tup
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
         raise DataError(f"{run_dir} has no metrics.json: the run is missing or unfinished; run `k1 train` first")
-    metrics = json.loads(metrics_path.read_text())
+    metrics = read_output_json(metrics_path, rerun_hint(run_dir))
     path = run_dir / "checkpoint.pt"
     blob = load_checkpoint(path, map_location=device)
     try:

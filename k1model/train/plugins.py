@@ -17,9 +17,11 @@ a run at fixed points; a plugin overrides only the hooks it needs:
 
 `run` is a `step.RunContext`: the trainer, the run's row index, its method settings, its weights
 (`run.parameters()`, the run's own tensors of the multi-run model) and the step count. A
-plugin instance belongs to one run, even when many runs train in one process. Register a plugin
-class with `@register_plugin` (its `name` is what `Variant.plugins` lists). Hooks must not touch
-RNG streams they do not own: a plugin that samples keeps its own generator in its state.
+plugin instance belongs to one run, even when many runs train in one process. A strategy's plugin
+is registered with its strategy (`k1model.config.registry.register_strategy`: its name and keys come
+from there); a plugin on its own with `@register_plugin` (its `name` is what `Variant.plugins` lists).
+Both land in `PLUGINS` (the registry at the bottom, `k1model.config.registry.PLUGINS`). Hooks must not
+touch RNG streams they do not own: a plugin that samples keeps its own generator in its state.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
+
+from k1model.config.registry import PLUGINS, register_plugin
+
+__all__ = ["PLUGINS", "Phase", "Plugin", "make_plugins", "plugin_keys", "register_plugin"]
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +58,7 @@ class Phase:
 
 class Plugin:
     name: ClassVar[str] = ""
-    keys: ClassVar[tuple[str, ...]] = ()  # the method keys it reads
+    keys: ClassVar[tuple[str, ...]] = ()  # the method keys it reads (a strategy's plugin: set by its registration)
 
     def before_phase(self, run: "RunContext", phase: Phase) -> None:
         """A phase begins (before its first batch)."""
@@ -85,29 +91,16 @@ class Plugin:
             raise ValueError(f"plugin {self.name!r} has no state, but the checkpoint holds {sorted(state)}")
 
 
-PLUGINS: dict[str, type[Plugin]] = {}
-
-
-def register_plugin(cls: type[Plugin]) -> type[Plugin]:
-    """Class decorator: make a plugin available to `Variant.plugins` under `cls.name`."""
-    if not cls.name:
-        raise ValueError(f"plugin class {cls.__name__} needs a `name`")
-    if cls.name in PLUGINS and PLUGINS[cls.name] is not cls:
-        raise ValueError(f"plugin {cls.name!r} is already registered")
-    PLUGINS[cls.name] = cls
-    return cls
-
-
 def plugin_keys(name: str) -> tuple[str, ...]:
-    import k1model.strategies  # noqa: F401  (registers the strategies' plugins)
-
-    return PLUGINS[name].keys
+    """The method keys plugin `name` reads (a strategy's: its settings and `reads`)."""
+    try:
+        return PLUGINS[name].keys
+    except KeyError:
+        raise ValueError(f"unknown plugin {name!r}; registered: {', '.join(PLUGINS) or 'none'}") from None
 
 
 def make_plugins(names: tuple[str, ...], **kwargs: Any) -> list[Plugin]:
     """Instances of the named plugins for one run (keyword arguments go to each constructor)."""
-    import k1model.strategies  # noqa: F401  (registers the strategies' plugins)
-
     out = []
     for name in names:
         try:

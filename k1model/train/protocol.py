@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from k1model.config import MethodConfig, ModelConfig, Params, config_hash, load_params, method_config
 from k1model.config.checks import plain
 from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
+from k1model.io import read_output_json, rerun_hint
 from k1model.model import AgentTree, default_execution
 from k1model.topology import ACTIVE, STATE_NAMES
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
@@ -226,7 +227,7 @@ class RunGroup:
         for i, spec in enumerate(self.specs):
             metrics_path = spec.out_dir / "metrics.json"
             if metrics_path.exists():
-                done = json.loads(metrics_path.read_text())
+                done = read_output_json(metrics_path, rerun_hint(spec.out_dir))
                 if done.get("config_hash") == self.hashes[i] and done.get("status") == "completed":
                     print(f"{spec.out_dir}: already complete (config hash {self.hashes[i]}); nothing to do")
                     results[i] = done

@@ -26,10 +26,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+import k1model.strategies  # noqa: F401  (registers the built-in variants and their plugins)
 from k1model.config import MethodConfig
 from k1model.errors import NonFiniteLossError
 from k1model.method.attribution import GradScorer, loo_deltas
-from k1model.method.scoring import get_scorer, hybrid_scores
+from k1model.method.scoring import get_scorer
 from k1model.method.selection import get_selector
 from k1model.method.trust import Trust
 from k1model.method.updates import SparseAdamW
@@ -230,14 +231,14 @@ class Trainer:
         del outs
         grad = self.scorer.scores()
         scores = grad.clone()
-        for r, run in enumerate(runs):
-            if run.scoring.needs_loo and run.latest_loo is not None:
-                if model.has_slots:  # over the live tree only (the mean |Δ| must not see inactive slots)
-                    live = model.active_index(r)
-                    scores[r] = 0.0
-                    scores[r, live] = hybrid_scores(grad[r, live], run.latest_loo[live])
-                else:
-                    scores[r] = hybrid_scores(grad[r], run.latest_loo)
+        for r, run in enumerate(runs):  # every run's scores from its variant's registered scorer
+            loo_r = run.latest_loo if run.scoring.needs_loo else None
+            if loo_r is not None and model.has_slots:  # over the live tree only (e.g. the mean |Δ| of hybrid)
+                live = model.active_index(r)
+                scores[r] = 0.0
+                scores[r, live] = run.scoring.score(grad[r, live], loo_r[live])
+            else:
+                scores[r] = run.scoring.score(grad[r], loo_r)
         parts = [losses.detach().float().view(-1), grad.view(-1), scores.view(-1)] + ([loo.view(-1)] if loo is not None else [])
         host = torch.cat(parts).cpu().numpy().astype(np.float64)  # the one host sync of the step
         R = len(runs)

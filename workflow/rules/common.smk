@@ -86,12 +86,20 @@ def _dotted(path_items):
     return out
 
 
-def _validate_params(params, path):
+def _validate_params(params, path, stage):
     """Validate at start-up, before any job: the library's checks (one clear line naming the key),
-    then the generated JSON schema (snakemake.utils.validate), which must agree."""
+    then the generated JSON schema (snakemake.utils.validate), which must agree. The data stage
+    (`stage=data`, what dvc.yaml's data stage runs) reads only `data` and `model`: the library checks
+    those sections, the schema the whole file, and nothing of the training code is imported, so the
+    data stage depends only on what data preparation imports."""
     import jsonschema
-    from k1model.config import load_params
     from k1model.errors import ConfigError
+
+    if stage == "data":
+        from k1model.config import load_data_sections as load_params
+    else:
+        import k1model.strategies  # registers the variants and strategies whose names and keys params use
+        from k1model.config import load_params
 
     try:
         load_params(path)
@@ -116,14 +124,14 @@ def _validate_params(params, path):
 
 PARAMS_FILE = _pick_params_file()
 PARAMS = _load_params(PARAMS_FILE)
-_validate_params(PARAMS, PARAMS_FILE)
+STAGE = (workflow.config_settings.config or {}).get("stage")
+if STAGE is not None and STAGE not in STAGES:
+    raise WorkflowError(f"--config stage={STAGE}: unknown stage; allowed: {', '.join(STAGES)}")
+_validate_params(PARAMS, PARAMS_FILE, STAGE)
 # From here on `config` is exactly the (validated) params file that every k1 call reads.
 config.clear()
 config.update(PARAMS)
 DATA_ROOT = (workflow.config_settings.config or {}).get("data_root")
-STAGE = (workflow.config_settings.config or {}).get("stage")
-if STAGE is not None and STAGE not in STAGES:
-    raise WorkflowError(f"--config stage={STAGE}: unknown stage; allowed: {', '.join(STAGES)}")
 
 
 def in_stage(name):
@@ -205,14 +213,48 @@ def prepared_files():
     ]
 
 
-# The run plan and its jobs come from the library (the same function `k1 train --group` uses).
-from k1model.config import load_params as _load_validated
-from k1model.study.plan import job_groups, plan_runs
+# The run plan and its jobs come from the library (the same function `k1 train --group` uses); the
+# data stage has no runs and does not plan them.
+if STAGE == "data":
+    PLAN, TRAIN_GROUPS = [], {}
+else:
+    from k1model.config import load_params as _load_validated
+    from k1model.study.plan import job_groups, plan_runs
 
-PLAN = plan_runs(_load_validated(PARAMS_FILE))
-TRAIN_GROUPS = job_groups(PLAN)
+    PLAN = plan_runs(_load_validated(PARAMS_FILE))
+    TRAIN_GROUPS = job_groups(PLAN)
 PARTS = sorted({r.part for r in PLAN})
 CHOICE = f"{RESULTS}/tuning/chosen.json"
+
+
+def _profile_value(resource):
+    """A profile's set-resources/set-threads entry as a rule's value: a number or string as written; an
+    expression (e.g. `2*attempt*8000`) stays the function Snakemake evaluates per job."""
+    import ast
+
+    if not hasattr(resource, "is_evaluable"):  # a plain value (settings given through the API)
+        return resource
+    if not resource.is_evaluable():
+        return resource.value
+    try:
+        return ast.literal_eval(resource.raw) if isinstance(resource.raw, str) else int(resource.raw)
+    except (ValueError, TypeError, SyntaxError):
+        return resource._evaluator  # what Snakemake itself evaluates for a set-resources expression
+
+
+def profile_resources(name, **defaults):
+    """The resources a profile sets for rules named `name` (`set-resources: train:`) over `defaults`.
+    Snakemake applies set-resources and set-threads by exact rule name, and the training rules are
+    generated (train_g0, train_t1, ...): they take the entry of `train`, so a profile addresses every
+    training job by that one name (an entry for one generated rule still overrides it)."""
+    given = workflow.resource_settings.overwrite_resources.get(name) or {}
+    return {**defaults, **{key: _profile_value(r) for key, r in given.items()}}
+
+
+def profile_threads(name, default):
+    """The threads a profile sets for rules named `name` (`set-threads: train: 4`), else `default`."""
+    given = workflow.resource_settings.overwrite_threads.get(name)
+    return default if given is None else _profile_value(given)
 
 
 def group_fingerprint(runs):

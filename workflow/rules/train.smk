@@ -3,7 +3,9 @@
 # train.runs_per_job runs that train together in one process (`k1 train --group`): one rule per
 # job, with every file of its runs as outputs. Tuned jobs wait for the tuning choice (`k1 tune`).
 # Then one attribution job per run of the main comparison. Both read the model/method/train
-# sections (fingerprinted as a param) and the prepared data (an input).
+# sections (fingerprinted as a param) and the prepared data (an input). Profiles set the training
+# jobs' resources and threads under the name `train` (`set-resources: train:`), which every
+# generated rule takes, and the attribution jobs' under `attribute` (the rule's own name).
 
 
 for _group, _runs in TRAIN_GROUPS.items():
@@ -34,9 +36,10 @@ for _group, _runs in TRAIN_GROUPS.items():
             ).parents[depth],
             choices=lambda wildcards, input: f"--choices {input.choice[0]}" if input.choice else "",
             data=lambda wildcards, input: Path(input.manifest).parent,
-        threads: 1
+        # the profile's `set-threads: train:` and `set-resources: train:` (common.smk, profile_resources)
+        threads: profile_threads("train", 1)
         resources:
-            gpu=GPUS_PER_RUN,
+            **profile_resources("train", gpu=GPUS_PER_RUN),
         conda:
             "../envs/k1.yaml"
         shell:

@@ -14,15 +14,14 @@ import pandas as pd
 
 from k1model.analysis.stats import _mutual_info, nmi_permutation_test, spearman
 from k1model.errors import DataError
+from k1model.io import read_output_table, rerun_hint
 
 def read_steps(path: Path) -> pd.DataFrame:
     """The per-step log; numeric agent columns as floats (NaN where empty), text columns as str."""
     if not path.is_file():
         raise DataError(f"{path} is missing: the run's step log is needed; rerun `k1 train` for this run")
-    try:
-        steps = pd.read_csv(path, keep_default_na=False, dtype={"domain": str, "culprit": str, "path": str})
-    except Exception as err:  # noqa: BLE001 - any parse failure means the file is unusable
-        raise DataError(f"{path} is unreadable ({type(err).__name__}: {err}); rerun `k1 train` for this run") from None
+    steps = read_output_table(path, rerun_hint(path.parent), keep_default_na=False,
+                              dtype={"domain": str, "culprit": str, "path": str})
     for col in steps.columns:
         if col.startswith(("grad_", "score_", "loo_", "trust_")) or col in ("loss", "avg_trust"):
             steps[col] = pd.to_numeric(steps[col], errors="coerce")
