@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from k1model.analysis.aggregate import by_variant, nested_comparisons, statistics
+from k1model.analysis.summaries import by_variant, nested_comparisons, statistics
 from k1model.analysis.settings import load_analysis_config
 from k1model.analysis.validity import benchmark_forgets, phase_table
 from k1model.io import json_safe

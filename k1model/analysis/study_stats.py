@@ -1,6 +1,6 @@
 """Statistics of the study's other parts: the main comparison per domain order, the tuned
 comparison, and the sensitivity sweep. The same estimators as the main comparison
-(`aggregate.statistics`); this module only decides what is compared with what."""
+(`summaries.statistics`); this module only decides what is compared with what."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from k1model.analysis.aggregate import (HEADLINE_METRICS, _completed, _sorted, by_variant, comparisons,
-                                        nested_comparisons, statistics, validity_check)
+from k1model.analysis.summaries import (HEADLINE_METRICS, by_variant, comparisons, completed_runs,
+                                        nested_comparisons, sorted_tidy, statistics, validity_check)
 from k1model.analysis.metric_info import KEY_METRICS
 from k1model.analysis.runs import _read_json, load_runs, read_run_file, tidy_table
 from k1model.analysis.settings import AnalysisSettings
@@ -71,8 +71,8 @@ def tuned_statistics(params: Params, cfg: AnalysisSettings, results: str | Path,
     from k1model.study.plan import part_runs
 
     records = load_runs(results, part_runs(params, "tuned"), attribution=False)
-    failed, notes = _completed(records, cfg, "tuned")
-    tidy = _sorted(tidy_table(records), cfg.variants)
+    failed, notes = completed_runs(records, cfg, "tuned")
+    tidy = sorted_tidy(tidy_table(records), cfg.variants)
     variants = [v for v in cfg.variants if v in set(tidy.variant)]
     summary, comp, stat_notes = statistics(tidy, cfg)
     summary = summary[summary.variant.isin(variants)]
