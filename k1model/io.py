@@ -108,13 +108,33 @@ def read_output_json(path: str | os.PathLike, fix: str) -> dict[str, Any]:
             problem = f"it is not UTF-8 text (byte {err.start} of {len(raw)}), so not JSON"
         except json.JSONDecodeError as err:
             problem = (f"it is truncated: the JSON stops after {len(raw)} bytes ({err.msg})"
-                       if err.pos >= len(text.rstrip()) else
+                       if err.pos >= len(text.rstrip()) or _unclosed(text) else
                        f"it is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})")
         else:
             if isinstance(data, dict):
                 return data
             problem = f"it holds a JSON {type(data).__name__}, not an object"
     raise DamagedOutputError(f"{path} is damaged: {problem}; {fix}")
+
+
+def _unclosed(text: str) -> bool:
+    """Whether JSON text ends inside a string or with brackets left open: what a cut-off file looks like."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+    return in_string or depth > 0
 
 
 def read_output_table(path: str | os.PathLike, fix: str, **read_csv: Any) -> Any:
