@@ -275,3 +275,37 @@ def test_keys_a_variant_does_not_read_cannot_change_its_run(tmp_path):
         assert base["status"] == other["status"] == "completed"
         assert base["R"] == other["R"] and base["R_valid"] == other["R_valid"], base["variant"]
         assert base["update_counts"] == other["update_counts"], base["variant"]
+
+
+def test_a_tuned_run_at_the_profiles_own_settings_is_its_twin_copied(tmp_path):
+    """A tuned run whose chosen settings are the profile's own has its main-comparison run's config hash:
+    `k1 train --group` copies that run (bit for bit, with copied_from) instead of training it again; a
+    tuned run at other settings trains, and gives what training those settings from scratch gives."""
+    from k1model.data import prepare
+    from k1model.study.plan import job_groups, twin_path
+    from k1model.train.protocol import RunGroup, planned_specs
+
+    p = load_params(params(experiment={**BASE["experiment"], "variants": ["k1_full", "dense"], "seeds": [0],
+                                       "orders": [["alpha", "beta"]]},
+                           tuning={"seeds": [7], "candidates": {"default": {"learning_rate": [0.003, 0.01]}}}))
+    prepare(p.data, tmp_path / "data", seq_len=p.model.max_seq_len)
+    root = tmp_path / "results"
+    plan = plan_runs(p)
+    main = [r for r in plan if r.part == "runs"]
+    RunGroup(p, tmp_path / "data", planned_specs(p, main, root)).run(progress=False)
+    tuned = [r for r in plan if r.part == "tuned"]
+    assert {twin_path(r) for r in tuned} == {r.path for r in main}
+    choices = {"variants": {"dense": {"overrides": {"learning_rate": 0.003}},   # the profile's own
+                            "k1_full": {"overrides": {"learning_rate": 0.01}}}}
+    assert len(job_groups(tuned)) == 1
+    results = RunGroup(p, tmp_path / "data", planned_specs(p, tuned, root, choices)).run(progress=False)
+    by_variant = {m["variant"]: m for m in results}
+    dense_twin = json.loads((root / "runs/alpha-beta/dense/seed0/metrics.json").read_text())
+    assert by_variant["dense"]["copied_from"].endswith("runs/alpha-beta/dense/seed0")
+    assert by_variant["dense"]["R"] == dense_twin["R"] and by_variant["dense"]["config_hash"] == dense_twin["config_hash"]
+    for name in ("steps.csv.gz", "evals.csv", "checkpoint.pt"):
+        assert (root / "tuned/alpha-beta/dense/seed0" / name).read_bytes() == \
+            (root / "runs/alpha-beta/dense/seed0" / name).read_bytes(), name
+    k1 = by_variant["k1_full"]
+    assert "copied_from" not in k1 and k1["method"]["learning_rate"] == 0.01
+    assert k1["config_hash"] != json.loads((root / "runs/alpha-beta/k1_full/seed0/metrics.json").read_text())["config_hash"]

@@ -79,7 +79,7 @@ def train(args: argparse.Namespace) -> int:
             raise ConfigError("k1 train needs --variant, --seed and --out (or --group with --runs-root)")
         specs = run_specs(params, _list(args.variant, "variant"), _list(args.seed, "seed", int), args.out,
                           order=_list(args.order, "order") if args.order else None)
-    results = RunGroup(params, args.data, specs, threads=args.threads).run(max_steps=args.max_steps)
+    results = RunGroup(params, args.data, specs, threads=args.threads, name=args.group).run(max_steps=args.max_steps)
     for spec, metrics in zip(specs, results):
         if metrics is None:
             continue

@@ -10,6 +10,7 @@ Paths are relative to the results directory:
                                               that cannot change a variant reuses that variant's base run
     tuning/<variant>/<candidate>/seed<k>      tuning runs (tuning seeds, one order)
     tuned/<order>/<variant>/seed<k>           the tuned comparison: the chosen settings, evaluation seeds
+                                              (where they are the profile's own, a copy of runs/...: twin_path)
 
 Runs of one part share the model and `train` settings, so up to `train.runs_per_job` of them train
 in one process (one job). Jobs are balanced: runs are dealt round-robin, so every job gets a
@@ -130,6 +131,14 @@ def group_runs(params: Params, group: str) -> list[PlannedRun]:
 
 def part_runs(params: Params, part: str) -> list[PlannedRun]:
     return [r for r in plan_runs(params) if r.part == part]
+
+
+def twin_path(run: PlannedRun) -> str:
+    """The main-comparison run a tuned run equals when the tuning chose the profile's own settings for its
+    variant (same variant, seed and order): `k1 train` then copies it instead of training it again."""
+    if run.part != "tuned":
+        raise ValueError(f"{run.path}: only tuned runs have a twin")
+    return f"runs/{run.order_name}/{run.variant}/seed{run.seed}"
 
 
 def run_dir(root: str | Path, run: PlannedRun) -> Path:

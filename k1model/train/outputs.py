@@ -90,6 +90,22 @@ def finish_run(out_dir: Path, resume_path: Path, log: RunLog, metrics: dict[str,
     return metrics
 
 
+RUN_FILES = ("steps.csv.gz", "evals.csv", "checkpoint.pt")  # metrics.json is written last: its presence means done
+
+
+def copy_run(source: Path, out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A completed run copied to `out_dir`: what training it again would write, bit for bit (the same config
+    hash is the same computation: each run's kernels are its own, whatever the other runs of its process).
+    metrics.json says where it was copied from; it is written last, as after training."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        with atomic_path(out_dir / name) as tmp:
+            shutil.copyfile(source / name, tmp)
+    metrics = {**metrics, "copied_from": str(source)}
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
 def record_failure(out_dir: Path, resume_path: Path, log: RunLog, info: dict[str, Any]) -> dict[str, Any]:
     """A run whose loss stopped being finite: failure.json, the log so far, the last good checkpoint
     as checkpoint.pt (the resumable state stays), and metrics.json with status "failed", so a

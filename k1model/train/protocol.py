@@ -41,7 +41,7 @@ from k1model.model import AgentTree, default_execution
 from k1model.topology import ACTIVE, STATE_NAMES
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
 from k1model.train.decomposition import decomposition, record_phase_end, snapshot, swap_test
-from k1model.train.outputs import RunLog, finish_run, record_failure, run_metrics, step_row, write_run_outputs
+from k1model.train.outputs import RunLog, copy_run, finish_run, record_failure, run_metrics, step_row, write_run_outputs
 from k1model.train.plugins import Phase
 from k1model.train.runtime import resolve_device, versions
 from k1model.train.step import Trainer
@@ -59,6 +59,7 @@ class RunSpec:
     method: MethodConfig
     phases: tuple[str, ...]
     model: ModelConfig
+    twin: Path | None = None  # a run that may hold this very run (same config hash): copied instead of retrained
 
 
 def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out: str | Path,
@@ -98,11 +99,21 @@ def deterministic_mode() -> None:
     torch.use_deterministic_algorithms(True)
 
 
+def progress_line(label: str, done_now: int, step: int, total: int, phase: int, elapsed: float,
+                  losses: Sequence[float]) -> str:
+    """One line of a job's progress (every 5 % of its steps, when stderr is not a terminal): what the
+    pipeline shows while a job trains. The time left extrapolates this process's own pace."""
+    left = elapsed / done_now * (total - step) if done_now else float("nan")
+    return (f"[{label}] step {step}/{total} ({100 * step / total:.0f}%) phase {phase}, "
+            f"{elapsed:.0f}s elapsed, ~{left:.0f}s left, loss " + " ".join(f"{v:.3f}" for v in losses))
+
+
 class RunGroup:
     """Trains `specs` (runs sharing the model and train settings) together; see the module docstring."""
 
     def __init__(self, params: Params | dict, data_dir: str | Path, specs: Sequence[RunSpec],
-                 threads: int | None = None):
+                 threads: int | None = None, name: str | None = None):
+        self.name = name  # the job's name in the progress lines (the plan's group, e.g. "g03")
         if threads:
             torch.set_num_threads(threads)
         self.params = params = load_params(params)
@@ -232,6 +243,10 @@ class RunGroup:
                     print(f"{spec.out_dir}: already complete (config hash {self.hashes[i]}); nothing to do")
                     results[i] = done
                     continue
+            copied = self._copy_twin(i)
+            if copied is not None:
+                results[i] = copied
+                continue
             blobs[i] = self._read_resume(i)
             start = 0 if blobs[i] is None else int(blobs[i]["trainer"]["step"])
             pending.setdefault(start, []).append(i)
@@ -239,6 +254,18 @@ class RunGroup:
             for i, metrics in zip(pending[start], self._train([*pending[start]], blobs, max_steps, progress)):
                 results[i] = metrics
         return results
+
+    def _copy_twin(self, i: int) -> dict | None:
+        """The run's twin, copied, when it is complete and has this run's config hash (e.g. a tuned run whose
+        chosen settings are the profile's own: it is the main comparison's run of that variant and seed)."""
+        spec = self.specs[i]
+        if spec.twin is None or not (spec.twin / "metrics.json").is_file():
+            return None
+        twin = read_output_json(spec.twin / "metrics.json", rerun_hint(spec.twin))
+        if twin.get("config_hash") != self.hashes[i] or twin.get("status") != "completed":
+            return None
+        print(f"{spec.out_dir}: the same run as {spec.twin} (config hash {self.hashes[i]}); copied, not retrained")
+        return copy_run(spec.twin, spec.out_dir, twin)
 
     def _train(self, members: list[int], blobs: dict[int, dict | None], max_steps: int | None,
                progress: bool | None) -> list[dict | None]:
@@ -274,10 +301,12 @@ class RunGroup:
             print(f"resuming {R} run(s) at step {start_step}/{total}: {', '.join(str(s.out_dir) for s in specs)}")
         show_bar = sys.stderr.isatty() if progress is None else progress
         label = specs[0].method.variant + (f" +{R - 1} runs" if R > 1 else f" s{specs[0].seed}")
+        if self.name:
+            label = f"{self.name}: {label}"
         bar = tqdm(total=total, initial=start_step, disable=not show_bar, desc=label)
         agent_counts = model.agent_parameter_counts()
         failed: dict[int, dict] = {}
-        t0 = time.perf_counter()
+        t0 = started = time.perf_counter()
         for step in range(start_step, stop_at):
             phase = step // cfg.steps_per_phase
             trainer.phase = phase
@@ -344,10 +373,11 @@ class RunGroup:
                     record_phase_end(logs[r], model, r, phase, len(s.phases))
                     for plugin in trainer.runs[r].plugins:
                         plugin.after_phase(trainer.context(r), self.phase(s, phase))
-            if not show_bar and ((step + 1) % max(1, total // 10) == 0):
-                live = [r for r in range(R) if r not in failed]
-                print(f"[{label}] step {step + 1}/{total} phase {phase} loss "
-                      + " ".join(f"{records[r].loss:.3f}" for r in live if records[r] is not None), flush=True)
+            if not show_bar and ((step + 1) % max(1, total // 20) == 0):
+                print(progress_line(label, step + 1 - start_step, step + 1, total, phase,
+                                    time.perf_counter() - started,
+                                    [records[r].loss for r in range(R) if r not in failed and records[r] is not None]),
+                      flush=True)
             if (step + 1) % cfg.checkpoint_interval == 0 or end_of_phase or step + 1 == stop_at:
                 elapsed = time.perf_counter() - t0
                 t0 = time.perf_counter()
@@ -421,6 +451,7 @@ def planned_specs(params: Params, runs: Sequence[Any], root: str | Path,
     """RunSpecs of planned runs (`k1model.study.plan`): their overrides, order and directory under `root`.
     Tuned runs take their settings from the tuning choice (`choices`, written by `k1 tune`)."""
     from k1model.study.design import with_overrides
+    from k1model.study.plan import twin_path
 
     specs = []
     for run in runs:
@@ -433,7 +464,9 @@ def planned_specs(params: Params, runs: Sequence[Any], root: str | Path,
                 raise ConfigError(f"the tuning choice has no entry for {run.variant}; rerun `k1 tune`")
             overrides = tuple(choices["variants"][run.variant]["overrides"].items())
         method = with_overrides(method_config(params.method, run.variant), overrides, run.path)
-        specs.append(RunSpec(run.variant, run.seed, Path(root) / run.path, method, tuple(run.order), params.model))
+        twin = Path(root) / twin_path(run) if run.part == "tuned" else None
+        specs.append(RunSpec(run.variant, run.seed, Path(root) / run.path, method, tuple(run.order), params.model,
+                             twin=twin))
     return specs
 
 

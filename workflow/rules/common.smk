@@ -219,7 +219,7 @@ if STAGE == "data":
     PLAN, TRAIN_GROUPS = [], {}
 else:
     from k1model.config import load_params as _load_validated
-    from k1model.study.plan import job_groups, plan_runs
+    from k1model.study.plan import job_groups, plan_runs, twin_path
 
     PLAN = plan_runs(_load_validated(PARAMS_FILE))
     TRAIN_GROUPS = job_groups(PLAN)

@@ -6,6 +6,9 @@
 # sections (fingerprinted as a param) and the prepared data (an input). Profiles set the training
 # jobs' resources and threads under the name `train` (`set-resources: train:`), which every
 # generated rule takes, and the attribution jobs' under `attribute` (the rule's own name).
+# A training job's output goes to its log and, through `tee`, to the terminal Snakemake runs in:
+# `k1 train --group` prints a progress line every 5 % of its steps ("[g03: k1_full +5 runs] step
+# 120/400 (30%) phase 1, 41s elapsed, ~95s left"), so a job of several minutes is never silent.
 
 
 for _group, _runs in TRAIN_GROUPS.items():
@@ -17,6 +20,9 @@ for _group, _runs in TRAIN_GROUPS.items():
         input:
             manifest=f"{PREPARED}/manifest.json",
             choice=[CHOICE] if _tuned else [],
+            # a tuned run whose chosen settings are the profile's own is its main-comparison run: it is
+            # copied (k1 train checks the config hash), so tuned jobs wait for those runs
+            twins=[f"{RESULTS}/{twin_path(r)}/metrics.json" for r in _runs] if _tuned else [],
         output:
             metrics=[f"{RESULTS}/{r.path}/metrics.json" for r in _runs],
             steps=[f"{RESULTS}/{r.path}/steps.csv.gz" for r in _runs],
@@ -44,7 +50,7 @@ for _group, _runs in TRAIN_GROUPS.items():
             "../envs/k1.yaml"
         shell:
             "k1 train --params {params.file} --data {params.data} --runs-root {params.root} --group {params.group}"
-            " {params.choices} --threads {threads} > {log} 2>&1"
+            " {params.choices} --threads {threads} 2>&1 | tee {log}"
 
 
 rule tune:
