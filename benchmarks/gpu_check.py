@@ -40,11 +40,6 @@ PAPER = ROOT / "params" / "paper.yaml"
 TINY_MODEL = {"branching": [2], "embed_dim": 16, "num_heads": 2, "hidden_dim": 32, "max_seq_len": 16, "max_agents": 5}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _peak_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
@@ -76,13 +71,9 @@ def part_bench(device: str, tiny: bool, out: Path) -> dict[str, Any]:
 
 
 def _dense(cfg, runs: int, batching: str, precision: str, device: torch.device):
-    from k1model.config import MethodConfig
-    from k1model.model import AgentTree
-    from k1model.train.step import Trainer
+    from k1model.app.bench.experiments import dense_trainer
 
-    model = AgentTree(cfg, runs=runs, run_batching=batching, seeds=list(range(runs))).to(device)
-    return Trainer(model, [MethodConfig(variant="dense", loo_interval=10**9)] * runs, list(range(runs)),
-                   precision=precision)
+    return dense_trainer(cfg, runs, "masked", batching, device, precision)
 
 
 def _batch(cfg, runs: int, batch: int, device: torch.device, seed: int = 0):
@@ -92,16 +83,11 @@ def _batch(cfg, runs: int, batch: int, device: torch.device, seed: int = 0):
 
 
 def _median_step(step: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> float:
+    from k1model.app.bench.measure import timed
+
     for _ in range(warmup):
         step()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(timed(step, device) for _ in range(repeats))
 
 
 def part_batching(device: torch.device, tiny: bool, runs: list[int], repeats: int) -> dict[str, Any]:
@@ -177,7 +163,8 @@ def part_training(device: str, tiny: bool, out: Path) -> dict[str, Any]:
                  ["train", "--params", str(pfile), "--data", str(work / "data"), "--variant", "k1_full,dense",
                   "--seed", "0", "--out", str(work / "runs" / "{variant}")]):
         done = subprocess.run(k1 + args, capture_output=True, text=True, check=False)
-        (out / "training.log").open("a").write(done.stdout + done.stderr)
+        with (out / "training.log").open("a") as log:
+            log.write(done.stdout + done.stderr)
         if done.returncode:
             raise RuntimeError(f"k1 {args[0]} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
     runs = {}

@@ -34,6 +34,11 @@ def order_name(order: tuple[str, ...] | list[str]) -> str:
     return "-".join(order)
 
 
+def main_run_path(variant: str, seed: int, order: tuple[str, ...] | list[str]) -> str:
+    """Where the main comparison's run of (variant, seed, order) lives, relative to the results directory."""
+    return f"runs/{order_name(order)}/{variant}/seed{seed}"
+
+
 @dataclass(frozen=True)
 class PlannedRun:
     part: str  # one of PARTS
@@ -66,7 +71,7 @@ def _runs_of(params: Params) -> tuple[list[PlannedRun], list[SweepCell]]:
     from k1model.method.variants import get_variant
 
     exp = params.experiment
-    runs = [PlannedRun("runs", v, s, o, "as_specified", (), f"runs/{order_name(o)}/{v}/seed{s}")
+    runs = [PlannedRun("runs", v, s, o, "as_specified", (), main_run_path(v, s, o))
             for o in params.orders for v in exp.variants for s in exp.seeds]
     cells: list[SweepCell] = []
     if params.sweep.active:
@@ -138,7 +143,7 @@ def twin_path(run: PlannedRun) -> str:
     variant (same variant, seed and order): `k1 train` then copies it instead of training it again."""
     if run.part != "tuned":
         raise ValueError(f"{run.path}: only tuned runs have a twin")
-    return f"runs/{run.order_name}/{run.variant}/seed{run.seed}"
+    return main_run_path(run.variant, run.seed, run.order)
 
 
 def run_dir(root: str | Path, run: PlannedRun) -> Path:

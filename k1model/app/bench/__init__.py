@@ -64,7 +64,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from k1model.app.bench.experiments import efficiency_experiment, execution_experiment, optimizer_experiment
-from k1model.app.bench.measure import (_cpu_model, _load, _maxrss_mb, _summary, _sync, _tensor_bytes, _timed,
+from k1model.app.bench.measure import (_cpu_model, _load, _maxrss_mb, _summary, sync, _tensor_bytes, timed,
                                        count_host_syncs, parse_trees, peak_step_memory)
 from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import ConfigError
@@ -112,7 +112,7 @@ class _Entry:
             ctx = self.trainer.trainer.context(0)
             for plugin in self.trainer.plugins:
                 if type(plugin).after_phase is not Plugin.after_phase:  # e.g. EWC's Fisher
-                    self.fisher_s = _timed(lambda: plugin.after_phase(ctx, self.phase), model.mask.device)
+                    self.fisher_s = timed(lambda: plugin.after_phase(ctx, self.phase), model.mask.device)
         self.step_times: list[float] = []
         self.loo_step_times: list[float] = []
 
@@ -192,11 +192,11 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
         start = r % len(order)
         for name in order[start:] + order[:start]:
             e = entries[name]
-            t = _timed(e.step, device)
+            t = timed(e.step, device)
             if record:
                 e.step_times.append(t)
             if e.has_loo:
-                t = _timed(e.loo_step, device)
+                t = timed(e.loo_step, device)
                 if record:
                     e.loo_step_times.append(t)
 
@@ -253,7 +253,7 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
     for r in range(loo_repeats):
         pair = [("batched", loo_deltas), ("reference", loo_deltas_reference)]
         for key, fn in (pair if r % 2 == 0 else pair[::-1]):
-            times[key].append(_timed(lambda: fn(model, x, y), device))
+            times[key].append(timed(lambda: fn(model, x, y), device))
     t_b, t_r = statistics.median(times["batched"]), statistics.median(times["reference"])
     k1 = rows["k1_full"]
     loo = {"batched_s": _summary(times["batched"]), "reference_s": _summary(times["reference"]),

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 
-from k1model.app.bench.measure import _summary, _sync, _timed
+from k1model.app.bench.measure import _summary, sync, timed
 from k1model.config import MethodConfig, ModelConfig
 from k1model.model import ATTENTION_KERNELS, RUN_BATCHING, AgentTree
 from k1model.train.step import Trainer
@@ -21,7 +21,7 @@ def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.
     times: dict[str, list[float]] = {k: [] for k in fns}
     for r in range(repeats + 1):
         for name, fn in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
-            t = _timed(fn, device) / (per_call or {}).get(name, 1)
+            t = timed(fn, device) / (per_call or {}).get(name, 1)
             if r:
                 times[name].append(t)
     return times
@@ -57,9 +57,12 @@ def optimizer_experiment(model: AgentTree, method: MethodConfig, x: torch.Tensor
             "foreach_over_default": med["foreach"] / med["loop"], "pays": med["fused"] < med["loop"]}
 
 
-def _dense_trainer(cfg: ModelConfig, runs: int, attention: str, batching: str, device: torch.device) -> Trainer:
+def dense_trainer(cfg: ModelConfig, runs: int, attention: str, batching: str, device: torch.device,
+                  precision: str = "fp32") -> Trainer:
+    """`runs` dense runs (seeds 0..runs-1) in one model: the step the execution measurements time."""
     model = AgentTree(cfg, runs=runs, attention=attention, run_batching=batching, seeds=list(range(runs))).to(device)
-    return Trainer(model, [MethodConfig(variant="dense", loo_interval=10**9)] * runs, list(range(runs)))
+    return Trainer(model, [MethodConfig(variant="dense", loo_interval=10**9)] * runs, list(range(runs)),
+                   precision=precision)
 
 
 def execution_experiment(cfg: ModelConfig, batch: int, device: torch.device, repeats: int,
@@ -73,7 +76,7 @@ def execution_experiment(cfg: ModelConfig, batch: int, device: torch.device, rep
     for attention in ATTENTION_KERNELS:
         for batching in RUN_BATCHING:
             for R in (1, runs):
-                tr = _dense_trainer(cfg, R, attention, batching, device)
+                tr = dense_trainer(cfg, R, attention, batching, device)
                 key = f"{attention}/{batching}/R{R}"
                 fns[key] = (lambda t=tr, R=R: t.train_step(x[:R], y[:R]))
                 per_call[key] = R
@@ -95,8 +98,8 @@ def matmul_rate(device: torch.device, size: int = 1024, repeats: int = 10) -> fl
     b = torch.randn(size, size, device=device)
     for _ in range(3):
         a @ b
-    _sync(device)
-    times = [_timed(lambda: a @ b, device) for _ in range(repeats)]
+    sync(device)
+    times = [timed(lambda: a @ b, device) for _ in range(repeats)]
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
@@ -112,7 +115,7 @@ def step_flops(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> float:
 def efficiency_experiment(cfg: ModelConfig, batch: int, device: torch.device, repeats: int,
                           attention: str, batching: str) -> dict[str, Any]:
     """The dense step's achieved GFLOP/s against the square-matmul rate measured in the same run."""
-    tr = _dense_trainer(cfg, 1, attention, batching, device)
+    tr = dense_trainer(cfg, 1, attention, batching, device)
     g = torch.Generator().manual_seed(1)
     w = torch.randint(0, cfg.vocab_size, (1, batch, cfg.max_seq_len + 1), generator=g).to(device)
     x, y = w[..., :-1].contiguous(), w[..., 1:].contiguous()

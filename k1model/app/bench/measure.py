@@ -34,15 +34,15 @@ def parse_trees(spec: str) -> list[tuple[int, ...]]:
         raise ConfigError(f"invalid value for '--trees': {spec!r}; allowed: branchings like '2,2;4,4;4,3,2'")
     return trees
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
-def _timed(fn: Callable[[], Any], device: torch.device) -> float:
-    _sync(device)
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    sync(device)
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
 
 def _summary(values: Sequence[float]) -> dict[str, Any]:
@@ -120,11 +120,11 @@ def count_host_syncs(fn: Callable[[], Any]) -> dict[str, Any]:
 def peak_step_memory(fn: Callable[[], Any], device: torch.device) -> dict[str, Any]:
     """Peak bytes allocated by torch during `fn` above what was allocated before it."""
     if device.type == "cuda":
-        _sync(device)
+        sync(device)
         before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         fn()
-        _sync(device)
+        sync(device)
         return {"peak_extra_mb": (torch.cuda.max_memory_allocated(device) - before) / 2**20,
                 "method": "torch.cuda.max_memory_allocated"}
     from torch.profiler import ProfilerActivity, profile
