@@ -33,6 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from k1model.config.model import ModelConfig
+from k1model.errors import ConfigError
+from k1model.kernels import native_attention, native_block, native_cross_entropy
 from k1model.topology import ACTIVE, INACTIVE, MERGED, Topology, build_topology, live_topology
 
 __all__ = ["AgentTree", "Topology", "build_topology"]
@@ -72,11 +74,25 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
     return torch.addcmul(bias.view(shape), F.layer_norm(x, x.shape[-1:]), weight.view(shape))
 
 
+def self_attention(qkv: torch.Tensor, heads: int, mask: torch.Tensor, kernel: str, dropout: float) -> torch.Tensor:
+    """Causal self-attention of the qkv projection's output [N, T, 3·D] -> [N, T, D].
+
+    kernel `native`: the C kernel of `k1model.kernels` (CPU, reads q, k, v in place: no copies; no
+    attention dropout); `masked`: torch's SDPA with an explicit additive causal mask; `causal`: SDPA's
+    is_causal path (flash kernels on GPU); `math`: the softmax written out (what torch.func's vmap
+    handles without a fallback). All compute the same attention, up to rounding; `k1 bench` measures
+    which is fastest."""
+    if kernel == "native":
+        return native_attention(qkv, heads)
+    N, T, three_d = qkv.shape
+    D = three_d // 3
+    q, k, v = qkv.view(N, T, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
+    return causal_attention(q, k, v, mask, kernel, dropout).transpose(1, 2).reshape(N, T, D)
+
+
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, kernel: str,
                      dropout: float) -> torch.Tensor:
-    """q, k, v [N, heads, T, head_dim]. kernel `masked`: SDPA with an explicit additive causal mask;
-    `causal`: SDPA's is_causal path (flash kernels on GPU); `math`: the softmax written out. All
-    compute the same attention (up to rounding); `k1 bench` measures which is fastest."""
+    """torch's kernels on q, k, v [N, heads, T, head_dim] (see `self_attention`)."""
     T = q.shape[-2]
     if kernel == "causal":
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
@@ -86,12 +102,25 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:T, :T], dropout_p=dropout)
 
 
-ATTENTION_KERNELS = ("masked", "causal", "math")
+ATTENTION_KERNELS = ("masked", "causal", "math", "native")
 
 
-def default_execution(device: torch.device | str) -> tuple[str, str]:
-    """(attention kernel, run batching) chosen by measurement for a device type (see `k1 bench`)."""
-    return ("causal", "batched") if torch.device(device).type == "cuda" else ("masked", "loop")
+def native_unavailable(cfg: ModelConfig) -> str | None:
+    """Why the native attention kernel cannot run this model here (None if it can)."""
+    from k1model import kernels
+
+    if cfg.dropout > 0:
+        return f"it has no attention dropout and model.dropout is {cfg.dropout}"
+    return kernels.unsupported(cfg.embed_dim // cfg.num_heads) or kernels.unavailable()
+
+
+def default_execution(device: torch.device | str, cfg: ModelConfig | None = None) -> tuple[str, str]:
+    """(attention kernel, run batching) chosen by measurement for a device type and model (`k1 bench`):
+    CUDA: SDPA's causal kernel, runs batched; CPU: the native kernel where it builds and fits the model
+    (else SDPA with a mask), each run's own kernels in turn."""
+    if torch.device(device).type == "cuda":
+        return "causal", "batched"
+    return ("native" if cfg is not None and native_unavailable(cfg) is None else "masked"), "loop"
 
 
 # --------------------------------------------------------------------------- weights
@@ -108,11 +137,14 @@ class Block(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, attention: str) -> torch.Tensor:
-        """x [B, T, D] -> [B, T, D]."""
-        B, T, D = x.shape
+        """x [B, T, D] -> [B, T, D]. With the `native` kernel the whole block is one autograd node
+        (`k1model.kernels.block`: the same function, a hand-written backward)."""
+        if attention == "native":
+            return native_block(x, self.num_heads, (self.ln1.weight, self.ln1.bias, self.qkv.weight, self.qkv.bias,
+                                                    self.proj.weight, self.proj.bias, self.ln2.weight, self.ln2.bias,
+                                                    self.fc.weight, self.fc.bias, self.out.weight, self.out.bias))
         drop = self.dropout if self.training else 0.0
-        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
-        y = causal_attention(q, k, v, mask, attention, drop).transpose(1, 2).reshape(B, T, D)
+        y = self_attention(self.qkv(self.ln1(x)), self.num_heads, mask, attention, drop)
         x = x + F.dropout(self.proj(y), drop, self.training)
         return x + F.dropout(self.out(F.gelu(self.fc(self.ln2(x)))), drop, self.training)
 
@@ -147,8 +179,7 @@ class Agent(nn.Module):
         H = block.num_heads
         drop = block.dropout if self.training else 0.0
         qkv = linear(layer_norm(x, w["ln1.weight"], w["ln1.bias"]), w["qkv.weight"], w["qkv.bias"])
-        q, k, v = qkv.view(R * B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)
-        y = causal_attention(q, k, v, mask, attention, drop).transpose(1, 2).reshape(R, B, T, D)
+        y = self_attention(qkv.view(R * B, T, 3 * D), H, mask, attention, drop).view(R, B, T, D)
         x = x + F.dropout(linear(y, w["proj.weight"], w["proj.bias"]), drop, self.training)
         h = F.gelu(linear(layer_norm(x, w["ln2.weight"], w["ln2.bias"]), w["fc.weight"], w["fc.bias"]))
         return x + F.dropout(linear(h, w["out.weight"], w["out.bias"]), drop, self.training)
@@ -182,6 +213,9 @@ class AgentTree(nn.Module):
             raise ValueError(f"attention={attention!r}; allowed: {', '.join(ATTENTION_KERNELS)}")
         if run_batching not in RUN_BATCHING:
             raise ValueError(f"run_batching={run_batching!r}; allowed: {', '.join(RUN_BATCHING)}")
+        if attention == "native" and native_unavailable(cfg):
+            raise ConfigError(f"attention 'native' cannot run here: {native_unavailable(cfg)}; use 'masked' "
+                              "(train.attention: masked)")
         self.cfg = cfg
         self.runs = runs
         self.attention = attention
@@ -408,9 +442,20 @@ class AgentTree(nn.Module):
         logits = torch.bmm(z.reshape(shape[0], -1, shape[-1]), self._stacked("tok_emb.weight").transpose(1, 2))
         return logits.view(*shape[:-1], -1)
 
-    def run_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy per run: logits [R, ..., V], targets [R, ...] -> [R]."""
+    def token_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of every token: logits [R, ..., V], targets [R, ...] -> [R, n] (0 where a target
+        is -100, i.e. not scored)."""
         R, V = logits.shape[0], logits.shape[-1]
+        if self.attention == "native":
+            ls, ts = split_runs(logits), split_runs(targets)
+            return per_run(lambda r: native_cross_entropy(ls[r].reshape(-1, V), ts[r].reshape(-1)), R)
+        return F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none").view(R, -1)
+
+    def run_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per run over the scored tokens: logits [R, ..., V], targets [R, ...] -> [R]."""
+        R, V = logits.shape[0], logits.shape[-1]
+        if self.attention == "native":  # one C pass per run and direction (k1model.kernels.cross_entropy)
+            return self.token_losses(logits, targets).sum(1) / (targets.reshape(R, -1) != -100).sum(1)
         if not self.batched:
             ls, ts = split_runs(logits), split_runs(targets)
             return per_run(lambda r: F.cross_entropy(ls[r].reshape(-1, V).float(), ts[r].reshape(-1)), R)

@@ -10,12 +10,13 @@ import torch
 
 from k1model.method.attribution import loo_deltas, loo_deltas_reference
 from k1model.app.bench import PLAIN, VARIANT_ORDER, count_host_syncs, format_table, parse_trees, run_benchmark
+from k1model.app.bench.experiments import runnable_kernels
 from k1model.cli import build_parser
 from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import ConfigError
 from k1model.train.step import K1Trainer
 from k1model.method.variants import VARIANTS
-from k1model.model import AgentTree
+from k1model.model import AgentTree, default_execution
 
 TINY = dict(width=16, heads=2, context=8, batch=2, repeats=1, warmup=1, loo_interval=3, multi_runs=2,
             reference=(ModelConfig(branching=(2,), embed_dim=16, num_heads=2, hidden_dim=32, max_seq_len=8), 2))
@@ -50,16 +51,24 @@ def test_json_structure(result):
     assert set(result["targets"]) >= {"k1_full_amortised_over_dense", "batched_loo_speedup",
                                       "dense_step_fraction_of_matmul", "multi_run_step_speedup"}
     ex = result["execution"]
-    assert len(ex["rows"]) == 3 * 2 * 2 and all(r["per_run_step_s"]["median"] > 0 for r in ex["rows"].values())
+    kernels = runnable_kernels(TINY["reference"][0], torch.device("cpu"))
+    assert {"masked", "causal", "math"} <= set(kernels)
+    assert len(ex["rows"]) == len(kernels) * 2 * 2 and all(r["per_run_step_s"]["median"] > 0 for r in ex["rows"].values())
     eff = result["efficiency"]
     assert eff["flops_per_step"] > 0 and 0 < eff["fraction_of_matmul"] < 2
+    assert eff["attention"] == default_execution("cpu", TINY["reference"][0])[0]
+    # the matmuls of the step, shape by shape: 4 linear layers x (forward, input grad, weight grad) + the head's 3
+    assert len(eff["matmul_shapes"]) == 15 and all(s["gflops"] > 0 for s in eff["matmul_shapes"])
+    assert sum(s["flops"] for s in eff["matmul_shapes"]) == pytest.approx(eff["flops_per_step"], rel=0.01)
+    assert eff["model_shapes_gflops"] > 0 and 0 < eff["matmul_share_of_step"] < 2
+    assert sum(eff["breakdown"]["share"].values()) == pytest.approx(1.0) and eff["breakdown"]["share"]["matmul"] > 0
     json.dumps(result)  # JSON-able as is
 
 
 def test_table_prints(result):
     table = format_table(result)
     for word in ("k1_full", "dense", "plain_adamw", "LOO eval", "targets", "tree [2]", "execution choices",
-                 "efficiency"):
+                 "efficiency", "model's own shapes", "where the step's time goes"):
         assert word in table
 
 
@@ -87,6 +96,32 @@ def test_cli_writes_json_and_prints_table(tmp_path, capsys):
     assert "k1_full" in capsys.readouterr().out
     data = json.loads(out.read_text())
     assert data["trees"][0]["agents"] == 3 and data["meta"]["threads"] == 1
+
+
+@pytest.mark.slow
+def test_versus_times_two_trees_side_by_side(tmp_path, capsys):
+    """`k1 bench --versus TREE`: two workers, one per tree; against this very tree both run the same step,
+    so their first-step losses are equal."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "versus.json"
+    args = build_parser().parse_args(["bench", "--versus", str(root), "--params", str(root / "params" / "tiny.yaml"),
+                                      "--versus-runs", "1,2", "--repeats", "2", "--warmup", "0", "--out", str(out)])
+    assert args.func(args) == 0
+    assert "side by side" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert set(data["runs"]) == {"1", "2"}
+    for row in data["runs"].values():
+        assert row["speedup"] > 0 and row["reference_s_per_run_step"]["n"] == 2
+        assert row["first_step_loss"]["reference"] == row["first_step_loss"]["this"]
+    assert data["kernels"]["this"]["attention"] == data["kernels"]["reference"]["attention"]
+
+
+def test_versus_refuses_a_folder_that_is_not_a_checkout(tmp_path):
+    args = build_parser().parse_args(["bench", "--versus", str(tmp_path)])
+    with pytest.raises(ConfigError, match="not a checkout"):
+        args.func(args)
 
 
 def test_parse_trees():

@@ -16,7 +16,7 @@ import torch
 from k1model.app.interpret import gradient_flow, render_responsibility_tree
 from k1model.config import MethodConfig, ModelConfig, method_config, model_config
 from k1model.errors import ConfigError
-from k1model.model import AgentTree
+from k1model.model import AgentTree, default_execution
 from k1model.train.step import K1Trainer, StepRecord
 
 # the flat keys of the seed README: every model and method key (derived from the config classes)
@@ -28,7 +28,8 @@ ALLOWED_KEYS = (*_MODEL_KEYS, *_METHOD_KEYS, "seed", "device")
 class K1Model:
     def __init__(self, model_cfg: ModelConfig, method_cfg: MethodConfig, seed: int = 0, device: str = "cpu"):
         torch.manual_seed(seed)
-        self.model = AgentTree(model_cfg).to(device)
+        attention, _ = default_execution(device, model_cfg)  # the kernel the trainer picks on this device
+        self.model = AgentTree(model_cfg, attention=attention).to(device)
         self.trainer = K1Trainer(self.model, method_cfg, seed=seed)
         self.device = torch.device(device)
         self.last_record: StepRecord | None = None

@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=Path, default=None,
                    help="take the reference model and batch of the execution/efficiency measurements from here")
     p.add_argument("--multi-runs", type=int, default=6, help="runs per process in the multi-run measurement")
+    p.add_argument("--versus", type=Path, default=None, metavar="TREE",
+                   help="instead: this code's dense step against another checkout's (e.g. a `git worktree` of main), "
+                        "side by side, on the model and batch of --params (default params/default.yaml)")
+    p.add_argument("--versus-runs", default="1,17", help="runs per process of the --versus comparison")
     p.add_argument("--out", type=Path, default=None, help="write JSON results here")
     p.set_defaults(func=commands.bench)
 

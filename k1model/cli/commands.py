@@ -14,12 +14,10 @@ from k1model.errors import ConfigError
 
 
 def _threads(n: int) -> None:
-    """Torch CPU threads. Results depend on the thread count, so runs record it (metrics.json)."""
-    import torch
+    """Torch CPU threads (results depend on the count, so runs record it) and the process's memory reuse."""
+    from k1model.train.runtime import configure_process
 
-    if n < 1:
-        raise ConfigError(f"--threads={n} is not allowed: --threads must be a positive integer")
-    torch.set_num_threads(n)
+    configure_process(n)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -164,6 +162,20 @@ def bench(args: argparse.Namespace) -> int:
     from k1model.config import load_params
     from k1model.io import write_json
 
+    _threads(args.threads)
+    if args.versus is not None:
+        from k1model.app.bench.versus import format_versus, versus_experiment
+
+        if args.device != "cpu":
+            raise ConfigError("--versus compares CPU steps; leave --device at cpu")
+        result = versus_experiment(args.versus, args.params or Path("params/default.yaml"),
+                                   runs=_list(args.versus_runs, "versus-runs", int), repeats=args.repeats,
+                                   warmup=args.warmup, threads=args.threads,
+                                   log=lambda s: print(s, file=sys.stderr, flush=True))
+        print(format_versus(result))
+        if args.out is not None:
+            write_json(args.out, result)
+        return 0
     reference = None
     if args.params is not None:
         params = load_params(args.params)

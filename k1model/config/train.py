@@ -25,8 +25,11 @@ class TrainConfig(Section):
                           "cpu | cuda | cuda:N | auto (cuda and auto make train jobs request resources: gpu=1)")
     precision: str = setting("fp32", OneOf(("fp32", "bf16")),
                              "fp32, or bf16 autocast for the matmuls (losses, norms, optimiser stay fp32)")
-    attention: str = setting("auto", OneOf(("auto", "masked", "causal")),
-                             "attention kernel: auto = chosen by measurement per device (CPU masked, CUDA causal)")
+    attention: str = setting("auto", OneOf(("auto", "native", "masked", "causal")),
+                             "attention kernel: native = the C kernel of k1model/kernels (CPU, built on first use), "
+                             "masked / causal = torch's SDPA with a mask / is_causal; auto = chosen by measurement "
+                             "per device (CPU native where it builds and fits the model, else masked; CUDA causal). "
+                             "The kernel actually used is part of a run's identity")
     run_batching: str = setting("auto", OneOf(("auto", "loop", "batched")),
                                 "runs of one process: loop = each run's own kernels in turn; batched = batched matmuls "
                                 "over runs; auto = chosen by measurement per device (CPU loop, CUDA batched)")
@@ -35,6 +38,9 @@ class TrainConfig(Section):
     runs_per_job: int = setting(1, Integer(1), "runs trained together in one process (one pipeline job); "
                                 "not part of a run's identity")
 
-    def identity(self) -> dict:
-        """What a run's results depend on (hashed into its config hash): everything but the grouping."""
-        return {k: v for k, v in self.to_dict().items() if k != "runs_per_job"}
+    def identity(self, attention: str | None = None, run_batching: str | None = None) -> dict:
+        """What a run's results depend on (hashed into its config hash): everything but the grouping, with
+        the kernels `auto` resolved to on this machine (so a run never resumes under another kernel)."""
+        out = {k: v for k, v in self.to_dict().items() if k != "runs_per_job"}
+        out.update({k: v for k, v in (("attention", attention), ("run_batching", run_batching)) if v is not None})
+        return out

@@ -73,8 +73,9 @@ def load_run_model(run_dir: str | Path, params: Any, device: str = "cpu") -> tup
     metrics = read_output_json(metrics_path, rerun_hint(run_dir))
     path = run_dir / "checkpoint.pt"
     blob = load_checkpoint(path, map_location=device)
+    # the run's own attention kernel (a ConfigError naming the fix if it cannot run here)
+    model = AgentTree(params.model, attention=metrics.get("attention", "masked"), seeds=[0]).to(device)
     try:
-        model = AgentTree(params.model, attention=metrics.get("attention", "masked"), seeds=[0]).to(device)
         model.load_state_dict(blob["trainer"]["model"])
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"checkpoint {path} does not match params ({err})") from None

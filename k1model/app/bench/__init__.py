@@ -41,11 +41,14 @@ Besides the step times, per tree:
 Once per benchmark, on the reference model (the params file's model and batch size, default the
 default profile's), with 1 thread unless `--threads`:
 
-* `execution`: a dense step per run for every attention kernel (masked, causal) x run batching
+* `execution`: a dense step per run for every attention kernel that runs here (native, masked,
+  causal, math) x run batching
   (loop, batched), alone and with several runs in one process; the fastest choices, and the
   multi-run speedup per step (time alone / time per run in the stack);
-* `efficiency`: FLOPs of a dense step (FlopCounterMode: matmuls), its achieved GFLOP/s and the
-  square-matmul GFLOP/s measured in the same run, alternating.
+* `efficiency`: FLOPs of a dense step (FlopCounterMode: matmuls) with the kernels `auto` picks, its
+  achieved GFLOP/s, the square-matmul GFLOP/s and the GFLOP/s of the step's own matmul shapes measured
+  in the same run, alternating; the share of the step its matmuls take at their own rate; where the
+  step's time goes by kind of operation (`shapes.py`).
 
 `run_benchmark(...) -> dict` does the work; `format_table(result) -> str` renders it;
 `cli_bench(args)` is `k1 bench`.
@@ -175,7 +178,7 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
     cfg = ModelConfig(branching=tuple(branching), embed_dim=width, hidden_dim=hidden, num_heads=heads,
                       max_seq_len=context, dropout=0.0)
     x, y = _batch(cfg, batch, context, seed, device)
-    attention, batching = default_execution(device)
+    attention, batching = default_execution(device, cfg)
     base = _make_model(cfg, seed, device, attention, batching)
     n = len(base.agents)
     entries: dict[str, _Entry] = {}
@@ -350,7 +353,7 @@ def run_benchmark(trees: Sequence[Sequence[int]] = ((2, 2), (4, 4), (4, 3, 2)), 
                                                        max_seq_len=64), 16)
         log(f"execution choices on the reference model (batch {ref_batch}, {multi_runs} runs per process)")
         out["execution"] = execution_experiment(ref_cfg, ref_batch, dev, max(3, repeats), runs=multi_runs)
-        att, batching = default_execution(dev)
+        att, batching = default_execution(dev, ref_cfg)
         out["efficiency"] = efficiency_experiment(ref_cfg, ref_batch, dev, max(3, repeats), att, batching)
         out["reference_model"] = {"branching": list(ref_cfg.branching), "width": ref_cfg.embed_dim,
                                   "heads": ref_cfg.num_heads, "hidden": ref_cfg.hidden_dim,
@@ -361,6 +364,24 @@ def run_benchmark(trees: Sequence[Sequence[int]] = ((2, 2), (4, 4), (4, 3, 2)), 
 
 def _ms(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{1000 * v:.1f}"
+
+def format_efficiency(ef: dict[str, Any]) -> list[str]:
+    lines = [f"efficiency of the dense step, attention kernel {ef['attention']} ({ef['run_batching']}), chosen by "
+             f"`auto` here: {_ms(ef['step_s'])} ms, {ef['flops_per_step'] / 1e9:.2f} GFLOP of matmuls -> "
+             f"{ef['achieved_gflops']:.1f} GFLOP/s ({ef['tokens_per_s']:.0f} tokens/s)",
+             f"  matmul rate: {ef['matmul_gflops']:.1f} GFLOP/s square (1024^3), {ef['model_shapes_gflops']:.1f} GFLOP/s "
+             f"at the model's own shapes; the step runs at {100 * ef['fraction_of_matmul']:.0f}% of the square rate, "
+             f"{100 * ef['fraction_of_model_shapes']:.0f}% of its own shapes' rate; its matmuls alone would take "
+             f"{100 * ef['matmul_share_of_step']:.0f}% of the step"]
+    shapes = ", ".join(f"{s['name']} {s['mkn'][0]}x{s['mkn'][1]}x{s['mkn'][2]} {s['gflops']:.0f}"
+                       for s in ef["matmul_shapes"])
+    lines.append(f"  GFLOP/s per shape (m x k x n): {shapes}")
+    if "breakdown" in ef:
+        b = ef["breakdown"]
+        lines.append("  where the step's time goes (profiler self time): " + ", ".join(
+            f"{k} {100 * v:.0f}%" for k, v in b["share"].items()) + f"; {b['ops_per_step']:.0f} ops per step")
+    return lines
+
 
 def format_table(result: dict[str, Any]) -> str:
     m = result["meta"]
@@ -417,11 +438,7 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"  fastest alone: {ex['fastest_single_run']}; fastest stacked: {ex['fastest_multi_run']}; "
                      "multi-run speedup per step: "
                      + ", ".join(f"{k} x{v:.2f}" for k, v in ex["multi_run_speedup"].items()))
-        ef = result["efficiency"]
-        lines.append(f"efficiency: dense step {_ms(ef['step_s'])} ms, {ef['flops_per_step'] / 1e9:.2f} GFLOP -> "
-                     f"{ef['achieved_gflops']:.1f} GFLOP/s vs square matmul {ef['matmul_gflops']:.1f} GFLOP/s "
-                     f"= {100 * ef['fraction_of_matmul']:.0f}% ({ef['attention']}/{ef['run_batching']}, "
-                     f"{ef['tokens_per_s']:.0f} tokens/s)")
+        lines += format_efficiency(result["efficiency"])
     tg = result["targets"]
     ratio = ", ".join(f"{k} agents {v['ratio']:.3f} ({'met' if v['met'] else 'MISSED'})"
                       for k, v in tg["k1_full_amortised_over_dense"].items() if v["required"])

@@ -11,7 +11,7 @@ import torch
 
 from k1model.app.bench.measure import _summary, sync, timed
 from k1model.config import MethodConfig, ModelConfig
-from k1model.model import ATTENTION_KERNELS, RUN_BATCHING, AgentTree
+from k1model.model import ATTENTION_KERNELS, RUN_BATCHING, AgentTree, native_unavailable
 from k1model.train.step import Trainer
 
 
@@ -57,6 +57,12 @@ def optimizer_experiment(model: AgentTree, method: MethodConfig, x: torch.Tensor
             "foreach_over_default": med["foreach"] / med["loop"], "pays": med["fused"] < med["loop"]}
 
 
+def runnable_kernels(cfg: ModelConfig, device: torch.device) -> list[str]:
+    """The attention kernels that run this model on this device (`native`: a CPU that builds it)."""
+    native = device.type == "cpu" and native_unavailable(cfg) is None
+    return [k for k in ATTENTION_KERNELS if k != "native" or native]
+
+
 def dense_trainer(cfg: ModelConfig, runs: int, attention: str, batching: str, device: torch.device,
                   precision: str = "fp32") -> Trainer:
     """`runs` dense runs (seeds 0..runs-1) in one model: the step the execution measurements time."""
@@ -73,7 +79,7 @@ def execution_experiment(cfg: ModelConfig, batch: int, device: torch.device, rep
     w = torch.randint(0, cfg.vocab_size, (runs, batch, cfg.max_seq_len + 1), generator=g).to(device)
     x, y = w[..., :-1].contiguous(), w[..., 1:].contiguous()
     fns, per_call = {}, {}
-    for attention in ATTENTION_KERNELS:
+    for attention in runnable_kernels(cfg, device):
         for batching in RUN_BATCHING:
             for R in (1, runs):
                 tr = dense_trainer(cfg, R, attention, batching, device)
@@ -85,7 +91,8 @@ def execution_experiment(cfg: ModelConfig, batch: int, device: torch.device, rep
     rows = {k: {"per_run_step_s": _summary(v)} for k, v in times.items()}
     best_single = min((k for k in med if k.endswith("/R1")), key=med.get)
     best_multi = min((k for k in med if k.endswith(f"/R{runs}")), key=med.get)
-    speedup = {f"{a}/{b}": med[f"{a}/{b}/R1"] / med[f"{a}/{b}/R{runs}"] for a in ATTENTION_KERNELS for b in RUN_BATCHING}
+    speedup = {f"{a}/{b}": med[f"{a}/{b}/R1"] / med[f"{a}/{b}/R{runs}"] for a in runnable_kernels(cfg, device)
+               for b in RUN_BATCHING}
     return {"runs": runs, "batch": batch, "rows": rows, "fastest_single_run": best_single,
             "fastest_multi_run": best_multi, "multi_run_speedup": speedup,
             "what": "dense training step per run (incl. scores, host sync, fused AdamW); multi_run_speedup = "
@@ -114,7 +121,11 @@ def step_flops(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def efficiency_experiment(cfg: ModelConfig, batch: int, device: torch.device, repeats: int,
                           attention: str, batching: str) -> dict[str, Any]:
-    """The dense step's achieved GFLOP/s against the square-matmul rate measured in the same run."""
+    """The dense step (the kernels the trainer picks) against what its matmuls cost: its achieved GFLOP/s
+    against the square-matmul rate and against the rate of its own matmul shapes, both measured in the same
+    run; the share of the step those matmuls take at their own rate; where the rest of the time goes."""
+    from k1model.app.bench.shapes import matmul_rates, step_breakdown
+
     tr = dense_trainer(cfg, 1, attention, batching, device)
     g = torch.Generator().manual_seed(1)
     w = torch.randint(0, cfg.vocab_size, (1, batch, cfg.max_seq_len + 1), generator=g).to(device)
@@ -122,11 +133,19 @@ def efficiency_experiment(cfg: ModelConfig, batch: int, device: torch.device, re
     flops = step_flops(tr, x, y)
     rates, steps = [], []
     for _ in range(3):  # alternate, so drift of a shared machine hits both
-        rates.append(matmul_rate(device))
+        rates.append(matmul_rates(cfg, batch, device, repeats=max(3, repeats // 2)))
         steps.append(statistics.median(_interleaved({"step": lambda: tr.train_step(x, y)}, repeats, device)["step"]))
-    step_s, peak = statistics.median(steps), statistics.median(rates)
+    step_s = statistics.median(steps)
+    square = statistics.median(r["square_gflops"] for r in rates)
+    own = statistics.median(r["model_shapes_gflops"] for r in rates)
+    at_own_rate = statistics.median(r["matmul_s_at_model_rates"] for r in rates)
     achieved = flops / step_s / 1e9
-    return {"flops_per_step": flops, "step_s": step_s, "achieved_gflops": achieved, "matmul_gflops": peak,
-            "fraction_of_matmul": achieved / peak, "attention": attention, "run_batching": batching,
-            "tokens_per_s": batch * cfg.max_seq_len / step_s,
-            "counts": "FlopCounterMode: matmul FLOPs of forward + backward (attention kernels not counted)"}
+    out = {"flops_per_step": flops, "step_s": step_s, "achieved_gflops": achieved, "matmul_gflops": square,
+           "fraction_of_matmul": achieved / square, "model_shapes_gflops": own, "fraction_of_model_shapes": achieved / own,
+           "matmul_share_of_step": at_own_rate / step_s, "matmul_shapes": rates[len(rates) // 2]["shapes"],
+           "attention": attention, "run_batching": batching, "tokens_per_s": batch * cfg.max_seq_len / step_s,
+           "counts": "FlopCounterMode: matmul FLOPs of forward + backward (attention kernels not counted); "
+                     "matmul_share_of_step = the step's matmuls timed alone at their own shapes / the step"}
+    if device.type == "cpu":
+        out["breakdown"] = step_breakdown(tr, x, y)
+    return out

@@ -1,0 +1,43 @@
+"""The native library: every C kernel of this folder in one shared library, built on first use (`build.py`),
+with the signatures ctypes calls them with."""
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+
+from k1model.kernels.build import KernelUnavailable, load
+
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("attention.c", "cross_entropy.c"))
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    lib = load("k1native", SOURCES)
+    p, i, f = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+    signatures = {
+        "k1_attention_forward": [p, p, p, i, i, i, i, f],
+        "k1_attention_backward": [p, p, p, p, p, i, i, i, i, f],
+        "k1_cross_entropy_forward": [p, p, p, p, i, i, i],
+        "k1_cross_entropy_backward": [p, p, p, p, p, i, i, i],
+    }
+    for name, args in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, ctypes.c_int
+    return lib
+
+
+@functools.cache
+def unavailable() -> str | None:
+    """None when the native kernels run here (built and loaded now if need be), else why not."""
+    try:
+        library()
+    except KernelUnavailable as err:
+        return str(err)
+    return None
+
+
+def check(rc: int, what: str) -> None:
+    if rc:
+        raise RuntimeError(f"native {what} kernel failed (code {rc}: "
+                           f"{ {1: 'bad shape or target', 2: 'out of memory'}.get(rc, 'unknown') })")

@@ -1,0 +1,188 @@
+"""The native attention kernel (k1model/kernels): the same function and gradients as torch's attention,
+deterministic, built once and cached, and a clear error (or, for `auto`, torch's kernel) where it cannot run."""
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from k1model import kernels
+from k1model.config import ModelConfig, load_params, method_config
+from k1model.errors import ConfigError
+from k1model.kernels.library import SOURCES
+from k1model.kernels import build
+from k1model.model import AgentTree, default_execution, native_unavailable
+from k1model.train.step import Trainer
+
+needs_native = pytest.mark.skipif(kernels.unavailable() is not None,
+                                  reason=f"native kernel unavailable here: {kernels.unavailable()}")
+
+
+def sdpa(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """torch's masked SDPA on qkv [N, T, 3D] -> [N, T, D] (the reference, in qkv's dtype)."""
+    N, T, three_d = qkv.shape
+    D = three_d // 3
+    q, k, v = qkv.view(N, T, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
+    mask = torch.full((T, T), float("-inf"), dtype=qkv.dtype).triu(1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(N, T, D)
+
+
+@needs_native
+@pytest.mark.parametrize("N,T,heads,width", [(16, 64, 4, 16), (3, 5, 2, 8), (2, 17, 3, 32), (2, 64, 2, 64),
+                                              (1, 1, 1, 8), (5, 33, 1, 24), (1, 130, 2, 16)])
+def test_native_attention_is_the_attention_of_a_float64_reference_to_float32_rounding(N, T, heads, width):
+    g = torch.Generator().manual_seed(N * 1000 + T)
+    qkv = torch.randn(N, T, 3 * heads * width, generator=g).requires_grad_()
+    dy = torch.randn(N, T, heads * width, generator=g)
+    ref = qkv.detach().double().requires_grad_()
+    expected = sdpa(ref, heads)
+    expected.backward(dy.double())
+    out = kernels.native_attention(qkv, heads)
+    out.backward(dy)
+    torch_out = sdpa(qkv.detach().requires_grad_(), heads)  # torch's own float32 error, for scale
+    torch_err = (torch_out.double() - expected).abs().max().item()
+    assert out.shape == (N, T, heads * width)
+    assert (out.double() - expected).abs().max().item() <= max(4 * torch_err, 2e-6)
+    assert torch.allclose(qkv.grad.double(), ref.grad, rtol=0, atol=1e-5)
+
+
+@needs_native
+def test_native_attention_is_causal_and_deterministic():
+    g = torch.Generator().manual_seed(0)
+    qkv = torch.randn(4, 20, 3 * 2 * 16, generator=g)
+    out = kernels.native_attention(qkv, 2)
+    assert torch.equal(out, kernels.native_attention(qkv.clone(), 2))  # bit for bit, run to run
+    later = qkv.clone()
+    later[:, 10:] = torch.randn(4, 10, 96, generator=g)  # changing positions >= 10 leaves earlier outputs alone
+    assert torch.equal(kernels.native_attention(later, 2)[:, :10], out[:, :10])
+
+
+@needs_native
+def test_a_model_with_the_native_kernel_trains_as_one_with_torchs_kernel_to_rounding():
+    params = load_params("params/default.yaml")
+    cfg = params.model
+    x = torch.randint(0, 256, (2, 4, 64), generator=torch.Generator().manual_seed(1))
+    losses = {}
+    for attention in ("masked", "native"):
+        model = AgentTree(cfg, runs=2, attention=attention, seeds=[0, 1])
+        trainer = Trainer(model, [method_config(params.method, "dense")] * 2, [0, 1])
+        losses[attention] = [r.loss for _ in range(3) for r in trainer.train_step(x[..., :-1].contiguous(), x[..., 1:].contiguous())]
+    assert losses["masked"] == pytest.approx(losses["native"], rel=1e-5)
+
+
+def test_unsupported_models_and_devices_get_torchs_kernel_from_auto_and_an_error_when_asked_for():
+    assert kernels.unsupported(12) and kernels.unsupported(72) and kernels.unsupported(16) is None
+    odd = ModelConfig(branching=(2,), embed_dim=36, num_heads=3, hidden_dim=32, max_seq_len=16)  # head width 12
+    assert "multiple of 8" in native_unavailable(odd)
+    assert default_execution("cpu", odd) == ("masked", "loop")
+    assert default_execution("cuda", odd) == ("causal", "batched")
+    with pytest.raises(ConfigError, match="head width 12"):
+        AgentTree(odd, attention="native")
+    dropout = ModelConfig(branching=(2,), embed_dim=32, num_heads=2, hidden_dim=32, max_seq_len=16, dropout=0.1)
+    assert "dropout" in native_unavailable(dropout)
+    assert default_execution("cpu", dropout)[0] == "masked"
+
+
+def test_a_machine_without_a_compiler_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", "no-such-compiler-k1")
+    monkeypatch.setenv("K1_KERNEL_CACHE", str(tmp_path))
+    if build.cpu_supported() is not None:
+        pytest.skip("this CPU cannot run the kernels at all")
+    with pytest.raises(build.KernelUnavailable, match="no C compiler"):
+        build.load("k1native", SOURCES)
+    assert not list(tmp_path.iterdir())  # nothing half-built left behind
+
+
+@needs_native
+def test_the_kernel_is_built_once_into_the_cache_and_reused(monkeypatch, tmp_path):
+    monkeypatch.setenv("K1_KERNEL_CACHE", str(tmp_path))
+    build.load("k1native", SOURCES)
+    built = list(tmp_path.iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"
+    stamp = built[0].stat().st_mtime_ns
+    build.load("k1native", SOURCES)  # a second process (or call) loads it, does not rebuild
+    assert [p.stat().st_mtime_ns for p in tmp_path.iterdir()] == [stamp]
+
+
+@needs_native
+def test_a_fresh_process_builds_into_an_empty_cache_and_trains(tmp_path):
+    """What a new machine does: no cache, the first use builds it (about a second), then it runs."""
+    code = ("import torch; from k1model import kernels; "
+            "print(kernels.unavailable()); print(kernels.native_attention(torch.randn(2, 8, 48), 2).shape)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "K1_KERNEL_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["None", "torch.Size([2, 8, 16])"]
+
+
+@needs_native
+def test_the_native_block_is_the_eager_block_with_the_same_gradients():
+    """The one-node block (hand-written backward) against autograd through the eager block with the native attention."""
+    from k1model.model import Block
+
+    cfg = ModelConfig(branching=(2,), embed_dim=32, num_heads=2, hidden_dim=48, max_seq_len=24)
+    torch.manual_seed(3)
+    block = Block(cfg)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # norms and biases away from 1 and 0
+    x = torch.randn(5, 24, 32, requires_grad=True)
+    dy = torch.randn(5, 24, 32)
+    mask = torch.full((24, 24), float("-inf")).triu(1)
+
+    def run(kind: str):
+        out = block(x, mask, kind) if kind == "native" else _eager_with_native_attention(block, x)
+        out.backward(dy)
+        grads = [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+        x.grad = None
+        block.zero_grad(set_to_none=True)
+        return out.detach(), grads
+
+    fused, fused_grads = run("native")
+    eager, eager_grads = run("eager")
+    assert torch.allclose(fused, eager, rtol=0, atol=1e-5)
+    for a, b in zip(fused_grads, eager_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _eager_with_native_attention(block, x):
+    y = kernels.native_attention(block.qkv(block.ln1(x)), block.num_heads)
+    x = x + block.proj(y)
+    return x + block.out(F.gelu(block.fc(block.ln2(x))))
+
+
+@needs_native
+@pytest.mark.parametrize("M,V", [(1024, 256), (7, 13), (33, 64), (5, 1)])
+def test_native_cross_entropy_is_torchs_per_row_loss_and_gradient(M, V):
+    g = torch.Generator().manual_seed(M + V)
+    logits = (3 * torch.randn(M, V, generator=g)).requires_grad_()
+    targets = torch.randint(0, V, (M,), generator=g)
+    targets[::5] = -100  # not scored: loss 0, no gradient
+    weights = torch.rand(M, generator=g)
+    expected = F.cross_entropy(logits, targets, reduction="none")
+    (expected * weights).sum().backward()
+    expected_grad = logits.grad.clone()
+    logits.grad = None
+    got = kernels.native_cross_entropy(logits, targets)
+    (got * weights).sum().backward()
+    assert torch.allclose(got, expected, rtol=1e-6, atol=1e-5)
+    assert torch.equal(got[::5], torch.zeros_like(got[::5])) and torch.equal(logits.grad[::5], torch.zeros(len(got[::5]), V))
+    assert torch.allclose(logits.grad, expected_grad, rtol=1e-5, atol=1e-7)
+
+
+@needs_native
+def test_native_cross_entropy_refuses_a_target_outside_the_vocabulary():
+    with pytest.raises(RuntimeError, match="bad shape or target"):
+        kernels.native_cross_entropy(torch.randn(3, 8), torch.tensor([1, 8, 2]))
+
+
+@needs_native
+def test_the_models_native_losses_are_torchs_mean_over_scored_tokens():
+    cfg = ModelConfig(branching=(2,), embed_dim=32, num_heads=2, hidden_dim=48, max_seq_len=16)
+    native, masked = (AgentTree(cfg, runs=2, attention=a, seeds=[0, 1]) for a in ("native", "masked"))
+    logits = torch.randn(2, 3, 16, 256)
+    targets = torch.randint(0, 256, (2, 3, 16))
+    targets[1, 0, :5] = -100
+    assert torch.allclose(native.run_losses(logits, targets), masked.run_losses(logits, targets), rtol=1e-6)
+    assert torch.allclose(native.token_losses(logits, targets), masked.token_losses(logits, targets), atol=1e-5)
