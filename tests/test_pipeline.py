@@ -58,7 +58,7 @@ def output(proc: subprocess.CompletedProcess) -> str:
 
 def job_counts(text: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run: rule -> number of jobs (the per-group training rules
-    train_g0, train_g1, ... counted together as `train`)."""
+    train_g0, train_g1, ... counted together as `train`, the attribution rules attribute_g0_0, ... as `attribute`)."""
     counts: dict[str, int] = {}
     block = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
     for line in block.splitlines():
@@ -66,7 +66,8 @@ def job_counts(text: str) -> dict[str, int]:
         if m and m.group(1) == "total":
             break  # the table is printed twice; read the first one
         if m:
-            rule = "train" if re.fullmatch(r"train_[gstu]\d+", m.group(1)) else m.group(1)
+            rule = ("train" if re.fullmatch(r"train_[gstu]\d+", m.group(1)) else
+                    "attribute" if re.fullmatch(r"attribute_g\d+_\d+", m.group(1)) else m.group(1))
             counts[rule] = counts.get(rule, 0) + int(m.group(2))
     return counts
 
@@ -82,8 +83,13 @@ def planned(profile: Path):
 
 def expected_jobs(profile: Path) -> dict[str, int]:
     """Every job a full run of a profile makes, from the library's plan."""
+    from k1model.config import load_params
+    from k1model.study.plan import attribution_groups
+
     plan, groups = planned(profile)
-    counts = {"prepare_data": 1, "train": len(groups), "attribute": sum(r.part == "runs" for r in plan),
+    attribution = attribution_groups(load_params(profile))
+    assert sorted(r.path for runs in attribution.values() for r in runs) == sorted(r.path for r in plan if r.part == "runs")
+    counts = {"prepare_data": 1, "train": len(groups), "attribute": len(attribution),
               "aggregate": 1, "figures": 1, "paper": 1, "all": 1}
     if any(r.part == "tuning" for r in plan):
         counts["tune"] = 1
@@ -232,7 +238,9 @@ def test_the_slurm_profile_gives_training_and_attribution_jobs_their_resources_a
     training = [j for rule, js in jobs.items() if re.fullmatch(r"train_[gtu]\d+", rule) for j in js]
     plan, groups = planned(ROOT / "params/paper.yaml")
     assert len(training) == len(groups) > 1
-    for kind, found in (("train", training), ("attribute", jobs["attribute"])):
+    attribution = [j for rule, js in jobs.items() if re.fullmatch(r"attribute_g\d+_\d+", rule) for j in js]
+    assert attribution
+    for kind, found in (("train", training), ("attribute", attribution)):
         want = profile["set-resources"][kind]
         assert len({str(j) for j in found}) == 1, f"{kind} jobs differ"  # every job of the kind alike
         job = found[0]
@@ -329,8 +337,11 @@ def test_end_to_end_tiny_pipeline(tmp_path):
         names += ["attribution.json"] if run.part == "runs" else []
         for name in names:
             assert (out / "results" / run.path / name).is_file(), f"{run.path}/{name}"
-        if run.part == "runs":
-            assert (out / f"logs/attribute/{run.order_name}/{run.variant}/seed{run.seed}.log").is_file()
+    from k1model.config import load_params
+    from k1model.study.plan import attribution_groups
+
+    for group in attribution_groups(load_params(wd / "params/tiny.yaml")):
+        assert (out / f"logs/attribute/{group}.log").is_file()
     # each run was trained in its own domain order and with its own settings
     for run in plan:
         metrics = json.loads((out / "results" / run.path / "metrics.json").read_text())

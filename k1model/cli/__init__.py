@@ -61,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attribute", help="attribution probes on a finished run (planted faults, resampling, ...)")
     _add_params(p)
     p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--run", type=Path, required=True, help="run directory written by `k1 train`")
+    p.add_argument("--run", type=Path, help="run directory written by `k1 train`")
+    p.add_argument("--group", help="instead of --run: every run of this attribution job of the params' plan "
+                                   "(the pipeline's way; see analysis.runs_per_attribution_job) ...")
+    p.add_argument("--runs-root", type=Path, help="... under this directory")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads (default %(default)s)")
     p.set_defaults(func=commands.attribute)
 

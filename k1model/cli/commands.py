@@ -92,24 +92,39 @@ def train(args: argparse.Namespace) -> int:
 
 
 def attribute(args: argparse.Namespace) -> int:
+    """One run (--run), or every run of an attribution job (--group, --runs-root), one after the other. Each
+    run starts from the same torch generator state, so its probes are what a process of its own computes."""
+    import torch
+
     from k1model.analysis.probes import SCALAR_NAMES, attribute_run
     from k1model.config import load_params
 
     params = load_params(args.params)
+    if (args.run is None) == (args.group is None) or (args.group is not None) != (args.runs_root is not None):
+        raise ConfigError("k1 attribute needs --run RUN, or --group with --runs-root")
+    if args.group is not None:
+        from k1model.study.plan import attribution_runs
+
+        runs = [args.runs_root / r.path for r in attribution_runs(params, args.group)]
+    else:
+        runs = [args.run]
     _threads(args.threads)
-    result = attribute_run(params, args.data, args.run)
-    s = result["scalars"]
+    start = torch.get_rng_state()
 
     def fmt(v: Any) -> str:
         return "null" if v is None else f"{v:.3f}"
 
-    print(f"{args.run}: attribution.json written in {result['timing_s']['total']:.1f}s")
-    for key in SCALAR_NAMES:
-        print(f"  {key:34s} {fmt(s.get(key))}")
-    off = result["details"]["fault_summary"].get("faults_off_target") or []
-    if off:
-        print(f"  warning: {len(off)} planted fault(s) missed the target loss increase "
-              f"({', '.join(off)}); see details.faults[].loss_increase")
+    for run in runs:
+        torch.set_rng_state(start)
+        result = attribute_run(params, args.data, run)
+        s = result["scalars"]
+        print(f"{run}: attribution.json written in {result['timing_s']['total']:.1f}s")
+        for key in SCALAR_NAMES:
+            print(f"  {key:34s} {fmt(s.get(key))}")
+        off = result["details"]["fault_summary"].get("faults_off_target") or []
+        if off:
+            print(f"  warning: {len(off)} planted fault(s) missed the target loss increase "
+                  f"({', '.join(off)}); see details.faults[].loss_increase")
     return 0
 
 

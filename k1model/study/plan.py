@@ -134,6 +134,28 @@ def group_runs(params: Params, group: str) -> list[PlannedRun]:
     return groups[group]
 
 
+def attribution_groups(params: Params) -> dict[str, list[PlannedRun]]:
+    """The main comparison's runs by attribution job: each training job's runs (they finish together) in
+    near-equal jobs of at most analysis.runs_per_attribution_job, named <training job>_<i>: few processes
+    (imports are paid per process) and, when one training job finishes early, its attributions can run
+    beside the others' training."""
+    out: dict[str, list[PlannedRun]] = {}
+    for group, runs in job_groups(part_runs(params, "runs")).items():
+        n = math.ceil(len(runs) / params.analysis.runs_per_attribution_job)
+        for i in range(n):
+            out[f"{group}_{i}"] = runs[i::n]
+    return out
+
+
+def attribution_runs(params: Params, group: str) -> list[PlannedRun]:
+    from k1model.errors import ConfigError
+
+    groups = attribution_groups(params)
+    if group not in groups:
+        raise ConfigError(f"--group {group!r} is not an attribution job of these params; jobs: {', '.join(groups)}")
+    return groups[group]
+
+
 def part_runs(params: Params, part: str) -> list[PlannedRun]:
     return [r for r in plan_runs(params) if r.part == part]
 

@@ -204,7 +204,6 @@ PREPARED = _under(OUTDIR, "data", "prepared")
 RESULTS = _under(OUTDIR, "results")
 PAPER = _under(OUTDIR, "paper")
 LOGS = _under(OUTDIR, "logs")
-RUN_DIR = f"{RESULTS}/runs/{{order}}/{{variant}}/seed{{seed}}"  # the main comparison (attribution probes)
 
 
 def prepared_files():
@@ -216,13 +215,15 @@ def prepared_files():
 # The run plan and its jobs come from the library (the same function `k1 train --group` uses); the
 # data stage has no runs and does not plan them.
 if STAGE == "data":
-    PLAN, TRAIN_GROUPS = [], {}
+    PLAN, TRAIN_GROUPS, ATTRIBUTION_GROUPS = [], {}, {}
 else:
     from k1model.config import load_params as _load_validated
-    from k1model.study.plan import job_groups, plan_runs, twin_path
+    from k1model.study.plan import attribution_groups, job_groups, plan_runs, twin_path
 
-    PLAN = plan_runs(_load_validated(PARAMS_FILE))
+    _VALIDATED = _load_validated(PARAMS_FILE)
+    PLAN = plan_runs(_VALIDATED)
     TRAIN_GROUPS = job_groups(PLAN)
+    ATTRIBUTION_GROUPS = attribution_groups(_VALIDATED)
 PARTS = sorted({r.part for r in PLAN})
 CHOICE = f"{RESULTS}/tuning/chosen.json"
 

@@ -2,10 +2,11 @@
 # tuned runs when the params define them) and groups them into jobs of at most
 # train.runs_per_job runs that train together in one process (`k1 train --group`): one rule per
 # job, with every file of its runs as outputs. Tuned jobs wait for the tuning choice (`k1 tune`).
-# Then one attribution job per run of the main comparison. Both read the model/method/train
-# sections (fingerprinted as a param) and the prepared data (an input). Profiles set the training
-# jobs' resources and threads under the name `train` (`set-resources: train:`), which every
-# generated rule takes, and the attribution jobs' under `attribute` (the rule's own name).
+# Then the attribution probes of the main comparison's runs, a few runs per job
+# (analysis.runs_per_attribution_job). Both read the model/method/train sections (fingerprinted as
+# a param) and the prepared data (an input). Profiles set the training jobs' resources and threads
+# under the name `train` (`set-resources: train:`) and the attribution jobs' under `attribute`,
+# which every generated rule of that kind takes.
 # A training job's output goes to its log and, through `tee`, to the terminal Snakemake runs in:
 # `k1 train --group` prints a progress line every 5 % of its steps ("[g03: k1_full +5 runs] step
 # 120/400 (30%) phase 1, 41s elapsed, ~95s left"), so a job of several minutes is never silent.
@@ -71,30 +72,40 @@ rule tune:
         "k1 tune --params {params.file} --results {params.root} --out {output.choice} > {log} 2>&1"
 
 
-rule attribute:
-    input:
-        manifest=f"{PREPARED}/manifest.json",
-        metrics=f"{RUN_DIR}/metrics.json",
-        checkpoint=f"{RUN_DIR}/checkpoint.pt",
-    output:
-        attribution=f"{RUN_DIR}/attribution.json",
-    log:
-        f"{LOGS}/attribute/{{order}}/{{variant}}/seed{{seed}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/attribute/{{order}}/{{variant}}/seed{{seed}}.tsv"
-    params:
-        file=PARAMS_FILE,
-        probe_cfg=fingerprint(*PROBE_KEYS),
-        data=lambda wildcards, input: Path(input.manifest).parent,
-        run=lambda wildcards, input: Path(input.metrics).parent,
-    threads: 1
-    resources:
-        gpu=GPUS_PER_RUN,
-    conda:
-        "../envs/k1.yaml"
-    shell:
-        "k1 attribute --params {params.file} --data {params.data} --run {params.run}"
-        " --threads {threads} > {log} 2>&1"
+for _group, _runs in ATTRIBUTION_GROUPS.items():
+
+    rule:
+        """Attribution probes of some of the main comparison's runs (one process: the imports are paid once)."""
+        name:
+            f"attribute_{_group}"
+        input:
+            manifest=f"{PREPARED}/manifest.json",
+            metrics=[f"{RESULTS}/{r.path}/metrics.json" for r in _runs],
+            checkpoint=[f"{RESULTS}/{r.path}/checkpoint.pt" for r in _runs],
+        output:
+            attribution=[f"{RESULTS}/{r.path}/attribution.json" for r in _runs],
+        log:
+            f"{LOGS}/attribute/{_group}.log",
+        benchmark:
+            f"{LOGS}/benchmarks/attribute/{_group}.tsv"
+        params:
+            file=PARAMS_FILE,
+            probe_cfg=fingerprint(*PROBE_KEYS),
+            group=_group,
+            data=lambda wildcards, input: Path(input.manifest).parent,
+            # the results root, from the first output: RESULTS/<path of the run>/attribution.json
+            root=lambda wildcards, output, depth=len(Path(_runs[0].path).parts): Path(
+                output.attribution[0]
+            ).parents[depth],
+        # the profile's `set-threads: attribute:` and `set-resources: attribute:` (common.smk)
+        threads: profile_threads("attribute", 1)
+        resources:
+            **profile_resources("attribute", gpu=GPUS_PER_RUN),
+        conda:
+            "../envs/k1.yaml"
+        shell:
+            "k1 attribute --params {params.file} --data {params.data} --runs-root {params.root}"
+            " --group {params.group} --threads {threads} > {log} 2>&1"
 
 
 rule runs:
