@@ -71,9 +71,11 @@ def part_bench(device: str, tiny: bool, out: Path) -> dict[str, Any]:
 
 
 def _dense(cfg, runs: int, batching: str, precision: str, device: torch.device):
+    """Dense trainer with the attention kernel `k1 train` picks on this device (CUDA: SDPA's causal kernel)."""
     from k1model.app.bench.experiments import dense_trainer
+    from k1model.model import default_execution
 
-    return dense_trainer(cfg, runs, "masked", batching, device, precision)
+    return dense_trainer(cfg, runs, default_execution(device, cfg, precision)[0], batching, device, precision)
 
 
 def _batch(cfg, runs: int, batch: int, device: torch.device, seed: int = 0):

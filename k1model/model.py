@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from k1model.config.model import ModelConfig
 from k1model.errors import ConfigError
-from k1model.kernels import native_attention, native_block, native_cross_entropy
+from k1model.kernels import native_attention, native_block, native_cross_entropy, native_layer_norm
 from k1model.topology import ACTIVE, INACTIVE, MERGED, Topology, build_topology, live_topology
 
 __all__ = ["AgentTree", "Topology", "build_topology"]
@@ -114,13 +114,15 @@ def native_unavailable(cfg: ModelConfig) -> str | None:
     return kernels.unsupported(cfg.embed_dim // cfg.num_heads) or kernels.unavailable()
 
 
-def default_execution(device: torch.device | str, cfg: ModelConfig | None = None) -> tuple[str, str]:
+def default_execution(device: torch.device | str, cfg: ModelConfig | None = None,
+                      precision: str = "fp32") -> tuple[str, str]:
     """(attention kernel, run batching) chosen by measurement for a device type and model (`k1 bench`):
-    CUDA: SDPA's causal kernel, runs batched; CPU: the native kernel where it builds and fits the model
-    (else SDPA with a mask), each run's own kernels in turn."""
+    CUDA: SDPA's causal kernel, runs batched; CPU: the native kernels where they build and fit the model
+    (float32 only; else SDPA with a mask), each run's own kernels in turn."""
     if torch.device(device).type == "cuda":
         return "causal", "batched"
-    return ("native" if cfg is not None and native_unavailable(cfg) is None else "masked"), "loop"
+    native = cfg is not None and precision == "fp32" and native_unavailable(cfg) is None
+    return ("native" if native else "masked"), "loop"
 
 
 # --------------------------------------------------------------------------- weights
@@ -436,6 +438,9 @@ class AgentTree(nn.Module):
         """Final norm and the tied LM head: y [R, ..., D] -> logits [R, ..., V]."""
         if not self.batched:
             ys = split_runs(y)
+            if self.attention == "native":
+                return per_run(lambda r: F.linear(native_layer_norm(ys[r], self.shared[r].ln_f.weight, self.shared[r].ln_f.bias),
+                                                  self.shared[r].tok_emb.weight), len(ys))
             return per_run(lambda r: F.linear(self.shared[r].ln_f(ys[r]), self.shared[r].tok_emb.weight), len(ys))
         z = layer_norm(y, self._stacked("ln_f.weight"), self._stacked("ln_f.bias"))
         shape = z.shape

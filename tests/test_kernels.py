@@ -186,3 +186,70 @@ def test_the_models_native_losses_are_torchs_mean_over_scored_tokens():
     targets[1, 0, :5] = -100
     assert torch.allclose(native.run_losses(logits, targets), masked.run_losses(logits, targets), rtol=1e-6)
     assert torch.allclose(native.token_losses(logits, targets), masked.token_losses(logits, targets), atol=1e-5)
+
+
+@needs_native
+def test_native_gelu_is_the_erf_gelu_and_its_derivative():
+    """Against float64: within torch's own float32 error, and without torch's cancellation in the left tail."""
+    from k1model.kernels.library import library
+
+    lib = library()
+    x = torch.cat([torch.linspace(-12, 12, 4001), torch.randn(1003)])  # 5004 values: a tail that is not a multiple of 8
+    y, dx = torch.empty_like(x), torch.empty_like(x)
+    dy = torch.randn_like(x)
+    lib.k1_gelu_forward(x.data_ptr(), y.data_ptr(), x.numel())
+    lib.k1_gelu_backward(dy.data_ptr(), x.data_ptr(), dx.data_ptr(), x.numel())
+    x64 = x.double().requires_grad_()
+    truth = F.gelu(x64)
+    truth.backward(dy.double())
+    ours, torch_own = (y.double() - truth).abs(), (F.gelu(x).double() - truth).abs()
+    assert ours.max() <= max(torch_own.max().item(), 1e-6)
+    assert torch.all(ours <= 3e-7 * x.abs().clamp_min(1.0))
+    left = (x < -3) & (x > -5)  # Phi(x) < 1.4e-3: relative error stays small where torch's 1 + erf loses it
+    rel, torch_rel = (ours / truth.abs())[left].max(), (torch_own / truth.abs())[left].max()
+    assert rel < 2e-3 and rel < torch_rel / 10
+    assert torch.allclose(dx.double(), x64.grad, rtol=0, atol=2e-6)
+
+
+@needs_native
+@pytest.mark.parametrize("rows,D", [(1024, 64), (7, 13), (3, 128)])
+def test_native_layer_norm_is_torchs_with_the_same_gradients(rows, D):
+    g = torch.Generator().manual_seed(rows + D)
+    x = (2 * torch.randn(rows, D, generator=g) + 1).requires_grad_()
+    w, b = torch.randn(D, generator=g).requires_grad_(), torch.randn(D, generator=g).requires_grad_()
+    dy = torch.randn(rows, D, generator=g)
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
+    F.layer_norm(x64, (D,), w64, b64).backward(dy.double())
+    out = kernels.native_layer_norm(x, w, b)
+    out.backward(dy)
+    assert torch.allclose(out.double(), F.layer_norm(x64, (D,), w64, b64), rtol=0, atol=2e-6)
+    for got, want in ((x.grad, x64.grad), (w.grad, w64.grad), (b.grad, b64.grad)):
+        assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-4)
+
+
+@needs_native
+def test_the_native_kernels_refuse_other_dtypes_and_auto_does_not_pick_them_for_bf16():
+    """The kernels read raw float32 memory: a bf16 tensor (bf16 autocast) is refused before any pointer is passed."""
+    cfg = ModelConfig(branching=(2,), embed_dim=32, num_heads=2, hidden_dim=48, max_seq_len=16)
+    model = AgentTree(cfg, attention="native", seeds=[0])
+    x = torch.randint(0, 256, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="float32"):
+        model(x, x)
+    assert default_execution("cpu", cfg, "bf16")[0] == "masked" and default_execution("cpu", cfg)[0] == "native"
+
+
+def test_asking_for_the_native_kernels_where_they_cannot_run_is_a_clear_error(prepare_data, tmp_path):
+    from k1model.train.protocol import RunGroup, run_specs
+
+    params = {"data": {"source": "synthetic", "domains": ["alpha", "beta"], "max_bytes": 6000,
+                       "valid_fraction": 0.1, "test_fraction": 0.1},
+              "model": {"branching": [2], "embed_dim": 32, "num_heads": 2, "hidden_dim": 32, "max_seq_len": 16},
+              "train": {"batch_size": 2, "steps_per_phase": 2, "attention": "native", "precision": "bf16"},
+              "experiment": {"variants": ["dense"], "seeds": [0]}, "method": {}, "analysis": {}}
+    data = prepare_data(params)
+    with pytest.raises(ConfigError, match="bf16"):
+        RunGroup(params, data, run_specs(load_params(params), ["dense"], [0], tmp_path / "run"))
+    params["model"].update(embed_dim=36, num_heads=3)  # head width 12
+    params["train"]["precision"] = "fp32"
+    with pytest.raises(ConfigError, match="head width 12"):
+        RunGroup(params, prepare_data(params), run_specs(load_params(params), ["dense"], [0], tmp_path / "run"))

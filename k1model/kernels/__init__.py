@@ -1,16 +1,17 @@
 """Native CPU kernels for the few operations torch runs slowly at the model's own shapes.
 
 Chosen by measurement (`k1 bench`, "where the step's time goes"): the agents' causal self-attention
-(`attention.c`), the agent block as one autograd node around it (`block.py`), and the LM head's
-cross-entropy (`cross_entropy.c`); `train.attention: native` (and `auto` on a CPU that can build
-them) uses them. The C files are built into one library with the machine's C compiler on first use
+(`attention.c`), GELU (`gelu.c`) and layer norm (`layer_norm.c`), the agent block as one autograd
+node around them (`block.py`), and the LM head's cross-entropy (`cross_entropy.c`);
+`train.attention: native` (and `auto` on a CPU that can build them) uses them. The C files are built into one library with the machine's C compiler on first use
 (`build.py`, `library.py`) and checked against torch's own kernels in tests/test_kernels.py.
 """
 from k1model.kernels.attention import native_attention, unsupported
 from k1model.kernels.block import native_block
 from k1model.kernels.build import KernelUnavailable
 from k1model.kernels.cross_entropy import native_cross_entropy
+from k1model.kernels.layer_norm import native_layer_norm
 from k1model.kernels.library import unavailable
 
-__all__ = ["KernelUnavailable", "native_attention", "native_block", "native_cross_entropy", "unavailable",
-           "unsupported"]
+__all__ = ["KernelUnavailable", "native_attention", "native_block", "native_cross_entropy", "native_layer_norm",
+           "unavailable", "unsupported"]

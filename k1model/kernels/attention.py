@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from k1model.kernels.library import check, library
+from k1model.kernels.library import check, float32, library
 
 MAX_HEAD_WIDTH = 64
 
@@ -41,6 +41,7 @@ class _NativeAttention(torch.autograd.Function):
         N, T, three_d = qkv.shape
         hd = three_d // 3 // ctx.heads
         dy = dy.contiguous()
+        float32(dy)
         dqkv = torch.empty_like(qkv)
         check(library().k1_attention_backward(qkv.data_ptr(), y.data_ptr(), lse.data_ptr(), dy.data_ptr(),
                                               dqkv.data_ptr(), N, T, ctx.heads, hd, hd ** -0.5), "attention")

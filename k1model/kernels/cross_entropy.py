@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from k1model.kernels.library import check, library
+from k1model.kernels.library import check, float32, library
 
 
 class _NativeCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
         M, V = logits.shape
+        float32(logits)
         losses = logits.new_empty(M)
         lse = logits.new_empty(M)
         check(library().k1_cross_entropy_forward(logits.data_ptr(), targets.data_ptr(), losses.data_ptr(),

@@ -6,9 +6,11 @@ import ctypes
 import functools
 from pathlib import Path
 
+import torch
+
 from k1model.kernels.build import KernelUnavailable, load
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("attention.c", "cross_entropy.c"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("attention.c", "cross_entropy.c", "gelu.c", "layer_norm.c"))
 
 
 @functools.cache
@@ -20,10 +22,14 @@ def library() -> ctypes.CDLL:
         "k1_attention_backward": [p, p, p, p, p, i, i, i, i, f],
         "k1_cross_entropy_forward": [p, p, p, p, i, i, i],
         "k1_cross_entropy_backward": [p, p, p, p, p, i, i, i],
+        "k1_gelu_forward": [p, p, i],
+        "k1_gelu_backward": [p, p, p, i],
+        "k1_layer_norm_forward": [p, p, p, p, p, p, i, i, f],
+        "k1_layer_norm_backward": [p, p, p, p, p, p, p, p, i, i],
     }
     for name, args in signatures.items():
         fn = getattr(lib, name)
-        fn.argtypes, fn.restype = args, ctypes.c_int
+        fn.argtypes, fn.restype = args, (None if "gelu" in name else ctypes.c_int)
     return lib
 
 
@@ -35,6 +41,15 @@ def unavailable() -> str | None:
     except KernelUnavailable as err:
         return str(err)
     return None
+
+
+def float32(*tensors: "torch.Tensor") -> None:
+    """The kernels read and write raw float32 memory: refuse anything else before a pointer is passed."""
+    for t in tensors:
+        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
+            raise RuntimeError(f"the native kernels take contiguous float32 CPU tensors; got {t.dtype} on {t.device}"
+                               f"{'' if t.is_contiguous() else ', not contiguous'} (under bf16 autocast use "
+                               "train.attention: masked)")
 
 
 def check(rc: int, what: str) -> None:

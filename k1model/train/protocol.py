@@ -137,11 +137,13 @@ class RunGroup:
         self.device = resolve_device(self.train_cfg.device)
         if self.train_cfg.deterministic:
             deterministic_mode()
-        auto_attention, auto_batching = default_execution(self.device, self.model_cfg)
+        auto_attention, auto_batching = default_execution(self.device, self.model_cfg, self.train_cfg.precision)
         self.attention = auto_attention if self.train_cfg.attention == "auto" else self.train_cfg.attention
         self.run_batching = auto_batching if self.train_cfg.run_batching == "auto" else self.train_cfg.run_batching
         if self.attention == "native":
-            why = "it is a CPU kernel" if self.device.type != "cpu" else native_unavailable(self.model_cfg)
+            why = ("it is a CPU kernel" if self.device.type != "cpu" else
+                   "it computes in float32 and train.precision is bf16" if self.train_cfg.precision != "fp32" else
+                   native_unavailable(self.model_cfg))
             if why:
                 raise ConfigError(f"train.attention is 'native' but the native kernel cannot run here: {why}; "
                                   "set train.attention to auto or masked")
