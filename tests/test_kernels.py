@@ -253,3 +253,82 @@ def test_asking_for_the_native_kernels_where_they_cannot_run_is_a_clear_error(pr
     params["train"]["precision"] = "fp32"
     with pytest.raises(ConfigError, match="head width 12"):
         RunGroup(params, prepare_data(params), run_specs(load_params(params), ["dense"], [0], tmp_path / "run"))
+
+
+@needs_native
+@pytest.mark.parametrize("rows,D", [(130, 64), (7, 13), (64, 8)])
+def test_the_fused_bias_and_residual_kernels_are_the_unfused_ops(rows, D):
+    """What the block fuses: bias + residual before the second norm, the output's bias + residual, the
+    column sums (bias gradients, in blocks of 64 rows) and the residual joining the norm's backward."""
+    from k1model.kernels.layer_norm import add_ln_forward, ln_backward, ln_forward
+    from k1model.kernels.library import library
+
+    lib = library()
+    g = torch.Generator().manual_seed(rows * D)
+    a, resid, dy, dres = (torch.randn(rows, D, generator=g) for _ in range(4))
+    bias, w, b = (torch.randn(D, generator=g) for _ in range(3))
+    x = a.clone()
+    y, mean, rstd = add_ln_forward(x, resid, bias, w, b)
+    assert torch.equal(x, (a + bias) + resid)  # the same two roundings as the unfused adds
+    y_ref, mean_ref, rstd_ref = ln_forward(x.clone(), w, b)
+    assert torch.equal(y, y_ref) and torch.equal(mean, mean_ref) and torch.equal(rstd, rstd_ref)
+    out = a.clone()
+    lib.k1_add_bias_residual(out.data_ptr(), resid.data_ptr(), bias.data_ptr(), rows, D)
+    assert torch.equal(out, (a + bias) + resid)
+    sums = torch.empty(D)
+    assert lib.k1_column_sums(a.data_ptr(), sums.data_ptr(), rows, D) == 0
+    assert torch.allclose(sums.double(), a.double().sum(0), rtol=0, atol=1e-5 * rows ** 0.5)
+    dx, dw, db, none = ln_backward(dy, x, mean, rstd, w)
+    dx_fused, dw_fused, db_fused, colsum = ln_backward(dy.clone(), x, mean, rstd, w, resid=dres, column_sums=True)
+    assert none is None and torch.equal(dw, dw_fused) and torch.equal(db, db_fused)
+    assert torch.equal(dx_fused, dx + dres)
+    assert torch.allclose(colsum.double(), (dx + dres).double().sum(0), rtol=0, atol=1e-5 * rows ** 0.5)
+
+
+@needs_native
+@pytest.mark.parametrize("rows,n", [(130, 128), (3, 13)])
+def test_gelu_with_its_bias_fused_is_gelu_of_the_biased_input_and_sums_the_bias_gradient(rows, n):
+    from k1model.kernels.library import library
+
+    lib = library()
+    g = torch.Generator().manual_seed(rows + n)
+    f0, dy = torch.randn(rows, n, generator=g), torch.randn(rows, n, generator=g)
+    bias = torch.randn(n, generator=g)
+    f, out = f0.clone(), torch.empty(rows, n)
+    lib.k1_gelu_bias_forward(f.data_ptr(), bias.data_ptr(), out.data_ptr(), rows, n)
+    assert torch.equal(f, f0 + bias)
+    ref = torch.empty_like(f)
+    lib.k1_gelu_forward(f.data_ptr(), ref.data_ptr(), f.numel())
+    # rows of a multiple of 8: the same vector code element for element (else a row's tail is scalar code)
+    assert torch.equal(out, ref) if n % 8 == 0 else torch.allclose(out, ref, rtol=0, atol=1e-6)
+    dx, db = dy.clone(), torch.empty(n)
+    assert lib.k1_gelu_bias_backward(dx.data_ptr(), f.data_ptr(), dx.data_ptr(), db.data_ptr(), rows, n) == 0
+    dx_ref = torch.empty_like(dy)
+    lib.k1_gelu_backward(dy.data_ptr(), f.data_ptr(), dx_ref.data_ptr(), dy.numel())
+    if n % 8 == 0:
+        assert torch.equal(dx, dx_ref)
+    assert torch.allclose(dx, dx_ref, rtol=0, atol=1e-6)
+    assert torch.allclose(db.double(), dx.double().sum(0), rtol=0, atol=1e-5 * rows ** 0.5)
+
+
+@needs_native
+def test_attention_with_the_qkv_bias_fused_is_attention_of_the_biased_input_and_sums_its_gradient():
+    from k1model.kernels.library import library
+
+    lib = library()
+    N, T, H, hd = 3, 70, 2, 16
+    g = torch.Generator().manual_seed(5)
+    qkv0, dy = torch.randn(N, T, 3 * H * hd, generator=g), torch.randn(N, T, H * hd, generator=g)
+    bias = torch.randn(3 * H * hd, generator=g)
+    qkv, y, lse = qkv0.clone(), torch.empty(N, T, H * hd), torch.empty(N, H, T)
+    assert lib.k1_attention_forward(qkv.data_ptr(), bias.data_ptr(), y.data_ptr(), lse.data_ptr(), N, T, H, hd,
+                                    hd ** -0.5) == 0
+    assert torch.equal(qkv, qkv0 + bias)
+    assert torch.equal(y, kernels.native_attention(qkv0 + bias, H))
+    dqkv, db = torch.empty_like(qkv), torch.empty(3 * H * hd)
+    assert lib.k1_attention_backward(qkv.data_ptr(), y.data_ptr(), lse.data_ptr(), dy.data_ptr(), dqkv.data_ptr(),
+                                     db.data_ptr(), N, T, H, hd, hd ** -0.5) == 0
+    qkv_ref = (qkv0 + bias).requires_grad_()
+    kernels.native_attention(qkv_ref, H).backward(dy)
+    assert torch.equal(dqkv, qkv_ref.grad)
+    assert torch.allclose(db.double(), dqkv.double().sum((0, 1)), rtol=0, atol=1e-5 * (N * T) ** 0.5)

@@ -151,15 +151,24 @@ static void transpose_into(const float *X, int64_t ldx, int T, int hd, int Tp, f
 
 static int check(int64_t T, int64_t hd) { return T >= 1 && hd >= 8 && hd <= 64 && hd % 8 == 0; }
 
-/* qkv [N, T, 3, H, hd] -> y [N, T, H, hd], lse [N, H, T] (log-sum-exp of each row's scores, for backward). */
-int k1_attention_forward(const float *qkv, float *y, float *lse, int64_t N, int64_t T, int64_t H, int64_t hd, float scale) {
+/* qkv [N, T, 3, H, hd] -> y [N, T, H, hd], lse [N, H, T] (log-sum-exp of each row's scores, for backward).
+   With bias (else NULL): the qkv projection's bias [3 D] is first added to qkv in place, one sequence at a
+   time, just before its heads read it (qkv is then the projection's output as the backward needs it). */
+int k1_attention_forward(float *qkv, const float *bias, float *y, float *lse, int64_t N, int64_t T, int64_t H,
+                         int64_t hd, float scale) {
     if (!check(T, hd)) return 1;
     const int64_t D = H * hd, row = 3 * D;
     const int Tp = (int)((T + 15) / 16 * 16), C = (int)(hd / 8);
     float *kT = malloc(sizeof(float) * ((size_t)hd * Tp + (size_t)(T + 4) * Tp + (size_t)T));
     if (!kT) return 2;
     float *S = kT + (size_t)hd * Tp, *rowv = S + (size_t)(T + 4) * Tp;
-    for (int64_t n = 0; n < N; n++)
+    for (int64_t n = 0; n < N; n++) {
+        if (bias)
+            for (int64_t t = 0; t < T; t++) {
+                float *r = qkv + (n * T + t) * row;
+                for (int64_t j = 0; j < row; j += 8)  /* row = 3 H hd, a multiple of 8 */
+                    _mm256_storeu_ps(r + j, _mm256_add_ps(_mm256_loadu_ps(r + j), _mm256_loadu_ps(bias + j)));
+            }
         for (int64_t h = 0; h < H; h++) {
             const float *q = qkv + n * T * row + h * hd;
             transpose_into(q + D, row, (int)T, (int)hd, Tp, kT);
@@ -197,21 +206,26 @@ int k1_attention_forward(const float *qkv, float *y, float *lse, int64_t N, int6
             }
             lower_rows(S, Tp, q + 2 * D, row, (int)T, C, 1.0f, rowv, y + n * T * D + h * hd, D);
         }
+    }
     free(kT);
     return 0;
 }
 
-/* Gradients: dy, y [N, T, H, hd]; dqkv [N, T, 3, H, hd] written (every element). */
+/* Gradients: dy, y [N, T, H, hd]; dqkv [N, T, 3, H, hd] written (every element). With dbias (else NULL):
+   dbias [3 D] = column sums of dqkv (the qkv projection's bias gradient), a partial per sequence, added
+   in sequence order. */
 int k1_attention_backward(const float *qkv, const float *y, const float *lse, const float *dy, float *dqkv,
-                          int64_t N, int64_t T, int64_t H, int64_t hd, float scale) {
+                          float *dbias, int64_t N, int64_t T, int64_t H, int64_t hd, float scale) {
     if (!check(T, hd)) return 1;
     const int64_t D = H * hd, row = 3 * D;
     const int Tp = (int)((T + 15) / 16 * 16), C = (int)(hd / 8);
     /* one T x Tp matrix (P, then dS over it) + K^T and V^T: ~24 KB at T = 64, hd = 16, so it stays in L1 */
-    float *kT = malloc(sizeof(float) * (2 * (size_t)hd * Tp + (size_t)(T + 4) * Tp + (size_t)T));
+    float *kT = malloc(sizeof(float) * (2 * (size_t)hd * Tp + (size_t)(T + 4) * Tp + (size_t)T + 2 * (size_t)row));
     if (!kT) return 2;
     float *vT = kT + (size_t)hd * Tp, *P = vT + (size_t)hd * Tp, *rowv = P + (size_t)(T + 4) * Tp;
-    for (int64_t n = 0; n < N; n++)
+    float *part = rowv + T;
+    if (dbias) memset(dbias, 0, sizeof(float) * (size_t)row);
+    for (int64_t n = 0; n < N; n++) {
         for (int64_t h = 0; h < H; h++) {
             const float *q = qkv + n * T * row + h * hd;
             const float *dyh = dy + n * T * D + h * hd, *yh = y + n * T * D + h * hd;
@@ -240,6 +254,16 @@ int k1_attention_backward(const float *qkv, const float *y, const float *lse, co
             lower_rows(P, Tp, q + D, row, (int)T, C, scale, NULL, dq, row);         /* dq = scale dS K   */
             upper_rows(P, Tp, q, row, (int)T, C, scale, dq + D, row);               /* dk = scale dS^T Q */
         }
+        if (dbias) {  /* the sequence's rows of dqkv are still in cache */
+            memset(part, 0, sizeof(float) * (size_t)row);
+            for (int64_t t = 0; t < T; t++) {
+                const float *r = dqkv + (n * T + t) * row;
+                for (int64_t j = 0; j < row; j += 8)
+                    _mm256_storeu_ps(part + j, _mm256_add_ps(_mm256_loadu_ps(part + j), _mm256_loadu_ps(r + j)));
+            }
+            for (int64_t j = 0; j < row; j++) dbias[j] += part[j];
+        }
+    }
     free(kT);
     return 0;
 }

@@ -29,7 +29,7 @@ class _NativeAttention(torch.autograd.Function):
         hd = D // heads
         y = qkv.new_empty(N, T, D)
         lse = qkv.new_empty(N, heads, T)
-        check(library().k1_attention_forward(qkv.data_ptr(), y.data_ptr(), lse.data_ptr(), N, T, heads, hd,
+        check(library().k1_attention_forward(qkv.data_ptr(), None, y.data_ptr(), lse.data_ptr(), N, T, heads, hd,
                                              hd ** -0.5), "attention")
         ctx.save_for_backward(qkv, y, lse)
         ctx.heads = heads
@@ -44,7 +44,7 @@ class _NativeAttention(torch.autograd.Function):
         float32(dy)
         dqkv = torch.empty_like(qkv)
         check(library().k1_attention_backward(qkv.data_ptr(), y.data_ptr(), lse.data_ptr(), dy.data_ptr(),
-                                              dqkv.data_ptr(), N, T, ctx.heads, hd, hd ** -0.5), "attention")
+                                              dqkv.data_ptr(), None, N, T, ctx.heads, hd, hd ** -0.5), "attention")
         return dqkv, None
 
 

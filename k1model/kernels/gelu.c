@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "exp256.h"
 
@@ -64,4 +65,54 @@ void k1_gelu_backward(const float *dy, const float *x, float *dx, int64_t n) {
         const float cdf = cdf1(x[i], &dens);
         dx[i] = dy[i] * (cdf + x[i] * dens);
     }
+}
+
+/* The MLP's first bias fused in: f <- f + b (rows of width n, f is the matmul's product), g = gelu(f). */
+void k1_gelu_bias_forward(float *f, const float *b, float *g, int64_t rows, int64_t n) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *fr = f + r * n, *gr = g + r * n;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            const __m256 v = _mm256_add_ps(_mm256_loadu_ps(fr + i), _mm256_loadu_ps(b + i));
+            _mm256_storeu_ps(fr + i, v);
+            _mm256_storeu_ps(gr + i, _mm256_mul_ps(v, cdf256(v, NULL)));
+        }
+        for (; i < n; i++) {
+            fr[i] += b[i];
+            gr[i] = fr[i] * cdf1(fr[i], NULL);
+        }
+    }
+}
+
+/* dx = dy * gelu'(x) as k1_gelu_backward (dx may be dy), and db = column sums of dx (the bias gradient),
+   summed in blocks of 64 rows (a partial per block, then added): fixed order. n <= 4096. */
+int k1_gelu_bias_backward(const float *dy, const float *x, float *dx, float *db, int64_t rows, int64_t n) {
+    if (n < 1 || n > 4096) return 1;
+    float part[4096];
+    memset(db, 0, sizeof(float) * n);
+    memset(part, 0, sizeof(float) * n);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *dyr = dy + r * n, *xr = x + r * n;
+        float *dxr = dx + r * n;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            const __m256 v = _mm256_loadu_ps(xr + i);
+            __m256 dens;
+            const __m256 cdf = cdf256(v, &dens);
+            const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(dyr + i), _mm256_fmadd_ps(v, dens, cdf));
+            _mm256_storeu_ps(dxr + i, d);
+            _mm256_storeu_ps(part + i, _mm256_add_ps(_mm256_loadu_ps(part + i), d));
+        }
+        for (; i < n; i++) {
+            float dens;
+            const float cdf = cdf1(xr[i], &dens);
+            dxr[i] = dyr[i] * (cdf + xr[i] * dens);
+            part[i] += dxr[i];
+        }
+        if ((r + 1) % 64 == 0 || r + 1 == rows) {
+            for (i = 0; i < n; i++) db[i] += part[i];
+            memset(part, 0, sizeof(float) * n);
+        }
+    }
+    return 0;
 }

@@ -13,23 +13,31 @@ from k1model.kernels.build import KernelUnavailable, load
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("attention.c", "cross_entropy.c", "gelu.c", "layer_norm.c"))
 
 
+RETURN_NOTHING = ("k1_gelu_forward", "k1_gelu_backward", "k1_gelu_bias_forward", "k1_add_bias_residual")
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
     lib = load("k1native", SOURCES)
     p, i, f = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
     signatures = {
-        "k1_attention_forward": [p, p, p, i, i, i, i, f],
-        "k1_attention_backward": [p, p, p, p, p, i, i, i, i, f],
+        "k1_attention_forward": [p, p, p, p, i, i, i, i, f],
+        "k1_attention_backward": [p, p, p, p, p, p, i, i, i, i, f],
         "k1_cross_entropy_forward": [p, p, p, p, i, i, i],
         "k1_cross_entropy_backward": [p, p, p, p, p, i, i, i],
         "k1_gelu_forward": [p, p, i],
         "k1_gelu_backward": [p, p, p, i],
+        "k1_gelu_bias_forward": [p, p, p, i, i],
+        "k1_gelu_bias_backward": [p, p, p, p, i, i],
         "k1_layer_norm_forward": [p, p, p, p, p, p, i, i, f],
-        "k1_layer_norm_backward": [p, p, p, p, p, p, p, p, i, i],
+        "k1_add_layer_norm_forward": [p, p, p, p, p, p, p, p, i, i, f],
+        "k1_layer_norm_backward": [p, p, p, p, p, p, p, p, i, i, p, p],
+        "k1_add_bias_residual": [p, p, p, i, i],
+        "k1_column_sums": [p, p, i, i],
     }
     for name, args in signatures.items():
         fn = getattr(lib, name)
-        fn.argtypes, fn.restype = args, (None if "gelu" in name else ctypes.c_int)
+        fn.argtypes, fn.restype = args, (None if name in RETURN_NOTHING else ctypes.c_int)
     return lib
 
 
@@ -45,8 +53,8 @@ def unavailable() -> str | None:
 
 def float32(*tensors: "torch.Tensor") -> None:
     """The kernels read and write raw float32 memory: refuse anything else before a pointer is passed."""
-    for t in tensors:
-        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
+    for t in tensors:  # (the cheapest attributes: this runs ~80 times a step)
+        if t.dtype is not torch.float32 or not t.is_cpu or not t.is_contiguous():
             raise RuntimeError(f"the native kernels take contiguous float32 CPU tensors; got {t.dtype} on {t.device}"
                                f"{'' if t.is_contiguous() else ', not contiguous'} (under bf16 autocast use "
                                "train.attention: masked)")
