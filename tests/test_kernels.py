@@ -254,6 +254,14 @@ def test_asking_for_the_native_kernels_where_they_cannot_run_is_a_clear_error(pr
     with pytest.raises(ConfigError, match="head width 12"):
         RunGroup(params, prepare_data(params), run_specs(load_params(params), ["dense"], [0], tmp_path / "run"))
 
+    # auto on a model the kernels cannot run: torch's kernel, and the job says which and why
+    params["train"]["attention"] = "auto"
+    group = RunGroup(params, prepare_data(params), run_specs(load_params(params), ["dense"], [0], tmp_path / "run"))
+    assert group.attention == "masked"
+    assert group._kernels_line() == ("kernels: attention masked, run batching loop (not the native CPU kernels: "
+                                     f"{native_unavailable(load_params(params).model)})")
+    assert "head width 12" in group._kernels_line()
+
 
 @needs_native
 @pytest.mark.parametrize("rows,D", [(130, 64), (7, 13), (64, 8)])

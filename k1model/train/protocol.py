@@ -287,6 +287,15 @@ class RunGroup:
         print(f"{spec.out_dir}: the same run as {spec.twin} (config hash {self.hashes[i]}); copied, not retrained")
         return copy_run(spec.twin, spec.out_dir, twin)
 
+    def _kernels_line(self) -> str:
+        """Which kernels train these runs, and why `auto` did not pick the native ones on a CPU (no silent choice)."""
+        line = f"kernels: attention {self.attention}, run batching {self.run_batching}"
+        if self.train_cfg.attention == "auto" and self.device.type == "cpu" and self.attention != "native":
+            why = ("train.precision is bf16" if self.train_cfg.precision != "fp32" else
+                   native_unavailable(self.model_cfg))
+            line += f" (not the native CPU kernels: {why})"
+        return line
+
     def _train(self, members: list[int], blobs: dict[int, dict | None], max_steps: int | None,
                progress: bool | None) -> list[dict | None]:
         specs = [self.specs[i] for i in members]
@@ -295,6 +304,7 @@ class RunGroup:
             s.out_dir.mkdir(parents=True, exist_ok=True)
         model = AgentTree(self.model_cfg, runs=R, attention=self.attention, seeds=[s.seed for s in specs],
                           run_batching=self.run_batching).to(self.device)
+        print(self._kernels_line(), flush=True)
         trainer = Trainer(model, [s.method for s in specs], [s.seed for s in specs], precision=cfg.precision)
         samplers = [self.samplers(s) for s in specs]
         logs = [RunLog() for _ in specs]
