@@ -53,24 +53,6 @@ int k1_layer_norm_forward(const float *x, const float *w, const float *b, float 
     return 0;
 }
 
-/* The block's second norm with the residual before it: x <- (x + bias) + resid in place (x is the output
-   projection's product), then the norm of x; one pass while each row is in L1. */
-int k1_add_layer_norm_forward(float *x, const float *resid, const float *bias, const float *w, const float *b,
-                              float *y, float *mean, float *rstd, int64_t rows, int64_t D, float eps) {
-    if (D < 1 || D > MAXD) return 1;
-    for (int64_t r = 0; r < rows; r++) {
-        float *xr = x + r * D;
-        const float *rr = resid + r * D;
-        int64_t j = 0;
-        for (; j + 8 <= D; j += 8)
-            _mm256_storeu_ps(xr + j, _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xr + j), _mm256_loadu_ps(bias + j)),
-                                                   _mm256_loadu_ps(rr + j)));
-        for (; j < D; j++) xr[j] = (xr[j] + bias[j]) + rr[j];
-        ln_row(xr, w, b, y + r * D, mean + r, rstd + r, D, eps);
-    }
-    return 0;
-}
-
 /* a <- (a + bias) + resid, rows of width D (the block's output: the MLP's product, its bias, the residual) */
 void k1_add_bias_residual(float *a, const float *resid, const float *bias, int64_t rows, int64_t D) {
     for (int64_t r = 0; r < rows; r++) {
@@ -82,6 +64,18 @@ void k1_add_bias_residual(float *a, const float *resid, const float *bias, int64
                                                    _mm256_loadu_ps(rr + j)));
         for (; j < D; j++) ar[j] = (ar[j] + bias[j]) + rr[j];
     }
+}
+
+/* The block's second norm with the residual before it: x <- (x + bias) + resid in place (x is the output
+   projection's product), then the norm of x; one pass while each row is in L1. */
+int k1_add_layer_norm_forward(float *x, const float *resid, const float *bias, const float *w, const float *b,
+                              float *y, float *mean, float *rstd, int64_t rows, int64_t D, float eps) {
+    if (D < 1 || D > MAXD) return 1;
+    for (int64_t r = 0; r < rows; r++) {
+        k1_add_bias_residual(x + r * D, resid + r * D, bias, 1, D);
+        ln_row(x + r * D, w, b, y + r * D, mean + r, rstd + r, D, eps);
+    }
+    return 0;
 }
 
 /* colsum[j] = sum over rows of m[r, j], in blocks of 64 rows (a partial per block, then added): fixed order */
