@@ -105,10 +105,15 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
 ATTENTION_KERNELS = ("masked", "causal", "math", "native")
 
 
-def native_unavailable(cfg: ModelConfig) -> str | None:
-    """Why the native attention kernel cannot run this model here (None if it can)."""
+def native_unavailable(cfg: ModelConfig, device: torch.device | str = "cpu", precision: str = "fp32") -> str | None:
+    """Why the native kernels cannot run this model here, on this device at this precision (None if they
+    can): the one place every caller (auto, the trainer's checks, `k1 bench`) asks."""
     from k1model import kernels
 
+    if torch.device(device).type != "cpu":
+        return "it is a CPU kernel"
+    if precision != "fp32":
+        return f"it computes in float32 and train.precision is {precision}"
     if cfg.dropout > 0:
         return f"it has no attention dropout and model.dropout is {cfg.dropout}"
     return kernels.unsupported(cfg.embed_dim // cfg.num_heads) or kernels.unavailable()
@@ -121,7 +126,7 @@ def default_execution(device: torch.device | str, cfg: ModelConfig | None = None
     (float32 only; else SDPA with a mask), each run's own kernels in turn."""
     if torch.device(device).type == "cuda":
         return "causal", "batched"
-    native = cfg is not None and precision == "fp32" and native_unavailable(cfg) is None
+    native = cfg is not None and native_unavailable(cfg, device, precision) is None
     return ("native" if native else "masked"), "loop"
 
 

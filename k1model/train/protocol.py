@@ -141,9 +141,7 @@ class RunGroup:
         self.attention = auto_attention if self.train_cfg.attention == "auto" else self.train_cfg.attention
         self.run_batching = auto_batching if self.train_cfg.run_batching == "auto" else self.train_cfg.run_batching
         if self.attention == "native":
-            why = ("it is a CPU kernel" if self.device.type != "cpu" else
-                   "it computes in float32 and train.precision is bf16" if self.train_cfg.precision != "fp32" else
-                   native_unavailable(self.model_cfg))
+            why = native_unavailable(self.model_cfg, self.device, self.train_cfg.precision)
             if why:
                 raise ConfigError(f"train.attention is 'native' but the native kernel cannot run here: {why}; "
                                   "set train.attention to auto or masked")
@@ -291,9 +289,7 @@ class RunGroup:
         """Which kernels train these runs, and why `auto` did not pick the native ones on a CPU (no silent choice)."""
         line = f"kernels: attention {self.attention}, run batching {self.run_batching}"
         if self.train_cfg.attention == "auto" and self.device.type == "cpu" and self.attention != "native":
-            why = ("train.precision is bf16" if self.train_cfg.precision != "fp32" else
-                   native_unavailable(self.model_cfg))
-            line += f" (not the native CPU kernels: {why})"
+            line += f" (not the native CPU kernels: {native_unavailable(self.model_cfg, self.device, self.train_cfg.precision)})"
         return line
 
     def _train(self, members: list[int], blobs: dict[int, dict | None], max_steps: int | None,

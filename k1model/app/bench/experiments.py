@@ -59,7 +59,7 @@ def optimizer_experiment(model: AgentTree, method: MethodConfig, x: torch.Tensor
 
 def runnable_kernels(cfg: ModelConfig, device: torch.device) -> list[str]:
     """The attention kernels that run this model on this device (`native`: a CPU that builds it)."""
-    native = device.type == "cpu" and native_unavailable(cfg) is None
+    native = native_unavailable(cfg, device) is None
     return [k for k in ATTENTION_KERNELS if k != "native" or native]
 
 
