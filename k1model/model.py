@@ -146,10 +146,9 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, attention: str) -> torch.Tensor:
         """x [B, T, D] -> [B, T, D]. With the `native` kernel the whole block is one autograd node
         (`k1model.kernels.block`: the same function, a hand-written backward)."""
-        if attention == "native":
-            return native_block(x, self.num_heads, (self.ln1.weight, self.ln1.bias, self.qkv.weight, self.qkv.bias,
-                                                    self.proj.weight, self.proj.bias, self.ln2.weight, self.ln2.bias,
-                                                    self.fc.weight, self.fc.bias, self.out.weight, self.out.bias))
+        if attention == "native":  # (read through _modules/_parameters: nn.Module's __getattr__ costs ~1 us a name)
+            mods = self._modules
+            return native_block(x, self.num_heads, [mods[m]._parameters[p] for m, p in _BLOCK_SLOTS])
         drop = self.dropout if self.training else 0.0
         y = self_attention(self.qkv(self.ln1(x)), self.num_heads, mask, attention, drop)
         x = x + F.dropout(self.proj(y), drop, self.training)
@@ -159,6 +158,7 @@ class Block(nn.Module):
 #: the order in which a block's tensors are initialised (and stacked by the batched path)
 BLOCK_TENSORS = ("ln1.weight", "ln1.bias", "qkv.weight", "qkv.bias", "proj.weight", "proj.bias",
                  "ln2.weight", "ln2.bias", "fc.weight", "fc.bias", "out.weight", "out.bias")
+_BLOCK_SLOTS = tuple(tuple(name.split(".")) for name in BLOCK_TENSORS)
 _RESIDUAL = ("proj.weight", "out.weight")  # GPT-2: residual projections scaled down by depth
 
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from k1model import kernels
 from k1model.config import ModelConfig, load_params, method_config
 from k1model.errors import ConfigError
-from k1model.kernels.library import SOURCES
+from k1model.kernels.layer_norm import add_ln_forward, ln_backward, ln_forward
+from k1model.kernels.library import SOURCES, check, float32, library
 from k1model.kernels import build
 from k1model.model import AgentTree, default_execution, native_unavailable
 from k1model.train.step import Trainer
@@ -340,3 +341,148 @@ def test_attention_with_the_qkv_bias_fused_is_attention_of_the_biased_input_and_
     kernels.native_attention(qkv_ref, H).backward(dy)
     assert torch.equal(dqkv, qkv_ref.grad)
     assert torch.allclose(db.double(), dqkv.double().sum((0, 1)), rtol=0, atol=1e-5 * (N * T) ** 0.5)
+
+
+# --------------------------------------------------------------------------- the block in C (block.c)
+class _BlockOpByOp(torch.autograd.Function):
+    """The block as torch's `mm` and the native kernels called one by one from Python (what the C block replaced)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, heads: int, *w: torch.Tensor) -> torch.Tensor:
+        ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, out_w, out_b = w
+        N, T, D = x.shape
+        hd = D // heads
+        x2 = x.reshape(N * T, D)
+        lib = library()
+        h1, mean1, rstd1 = ln_forward(x2, ln1_w, ln1_b)
+        qkv = h1.mm(qkv_w.t())  # the biases are added by the kernels that next read each product, in cache
+        att = x.new_empty(N * T, D)
+        lse = x.new_empty(N, heads, T)
+        float32(qkv)
+        check(lib.k1_attention_forward(qkv.data_ptr(), qkv_b.data_ptr(), att.data_ptr(), lse.data_ptr(), N, T,
+                                       heads, hd, hd ** -0.5), "attention")
+        x1 = att.mm(proj_w.t())
+        h2, mean2, rstd2 = add_ln_forward(x1, x2, proj_b, ln2_w, ln2_b)  # x1 <- x1 + proj_b + x
+        f = h2.mm(fc_w.t())
+        g = torch.empty_like(f)
+        float32(f)
+        lib.k1_gelu_bias_forward(f.data_ptr(), fc_b.data_ptr(), g.data_ptr(), f.shape[0], f.shape[1])
+        out = g.mm(out_w.t())
+        float32(out)
+        lib.k1_add_bias_residual(out.data_ptr(), x1.data_ptr(), out_b.data_ptr(), N * T, D)
+        ctx.save_for_backward(x2, h1, mean1, rstd1, qkv, att, lse, x1, h2, mean2, rstd2, f, g, *w)
+        ctx.heads = heads
+        return out.view(N, T, D)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x2, h1, mean1, rstd1, qkv, att, lse, x1, h2, mean2, rstd2, f, g, *w = ctx.saved_tensors
+        ln1_w, _, qkv_w, _, proj_w, _, ln2_w, _, fc_w, _, out_w, _ = w
+        NT, D = x2.shape
+        N, heads, T = lse.shape
+        hd = D // heads
+        dx1 = grad.reshape(NT, D).contiguous()
+        lib = library()
+        # MLP: out = x1 + gelu(ln2(x1) fc^T + fc_b) out^T + out_b
+        d_out_w = dx1.t().mm(g)
+        d_out_b = dx1.new_empty(D)
+        float32(dx1)
+        check(lib.k1_column_sums(dx1.data_ptr(), d_out_b.data_ptr(), NT, D), "column sums")
+        dg = dx1.mm(out_w)
+        d_fc_b = dg.new_empty(dg.shape[1])
+        float32(dg, f)
+        check(lib.k1_gelu_bias_backward(dg.data_ptr(), f.data_ptr(), dg.data_ptr(), d_fc_b.data_ptr(), NT,
+                                        dg.shape[1]), "gelu")  # in place: dg becomes df
+        df = dg
+        d_fc_w = df.t().mm(h2)
+        dh2 = df.mm(fc_w)
+        # the residual's gradient joins here; its column sums are proj_b's gradient
+        dx1, d_ln2_w, d_ln2_b, d_proj_b = ln_backward(dh2, x1, mean2, rstd2, ln2_w, out=dh2, resid=dx1,
+                                                      column_sums=True)
+        # attention: x1 = x + attention(ln1(x) qkv^T + qkv_b) proj^T + proj_b
+        d_proj_w = dx1.t().mm(att)
+        datt = dx1.mm(proj_w)
+        dqkv = torch.empty_like(qkv)
+        d_qkv_b = qkv.new_empty(qkv.shape[1])
+        float32(datt)
+        check(lib.k1_attention_backward(qkv.data_ptr(), att.data_ptr(), lse.data_ptr(), datt.data_ptr(),
+                                        dqkv.data_ptr(), d_qkv_b.data_ptr(), N, T, heads, hd, hd ** -0.5),
+              "attention")
+        d_qkv_w = dqkv.t().mm(h1)
+        dh1 = dqkv.mm(qkv_w)
+        dx, d_ln1_w, d_ln1_b, _ = ln_backward(dh1, x2, mean1, rstd1, ln1_w, out=dh1, resid=dx1)
+        return (dx.view(N, T, D), None, d_ln1_w, d_ln1_b, d_qkv_w, d_qkv_b, d_proj_w, d_proj_b, d_ln2_w, d_ln2_b,
+                d_fc_w, d_fc_b, d_out_w, d_out_b)
+
+
+@needs_native
+@pytest.mark.parametrize("N,T,D,heads,hidden", [(16, 64, 64, 4, 128), (3, 37, 64, 4, 128), (1, 1, 64, 4, 128),
+                                                (2, 5, 32, 2, 48), (4, 24, 24, 3, 40)])
+def test_the_c_block_is_torchs_mm_and_the_kernels_called_one_by_one_bit_for_bit(N, T, D, heads, hidden):
+    """block.c makes the sgemm calls torch's `mm` makes and recomputes (not keeps) the norms' and GELU's
+    outputs: output and every gradient must be the op-by-op block's exactly."""
+    from k1model.kernels.block import _NativeBlock, _Pointers
+    from k1model.model import BLOCK_TENSORS, Block
+
+    cfg = ModelConfig(branching=(2,), embed_dim=D, num_heads=heads, hidden_dim=hidden, max_seq_len=max(T, 2))
+    torch.manual_seed(N * 100 + T)
+    block = Block(cfg)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, dy = torch.randn(N, T, D), torch.randn(N, T, D)
+    tensors = [block.get_parameter(name) for name in BLOCK_TENSORS]
+    results = []
+    for run in (lambda x, w: _NativeBlock.apply(x, heads, _Pointers(*[t.data_ptr() for t in w]), *w),
+                lambda x, w: _BlockOpByOp.apply(x, heads, *w)):
+        xg = x.clone().requires_grad_()
+        w = [p.detach().clone().requires_grad_() for p in tensors]
+        out = run(xg, w)
+        out.backward(dy)
+        results.append([out.detach(), xg.grad] + [t.grad for t in w])
+    for name, a, b in zip(["out", "dx", *BLOCK_TENSORS], *results):
+        assert torch.equal(a, b), name
+
+
+@needs_native
+def test_the_c_block_without_gradients_is_the_same_forward_and_refuses_weights_changed_before_its_backward():
+    from k1model.model import Block
+
+    cfg = ModelConfig(branching=(2,), embed_dim=32, num_heads=2, hidden_dim=48, max_seq_len=16)
+    block = Block(cfg)
+    mask = torch.full((16, 16), float("-inf")).triu(1)
+    x = torch.randn(3, 16, 32)
+    with torch.no_grad():
+        quick = block(x, mask, "native")  # no autograd node at all
+    out = block(x, mask, "native")
+    assert out.grad_fn is not None and torch.equal(quick, out)
+    with torch.no_grad():
+        block.fc.weight.mul_(2.0)  # an in-place change the backward would not see
+    with pytest.raises(RuntimeError, match="modified in place between its forward and its backward"):
+        out.sum().backward()
+    shuffled = list(block.parameters())  # registration order (ln1, ln2, qkv, ...), not BLOCK_TENSORS order
+    with pytest.raises(ValueError, match="BLOCK_TENSORS order"):
+        kernels.native_block(x, 2, shuffled)
+
+
+@needs_native
+@pytest.mark.parametrize("rows,D", [(130, 64), (7, 13)])
+def test_the_recomputed_norm_and_gelu_outputs_are_the_forwards_bit_for_bit(rows, D):
+    from k1model.kernels.layer_norm import ln_forward
+    from k1model.kernels.library import library
+
+    lib = library()
+    x = 3 * torch.randn(rows, D) + 1
+    w, b = torch.randn(D), torch.randn(D)
+    y, mean, rstd = ln_forward(x, w, b)
+    again = torch.empty_like(y)
+    lib.k1_layer_norm_apply(x.data_ptr(), mean.data_ptr(), rstd.data_ptr(), w.data_ptr(), b.data_ptr(),
+                            again.data_ptr(), rows, D)
+    assert torch.equal(again, y)
+    f, fb = 3 * torch.randn(rows, D), torch.randn(D)
+    g = torch.empty_like(f)
+    lib.k1_gelu_bias_forward(f.data_ptr(), fb.data_ptr(), g.data_ptr(), rows, D)  # f <- f + fb
+    dy, dx, db, g_again = torch.randn(rows, D), torch.empty(rows, D), torch.empty(D), torch.empty(rows, D)
+    assert lib.k1_gelu_bias_backward_output(dy.data_ptr(), f.data_ptr(), dx.data_ptr(), db.data_ptr(),
+                                            g_again.data_ptr(), rows, D) == 0
+    assert torch.equal(g_again, g)

@@ -85,8 +85,11 @@ void k1_gelu_bias_forward(float *f, const float *b, float *g, int64_t rows, int6
 }
 
 /* dx = dy * gelu'(x) as k1_gelu_backward (dx may be dy), and db = column sums of dx (the bias gradient),
-   summed in blocks of 64 rows (a partial per block, then added): fixed order. n <= 4096. */
-int k1_gelu_bias_backward(const float *dy, const float *x, float *dx, float *db, int64_t rows, int64_t n) {
+   summed in blocks of 64 rows (a partial per block, then added): fixed order. n <= 4096.
+   With g (else NULL): g = gelu(x) as well, the forward's output bit for bit (the block's backward
+   recomputes it here, where Phi(x) is at hand, rather than keep it). */
+int k1_gelu_bias_backward_output(const float *dy, const float *x, float *dx, float *db, float *g, int64_t rows,
+                                 int64_t n) {
     if (n < 1 || n > 4096) return 1;
     float part[4096];
     memset(db, 0, sizeof(float) * n);
@@ -100,12 +103,14 @@ int k1_gelu_bias_backward(const float *dy, const float *x, float *dx, float *db,
             __m256 dens;
             const __m256 cdf = cdf256(v, &dens);
             const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(dyr + i), _mm256_fmadd_ps(v, dens, cdf));
+            if (g) _mm256_storeu_ps(g + r * n + i, _mm256_mul_ps(v, cdf));
             _mm256_storeu_ps(dxr + i, d);
             _mm256_storeu_ps(part + i, _mm256_add_ps(_mm256_loadu_ps(part + i), d));
         }
         for (; i < n; i++) {
             float dens;
             const float cdf = cdf1(xr[i], &dens);
+            if (g) g[r * n + i] = xr[i] * cdf;
             dxr[i] = dyr[i] * (cdf + xr[i] * dens);
             part[i] += dxr[i];
         }
@@ -115,4 +120,8 @@ int k1_gelu_bias_backward(const float *dy, const float *x, float *dx, float *db,
         }
     }
     return 0;
+}
+
+int k1_gelu_bias_backward(const float *dy, const float *x, float *dx, float *db, int64_t rows, int64_t n) {
+    return k1_gelu_bias_backward_output(dy, x, dx, db, NULL, rows, n);
 }

@@ -18,6 +18,18 @@
 
 #define MAXD 4096
 
+/* one row's output from its mean and rstd: y = (x - mean) * rstd * w + b */
+static inline void ln_apply_row(const float *xr, float mu, float rs, const float *w, const float *b, float *yr,
+                                int64_t D) {
+    const __m256 m = _mm256_set1_ps(mu), rv = _mm256_set1_ps(rs);
+    int64_t j = 0;
+    for (; j + 8 <= D; j += 8) {
+        const __m256 h = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + j), m), rv);
+        _mm256_storeu_ps(yr + j, _mm256_fmadd_ps(h, _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
+    }
+    for (; j < D; j++) yr[j] = (xr[j] - mu) * rs * w[j] + b[j];
+}
+
 /* one row: y = (x - mean) * rstd * w + b */
 static inline void ln_row(const float *xr, const float *w, const float *b, float *yr, float *mean, float *rstd,
                           int64_t D, float eps) {
@@ -36,14 +48,16 @@ static inline void ln_row(const float *xr, const float *w, const float *b, float
     float sq = hsum256(q);
     for (; j < D; j++) sq += (xr[j] - mu) * (xr[j] - mu);
     const float rs = 1.0f / sqrtf(sq / (float)D + eps);
-    const __m256 rv = _mm256_set1_ps(rs);
-    for (j = 0; j + 8 <= D; j += 8) {
-        const __m256 h = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + j), m), rv);
-        _mm256_storeu_ps(yr + j, _mm256_fmadd_ps(h, _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
-    }
-    for (; j < D; j++) yr[j] = (xr[j] - mu) * rs * w[j] + b[j];
+    ln_apply_row(xr, mu, rs, w, b, yr, D);
     *mean = mu;
     *rstd = rs;
+}
+
+/* y = (x - mean) * rstd * w + b again from the kept mean and rstd: the forward's y bit for bit (the block's
+   backward recomputes its norms' outputs rather than keep them) */
+void k1_layer_norm_apply(const float *x, const float *mean, const float *rstd, const float *w, const float *b,
+                         float *y, int64_t rows, int64_t D) {
+    for (int64_t r = 0; r < rows; r++) ln_apply_row(x + r * D, mean[r], rstd[r], w, b, y + r * D, D);
 }
 
 int k1_layer_norm_forward(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,

@@ -29,12 +29,15 @@ class SparseAdamW:
         self.methods = list(methods)
         self.groups = [model.run_groups(r) for r in range(model.runs)]  # [run][0 = shared, 1 + agent] -> tensors
         self.state: dict[torch.nn.Parameter, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        for run in self.groups:
-            for group in run:
-                for p in group:
-                    self.state[p] = (torch.zeros_like(p, memory_format=torch.preserve_format),
-                                     torch.zeros_like(p, memory_format=torch.preserve_format),
-                                     torch.zeros((), dtype=torch.float32, device=p.device))
+        params = [p for run in self.groups for group in run for p in group]
+        # every tensor's step count is one element of `steps` (a 0-d view), so a step advances the counts of the
+        # tensors it updates with one indexed add instead of one small op per tensor (~3 us each on a CPU)
+        self.steps = torch.zeros(len(params), dtype=torch.float32, device=params[0].device)
+        self.position: dict[torch.nn.Parameter, int] = {}
+        for i, p in enumerate(params):
+            self.position[p] = i
+            self.state[p] = (torch.zeros_like(p, memory_format=torch.preserve_format),
+                             torch.zeros_like(p, memory_format=torch.preserve_format), self.steps[i])
 
     @torch.no_grad()
     def step(self, scales: np.ndarray, live: Sequence[bool], returning: np.ndarray | None = None,
@@ -57,7 +60,8 @@ class SparseAdamW:
         for (lr, wd, beta1, beta2, eps), params in batches.items():
             states = [self.state[p] for p in params]
             steps = [s[2] for s in states]
-            torch._foreach_add_(steps, 1)
+            index = torch.tensor([self.position[p] for p in params], device=self.steps.device)
+            self.steps.index_add_(0, index, torch.ones(len(params), device=self.steps.device))
             torch._fused_adamw_(params, [p.grad for p in params], [s[0] for s in states], [s[1] for s in states], [],
                                 steps, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd, eps=eps,
                                 maximize=False, grad_scale=None, found_inf=None)

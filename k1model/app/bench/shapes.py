@@ -6,7 +6,7 @@
   a 1024² square matmul), so the step can be compared with what its matmuls cost at their own shapes,
   not only with the square rate.
 * `step_breakdown(...)`: torch.profiler's self time per step by kind of operation: matmuls,
-  attention (torch's SDPA or the native kernels), norms and activations, other ops.
+  the native agent blocks (their matmuls included), attention (torch's SDPA), norms and activations, other ops.
 """
 from __future__ import annotations
 
@@ -64,15 +64,16 @@ def matmul_rates(cfg: ModelConfig, batch: int, device: torch.device, repeats: in
 
 
 #: profiler op names by kind (substrings, lower case); the first kind that matches wins
-KINDS = (("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul")),
+KINDS = (("native agent blocks (their matmuls included)", ("nativeblock",)),
+         ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul")),
          ("attention", ("attention", "nativeblock")),
          ("norms and activations", ("layer_norm", "gelu", "softmax", "cross_entropy", "nll_loss")),
          ("optimiser and scores", ("adam", "foreach", "norm")))
 
 
 def step_breakdown(trainer: Any, x: torch.Tensor, y: torch.Tensor, steps: int = 5) -> dict[str, Any]:
-    """Self CPU time per step by kind of operation (torch.profiler; the native kernels' C time is counted in
-    their autograd node, 'attention'). CPU only."""
+    """Self CPU time per step by kind of operation (torch.profiler; the native block's C time, its matmuls
+    included, is counted in its autograd node). CPU only."""
     from torch.profiler import ProfilerActivity, profile
 
     trainer.train_step(x, y)
@@ -90,5 +91,5 @@ def step_breakdown(trainer: Any, x: torch.Tensor, y: torch.Tensor, steps: int = 
     total = sum(by_kind.values())
     return {"s_per_step": by_kind, "share": {k: v / total for k, v in by_kind.items()}, "profiled_s_per_step": total,
             "ops_per_step": ops / steps,
-            "note": "torch.profiler self time (with the profiler's own overhead); 'attention' includes the native "
-                    "block's node (its matmuls are aten ops, counted as matmul)"}
+            "note": "torch.profiler self time (with the profiler's own overhead); the native agent blocks' nodes "
+                    "hold all their C time, their matmuls included (sgemm called from C is not an aten op)"}
