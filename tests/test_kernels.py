@@ -344,8 +344,20 @@ def test_attention_with_the_qkv_bias_fused_is_attention_of_the_biased_input_and_
 
 
 # --------------------------------------------------------------------------- the block in C (block.c)
+def _gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b by the native gemm (gemm.c): a contiguous or the transpose of a contiguous matrix; b made row-major."""
+    a_t = not a.is_contiguous()
+    if a_t:
+        assert a.t().is_contiguous()
+    b = b.contiguous()
+    out = a.new_empty(a.shape[0], b.shape[1])
+    assert library().k1_gemm(a.data_ptr(), int(a_t), a.shape[0] if a_t else a.shape[1], b.data_ptr(), b.shape[1],
+                             out.data_ptr(), b.shape[1], a.shape[0], b.shape[1], a.shape[1]) == 0
+    return out
+
+
 class _BlockOpByOp(torch.autograd.Function):
-    """The block as torch's `mm` and the native kernels called one by one from Python (what the C block replaced)."""
+    """The block as the native kernels called one by one from Python (what the C block does in one call)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, heads: int, *w: torch.Tensor) -> torch.Tensor:
@@ -355,19 +367,19 @@ class _BlockOpByOp(torch.autograd.Function):
         x2 = x.reshape(N * T, D)
         lib = library()
         h1, mean1, rstd1 = ln_forward(x2, ln1_w, ln1_b)
-        qkv = h1.mm(qkv_w.t())  # the biases are added by the kernels that next read each product, in cache
+        qkv = _gemm(h1, qkv_w.t())  # the biases are added by the kernels that next read each product, in cache
         att = x.new_empty(N * T, D)
         lse = x.new_empty(N, heads, T)
         float32(qkv)
         check(lib.k1_attention_forward(qkv.data_ptr(), qkv_b.data_ptr(), att.data_ptr(), lse.data_ptr(), N, T,
                                        heads, hd, hd ** -0.5), "attention")
-        x1 = att.mm(proj_w.t())
+        x1 = _gemm(att, proj_w.t())
         h2, mean2, rstd2 = add_ln_forward(x1, x2, proj_b, ln2_w, ln2_b)  # x1 <- x1 + proj_b + x
-        f = h2.mm(fc_w.t())
+        f = _gemm(h2, fc_w.t())
         g = torch.empty_like(f)
         float32(f)
         lib.k1_gelu_bias_forward(f.data_ptr(), fc_b.data_ptr(), g.data_ptr(), f.shape[0], f.shape[1])
-        out = g.mm(out_w.t())
+        out = _gemm(g, out_w.t())
         float32(out)
         lib.k1_add_bias_residual(out.data_ptr(), x1.data_ptr(), out_b.data_ptr(), N * T, D)
         ctx.save_for_backward(x2, h1, mean1, rstd1, qkv, att, lse, x1, h2, mean2, rstd2, f, g, *w)
@@ -384,32 +396,32 @@ class _BlockOpByOp(torch.autograd.Function):
         dx1 = grad.reshape(NT, D).contiguous()
         lib = library()
         # MLP: out = x1 + gelu(ln2(x1) fc^T + fc_b) out^T + out_b
-        d_out_w = dx1.t().mm(g)
+        d_out_w = _gemm(dx1.t(), g)
         d_out_b = dx1.new_empty(D)
         float32(dx1)
         check(lib.k1_column_sums(dx1.data_ptr(), d_out_b.data_ptr(), NT, D), "column sums")
-        dg = dx1.mm(out_w)
+        dg = _gemm(dx1, out_w)
         d_fc_b = dg.new_empty(dg.shape[1])
         float32(dg, f)
         check(lib.k1_gelu_bias_backward(dg.data_ptr(), f.data_ptr(), dg.data_ptr(), d_fc_b.data_ptr(), NT,
                                         dg.shape[1]), "gelu")  # in place: dg becomes df
         df = dg
-        d_fc_w = df.t().mm(h2)
-        dh2 = df.mm(fc_w)
+        d_fc_w = _gemm(df.t(), h2)
+        dh2 = _gemm(df, fc_w)
         # the residual's gradient joins here; its column sums are proj_b's gradient
         dx1, d_ln2_w, d_ln2_b, d_proj_b = ln_backward(dh2, x1, mean2, rstd2, ln2_w, out=dh2, resid=dx1,
                                                       column_sums=True)
         # attention: x1 = x + attention(ln1(x) qkv^T + qkv_b) proj^T + proj_b
-        d_proj_w = dx1.t().mm(att)
-        datt = dx1.mm(proj_w)
+        d_proj_w = _gemm(dx1.t(), att)
+        datt = _gemm(dx1, proj_w)
         dqkv = torch.empty_like(qkv)
         d_qkv_b = qkv.new_empty(qkv.shape[1])
         float32(datt)
         check(lib.k1_attention_backward(qkv.data_ptr(), att.data_ptr(), lse.data_ptr(), datt.data_ptr(),
                                         dqkv.data_ptr(), d_qkv_b.data_ptr(), N, T, heads, hd, hd ** -0.5),
               "attention")
-        d_qkv_w = dqkv.t().mm(h1)
-        dh1 = dqkv.mm(qkv_w)
+        d_qkv_w = _gemm(dqkv.t(), h1)
+        dh1 = _gemm(dqkv, qkv_w)
         dx, d_ln1_w, d_ln1_b, _ = ln_backward(dh1, x2, mean1, rstd1, ln1_w, out=dh1, resid=dx1)
         return (dx.view(N, T, D), None, d_ln1_w, d_ln1_b, d_qkv_w, d_qkv_b, d_proj_w, d_proj_b, d_ln2_w, d_ln2_b,
                 d_fc_w, d_fc_b, d_out_w, d_out_b)
@@ -418,9 +430,9 @@ class _BlockOpByOp(torch.autograd.Function):
 @needs_native
 @pytest.mark.parametrize("N,T,D,heads,hidden", [(16, 64, 64, 4, 128), (3, 37, 64, 4, 128), (1, 1, 64, 4, 128),
                                                 (2, 5, 32, 2, 48), (4, 24, 24, 3, 40)])
-def test_the_c_block_is_torchs_mm_and_the_kernels_called_one_by_one_bit_for_bit(N, T, D, heads, hidden):
-    """block.c makes the sgemm calls torch's `mm` makes and recomputes (not keeps) the norms' and GELU's
-    outputs: output and every gradient must be the op-by-op block's exactly."""
+def test_the_c_block_is_its_kernels_called_one_by_one_bit_for_bit(N, T, D, heads, hidden):
+    """block.c transposes the weights, keeps its temporaries in a workspace and recomputes (not keeps) the
+    norms' and GELU's outputs: output and every gradient must be the op-by-op block's exactly."""
     from k1model.kernels.block import _NativeBlock, _Pointers
     from k1model.model import BLOCK_TENSORS, Block
 
@@ -486,3 +498,16 @@ def test_the_recomputed_norm_and_gelu_outputs_are_the_forwards_bit_for_bit(rows,
     assert lib.k1_gelu_bias_backward_output(dy.data_ptr(), f.data_ptr(), dx.data_ptr(), db.data_ptr(),
                                             g_again.data_ptr(), rows, D) == 0
     assert torch.equal(g_again, g)
+
+
+@needs_native
+@pytest.mark.parametrize("M,K,N", [(1024, 64, 192), (7, 300, 20), (1, 1, 1), (13, 5, 8), (64, 1024, 128), (6, 0, 3)])
+def test_gemm_is_the_product_to_float32_rounding_and_the_same_bits_however_its_operands_lie(M, K, N):
+    g = torch.Generator().manual_seed(M + K + N)
+    a, b = torch.randn(M, K, generator=g), torch.randn(K, N, generator=g)
+    got = _gemm(a, b)
+    assert torch.allclose(got.double(), a.double() @ b.double(), rtol=1e-5, atol=1e-5 * max(1, K) ** 0.5)
+    assert torch.equal(_gemm(a.t().contiguous().t(), b), got)  # A stored transposed: the same chains
+    wide = torch.cat([b, torch.randn(K, 16, generator=g)], 1)  # a narrow last panel vs a full one
+    assert torch.equal(_gemm(a, wide)[:, :N], got)
+    assert torch.equal(_gemm(a, b), got)  # deterministic

@@ -1,17 +1,14 @@
-/* The agent block, forward and backward, in one call each: torch's own sgemm (MKL) for the matmuls and
-   this folder's kernels for everything between them.
+/* The agent block, forward and backward, in one call each: the products by gemm.c and this folder's kernels
+   for everything between them.
 
    Why: at the model's widths a block called op by op from Python pays ~0.5 ms per block and step in
-   dispatch, allocation and glue (a block on one sequence takes 0.75 ms for 0.26 ms of arithmetic), and
-   its backward's temporaries land in fresh, cold memory. Here a block is two C calls; the backward's
+   dispatch, allocation and glue (a block on one sequence took 0.75 ms for 0.26 ms of arithmetic), and
+   its backward's temporaries landed in fresh, cold memory. Here a block is two C calls; the backward's
    temporaries live in one per-thread workspace that stays in cache from block to block.
 
-   The numbers are those of the same ops called from torch: every matmul is the sgemm call torch's `mm`
-   makes for the same operands (same transposes, leading dimensions and 64-byte-aligned buffers; see
-   `mm` below), and every other op is the kernel the block called before, in the same order
-   (tests/test_kernels.py checks both bit for bit, and against autograd through the eager block).
-
-   The function is `Block.forward`'s: x1 = x + proj(attention(qkv(ln1(x)))), out = x1 + out(gelu(fc(ln2(x1)))). */
+   The function is `Block.forward`'s: x1 = x + proj(attention(qkv(ln1(x)))), out = x1 + out(gelu(fc(ln2(x1)))).
+   tests/test_kernels.py checks it bit for bit against the same kernels called one by one, and against
+   autograd through the eager block. */
 #define _POSIX_C_SOURCE 200112L  /* posix_memalign under -std=c99 */
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,28 +34,16 @@ int k1_layer_norm_backward(const float *dy, const float *x, const float *mean, c
                            float *dx, float *dw, float *db, int64_t rows, int64_t D, const float *resid,
                            float *colsum);
 
-/* BLAS sgemm (Fortran interface, 32-bit integers): torch's own, handed over by library.py */
-typedef void (*sgemm_fn)(const char *, const char *, const int *, const int *, const int *, const float *,
-                         const float *, const int *, const float *, const int *, const float *, float *, const int *);
-static sgemm_fn sgemm = NULL;
+int k1_gemm(const float *A, int a_t, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t M,
+            int64_t N, int64_t K);
+void k1_transpose(const float *X, int64_t rows, int64_t cols, float *T);
 
-void k1_set_sgemm(void *fn) { sgemm = (sgemm_fn)fn; }
-
-/* C [M, N] = op(A) op(B), row-major; op(A) is A [M, K], or A stored as [K, M] when a_t; op(B) is B [K, N], or
-   B stored as [N, K] when b_t. Exactly the call at::native::cpublas::gemm makes for `mm` of such views into a
-   contiguous result: column-major C^T = op(B)^T op(A)^T, with its normalisation of degenerate dimensions. */
-static void mm(const float *A, int a_t, const float *B, int b_t, float *C, int64_t M, int64_t N, int64_t K) {
-    const char ta = b_t ? 'T' : 'N', tb = a_t ? 'T' : 'N';
-    const int m = (int)N, n = (int)M, k = (int)K;
-    int lda = (int)(b_t ? K : N), ldb = (int)(a_t ? M : K), ldc = (int)N;
-    if (n == 1) ldc = m;
-    if (ta != 'N') { if (m == 1) lda = k; } else if (k == 1) lda = m;
-    if (tb != 'N') { if (k == 1) ldb = n; } else if (n == 1) ldb = k;
-    const float one = 1.0f, zero = 0.0f;
-    sgemm(&ta, &tb, &m, &n, &k, &one, B, &lda, A, &ldb, &zero, C, &ldc);
+/* C [M, N] = op(A) B with B row-major [K, N]; op(A) is A [M, K], or A stored as [K, M] when a_t (gemm.c) */
+static void mm(const float *A, int a_t, const float *B, float *C, int64_t M, int64_t N, int64_t K) {
+    k1_gemm(A, a_t, a_t ? M : K, B, N, C, N, M, N, K);
 }
 
-/* buffers start on 64-byte boundaries, as torch's allocations do (MKL's arithmetic may depend on alignment) */
+/* buffers start on 64-byte boundaries */
 static int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }
 
 /* What the forward keeps for the backward, in one buffer of k1_block_saved_floats floats: qkv [NT, 3D] (bias
@@ -111,22 +96,27 @@ enum { LN1_W, LN1_B, QKV_W, QKV_B, PROJ_W, PROJ_B, LN2_W, LN2_B, FC_W, FC_B, OUT
 /* x [N, T, D] -> out [N, T, D]; saved: a buffer of k1_block_saved_floats floats. */
 int k1_block_forward(const float *x, const float *const *w, float *saved, float *out, int64_t N, int64_t T,
                      int64_t D, int64_t Hd, int64_t heads, float scale, float eps) {
-    if (!sgemm) return 3;
     const int64_t NT = N * T;
     Saved s = carve(saved, N, T, D, Hd, heads);
-    float *h = scratch(pad16(NT * D) + pad16(NT * Hd));  /* h1, then h2 */
-    if (!h) return 2;
-    float *g = h + pad16(NT * D);
+    float *h = scratch(pad16(NT * D) + pad16(NT * Hd) + pad16(3 * D * D) + pad16(D * D) + 2 * pad16(D * Hd));
+    if (!h) return 2;  /* h1, then h2 */
+    float *g = h + pad16(NT * D), *qkv_t = g + pad16(NT * Hd), *proj_t = qkv_t + pad16(3 * D * D),
+          *fc_t = proj_t + pad16(D * D), *out_t = fc_t + pad16(D * Hd);
+    /* the weights transposed, so that every product reads its right operand row-major */
+    k1_transpose(w[QKV_W], 3 * D, D, qkv_t);
+    k1_transpose(w[PROJ_W], D, D, proj_t);
+    k1_transpose(w[FC_W], Hd, D, fc_t);
+    k1_transpose(w[OUT_W], D, Hd, out_t);
     int rc = k1_layer_norm_forward(x, w[LN1_W], w[LN1_B], h, s.mean1, s.rstd1, NT, D, eps);
     if (rc) return rc;
-    mm(h, 0, w[QKV_W], 1, s.qkv, NT, 3 * D, D);  /* the biases are added by the kernels that next read each product */
+    mm(h, 0, qkv_t, s.qkv, NT, 3 * D, D);  /* the biases are added by the kernels that next read each product */
     if ((rc = k1_attention_forward(s.qkv, w[QKV_B], s.att, s.lse, N, T, heads, D / heads, scale))) return rc;
-    mm(s.att, 0, w[PROJ_W], 1, s.x1, NT, D, D);
+    mm(s.att, 0, proj_t, s.x1, NT, D, D);
     if ((rc = k1_add_layer_norm_forward(s.x1, x, w[PROJ_B], w[LN2_W], w[LN2_B], h, s.mean2, s.rstd2, NT, D, eps)))
         return rc;  /* x1 <- x1 + proj_b + x */
-    mm(h, 0, w[FC_W], 1, s.f, NT, Hd, D);
+    mm(h, 0, fc_t, s.f, NT, Hd, D);
     k1_gelu_bias_forward(s.f, w[FC_B], g, NT, Hd);
-    mm(g, 0, w[OUT_W], 1, out, NT, D, Hd);
+    mm(g, 0, out_t, out, NT, D, Hd);
     k1_add_bias_residual(out, s.x1, w[OUT_B], NT, D);
     return 0;
 }
@@ -134,7 +124,6 @@ int k1_block_forward(const float *x, const float *const *w, float *saved, float 
 /* From grad = dL/d out [N, T, D] (contiguous): dx [N, T, D] and the 12 tensors' gradients dw (written). */
 int k1_block_backward(const float *grad, const float *x, const float *const *w, const float *saved, float *dx,
                       float *const *dw, int64_t N, int64_t T, int64_t D, int64_t Hd, int64_t heads, float scale) {
-    if (!sgemm) return 3;
     const int64_t NT = N * T;
     const Saved s = carve((float *)saved, N, T, D, Hd, heads);
     float *dg = scratch(2 * pad16(NT * Hd) + 3 * pad16(NT * D) + pad16(NT * 3 * D));
@@ -143,23 +132,23 @@ int k1_block_backward(const float *grad, const float *x, const float *const *w, 
           *dqkv = datt + pad16(NT * D);
     int rc;
     /* MLP: out = x1 + gelu(ln2(x1) fc^T + fc_b) out^T + out_b */
-    mm(grad, 0, w[OUT_W], 0, dg, NT, Hd, D);
+    mm(grad, 0, w[OUT_W], dg, NT, Hd, D);
     if ((rc = k1_gelu_bias_backward_output(dg, s.f, dg, dw[FC_B], g, NT, Hd))) return rc;  /* dg becomes df; g */
-    mm(grad, 1, g, 0, dw[OUT_W], D, Hd, NT);
+    mm(grad, 1, g, dw[OUT_W], D, Hd, NT);
     if ((rc = k1_column_sums(grad, dw[OUT_B], NT, D))) return rc;
     k1_layer_norm_apply(s.x1, s.mean2, s.rstd2, w[LN2_W], w[LN2_B], h, NT, D);  /* h2 */
-    mm(dg, 1, h, 0, dw[FC_W], Hd, D, NT);
-    mm(dg, 0, w[FC_W], 0, dx1, NT, D, Hd);
+    mm(dg, 1, h, dw[FC_W], Hd, D, NT);
+    mm(dg, 0, w[FC_W], dx1, NT, D, Hd);
     /* the residual's gradient joins here; its column sums are proj_b's gradient */
     if ((rc = k1_layer_norm_backward(dx1, s.x1, s.mean2, s.rstd2, w[LN2_W], dx1, dw[LN2_W], dw[LN2_B], NT, D, grad,
                                      dw[PROJ_B]))) return rc;
     /* attention: x1 = x + attention(ln1(x) qkv^T + qkv_b) proj^T + proj_b */
-    mm(dx1, 1, s.att, 0, dw[PROJ_W], D, D, NT);
-    mm(dx1, 0, w[PROJ_W], 0, datt, NT, D, D);
+    mm(dx1, 1, s.att, dw[PROJ_W], D, D, NT);
+    mm(dx1, 0, w[PROJ_W], datt, NT, D, D);
     if ((rc = k1_attention_backward(s.qkv, s.att, s.lse, datt, dqkv, dw[QKV_B], N, T, heads, D / heads, scale)))
         return rc;
     k1_layer_norm_apply(x, s.mean1, s.rstd1, w[LN1_W], w[LN1_B], h, NT, D);  /* h1 */
-    mm(dqkv, 1, h, 0, dw[QKV_W], 3 * D, D, NT);
-    mm(dqkv, 0, w[QKV_W], 0, dx, NT, D, 3 * D);
+    mm(dqkv, 1, h, dw[QKV_W], 3 * D, D, NT);
+    mm(dqkv, 0, w[QKV_W], dx, NT, D, 3 * D);
     return k1_layer_norm_backward(dx, x, s.mean1, s.rstd1, w[LN1_W], dx, dw[LN1_W], dw[LN1_B], NT, D, dx1, NULL);
 }

@@ -1,5 +1,5 @@
 """The native library: every C kernel of this folder in one shared library, built on first use (`build.py`),
-with the signatures ctypes calls them with, and torch's own BLAS sgemm handed to it (the block's matmuls)."""
+with the signatures ctypes calls them with."""
 from __future__ import annotations
 
 import ctypes
@@ -11,11 +11,11 @@ import torch
 from k1model.kernels.build import KernelUnavailable, load
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("attention.c", "block.c", "cross_entropy.c",
-                                                                     "gelu.c", "layer_norm.c"))
+                                                                     "gelu.c", "gemm.c", "layer_norm.c"))
 
 
-RETURN_NOTHING = ("k1_gelu_forward", "k1_gelu_backward", "k1_gelu_bias_forward", "k1_add_bias_residual", "k1_set_sgemm",
-                  "k1_layer_norm_apply")
+RETURN_NOTHING = ("k1_gelu_forward", "k1_gelu_backward", "k1_gelu_bias_forward", "k1_add_bias_residual",
+                  "k1_layer_norm_apply", "k1_transpose")
 
 
 @functools.cache
@@ -38,7 +38,8 @@ def library() -> ctypes.CDLL:
         "k1_layer_norm_apply": [p, p, p, p, p, p, i, i],
         "k1_add_bias_residual": [p, p, p, i, i],
         "k1_column_sums": [p, p, i, i],
-        "k1_set_sgemm": [p],
+        "k1_gemm": [p, ctypes.c_int, i, p, i, p, i, i, i, i],
+        "k1_transpose": [p, i, i, p],
         "k1_block_saved_floats": [i, i, i, i, i],
         "k1_block_forward": [p, p, p, p, i, i, i, i, i, f, f],
         "k1_block_backward": [p, p, p, p, p, p, i, i, i, i, i, f],
@@ -47,20 +48,7 @@ def library() -> ctypes.CDLL:
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, (None if name in RETURN_NOTHING else ctypes.c_int)
     lib.k1_block_saved_floats.restype = ctypes.c_int64
-    lib.k1_set_sgemm(torch_sgemm())
     return lib
-
-
-def torch_sgemm() -> int:
-    """The address of the BLAS sgemm torch's CPU `mm` calls (MKL in the x86-64 wheels), so the block's matmuls are
-    the same calls with the same numbers. KernelUnavailable if this torch build does not export it."""
-    folder = Path(torch.__file__).parent / "lib"
-    found = sorted(folder.glob("libtorch_cpu.*"))
-    try:
-        return ctypes.cast(ctypes.CDLL(str(found[0])).sgemm_, ctypes.c_void_p).value
-    except (IndexError, OSError, AttributeError):
-        raise KernelUnavailable(f"this torch build ({torch.__version__}) does not export the BLAS sgemm_ its CPU "
-                                f"matmuls call (looked in {folder}/libtorch_cpu.*)") from None
 
 
 @functools.cache
@@ -85,4 +73,4 @@ def float32(*tensors: "torch.Tensor") -> None:
 def check(rc: int, what: str) -> None:
     if rc:
         raise RuntimeError(f"native {what} kernel failed (code {rc}: "
-                           f"{ {1: 'bad shape or target', 2: 'out of memory', 3: 'no sgemm handed over'}.get(rc, 'unknown') })")
+                           f"{ {1: 'bad shape or target', 2: 'out of memory'}.get(rc, 'unknown') })")
