@@ -1,10 +1,12 @@
-"""Native CPU kernels for the few operations torch runs slowly at the model's own shapes.
+"""Native CPU kernels for the operations torch runs slowly at the model's own shapes.
 
-Chosen by measurement (`k1 bench`, "where the step's time goes"): the agents' causal self-attention
-(`attention.c`), GELU (`gelu.c`) and layer norm (`layer_norm.c`), the agent block as one autograd
-node around them (`block.py`), and the LM head's cross-entropy (`cross_entropy.c`);
-`train.attention: native` (and `auto` on a CPU that can build them) uses them. The C files are built into one library with the machine's C compiler on first use
-(`build.py`, `library.py`) and checked against torch's own kernels in tests/test_kernels.py.
+Chosen by measurement (`k1 bench`, "where the step's time goes"; benchmarks/README.md): the agents'
+causal self-attention (`attention.c`), GELU (`gelu.c`), layer norm (`layer_norm.c`), the block's
+matrix products (`gemm.c`), the whole agent block forward and backward in one call each (`block.c`,
+one autograd node in `block.py`), and the LM head's cross-entropy (`cross_entropy.c`).
+`train.attention: native` (and `auto` on a CPU that can build them) uses them. The C files are built
+into one library with the machine's C compiler on first use (`build.py`, `library.py`) and checked
+against torch's own kernels in tests/test_kernels.py.
 """
 from k1model.kernels.attention import native_attention, unsupported
 from k1model.kernels.block import native_block
