@@ -6,9 +6,10 @@
 Every product of a dense step's agent blocks (`k1model.app.bench.shapes.gemm_shapes`: forward, input
 gradient, weight gradient of the four linear layers) with the operands laid out as the block lays them
 out (a weight gradient reads its left operand transposed), timed alone in a loop, the two
-implementations interleaved, one thread; medians of `--repeats` timings. Prints GFLOP/s per shape and
-what a step's block products cost at each rate, and checks that both give the same product to float32
-rounding. (The LM head's products stay torch's and are not listed.)
+implementations interleaved, one thread; medians of `--repeats` timings. gemm.c is timed with its AVX2
+tiles and, where the CPU has AVX-512, with its AVX-512 tiles (the ones it runs there; the same bits). Prints
+GFLOP/s per shape and what a step's block products cost at each rate, and checks that every implementation
+gives the same product to float32 rounding. (The LM head's products stay torch's and are not listed.)
 """
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ import torch
 from k1model.app.bench.shapes import gemm_shapes
 from k1model.config import load_params
 from k1model.kernels.library import library
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), for the record: the rates depend on it."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or platform.machine()
 
 
 def timed(fn, calls: int) -> float:
@@ -44,8 +54,12 @@ def main() -> int:
     torch.set_num_threads(1)
     params = load_params(args.params)
     lib = library()
+    wide_before = lib.k1_gemm_wide(-1)
+    has_wide = lib.k1_gemm_wide(1) == 1
+    lib.k1_gemm_wide(wide_before)
+    names = ["torch", "avx2", *(["avx512"] if has_wide else [])]
     g = torch.Generator().manual_seed(0)
-    rows, total = [], {"torch": 0.0, "native": 0.0}
+    rows, total = [], {name: 0.0 for name in names}
     for shape in [s for s in gemm_shapes(params.model, params.train.batch_size) if not s["name"].startswith("head")]:
         m, k, n = shape["mkn"]
         transposed = "weight grad" in shape["name"]  # dY^T X: the left operand is read transposed
@@ -53,16 +67,23 @@ def main() -> int:
         a = stored.t() if transposed else stored
         b, c = torch.randn(k, n, generator=g), torch.empty(m, n)
         lda = m if transposed else k
-        native = lambda: lib.k1_gemm(stored.data_ptr(), int(transposed), lda, b.data_ptr(), n, c.data_ptr(), n, m, n, k)  # noqa: E731
-        reference = lambda: a @ b  # noqa: E731
-        native()
-        assert torch.allclose(c, a @ b, rtol=1e-4, atol=1e-4 * k ** 0.5), shape["name"]
+
+        def prepare(name: str):
+            """The call to time for one implementation (selecting gemm.c's tiles first, outside the timed calls)."""
+            if name == "torch":
+                return lambda: a @ b
+            lib.k1_gemm_wide(int(name == "avx512"))
+            return lambda: lib.k1_gemm(stored.data_ptr(), int(transposed), lda, b.data_ptr(), n, c.data_ptr(), n, m,
+                                       n, k)
+
+        for name in names[1:]:
+            prepare(name)()
+            assert torch.allclose(c, a @ b, rtol=1e-4, atol=1e-4 * k ** 0.5), (shape["name"], name)
         calls = max(1, int(1e8 // (2 * m * k * n)))
-        times: dict[str, list[float]] = {"torch": [], "native": []}
+        times: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.repeats + 1):
-            order = [("torch", reference), ("native", native)]
-            for name, fn in (order if r % 2 == 0 else order[::-1]):
-                t = timed(fn, calls)
+            for name in (names if r % 2 == 0 else names[::-1]):
+                t = timed(prepare(name), calls)
                 if r:  # the first round warms up
                     times[name].append(t)
         flops = 2 * m * k * n
@@ -70,19 +91,22 @@ def main() -> int:
         for name in total:
             total[name] += med[name] * shape["count"]
         rows.append({"name": shape["name"], "mkn": [m, k, n], "count": shape["count"], "left_transposed": transposed,
-                     "torch_gflops": flops / med["torch"] / 1e9, "native_gflops": flops / med["native"] / 1e9,
-                     "speedup": med["torch"] / med["native"], "torch_s": times["torch"], "native_s": times["native"]})
-    print(f"{'product':22} {'m x k x n':>16} {'torch GFLOP/s':>14} {'gemm.c GFLOP/s':>15} {'speed-up':>9}")
+                     **{f"{name}_gflops": flops / med[name] / 1e9 for name in names},
+                     **{f"{name}_s": times[name] for name in names}})
+    lib.k1_gemm_wide(wide_before)
+    print(f"{'product':22} {'m x k x n':>16}" + "".join(f" {name + ' GFLOP/s':>15}" for name in names))
     for row in rows:
         m, k, n = row["mkn"]
-        print(f"{row['name']:22} {f'{m}x{k}x{n}':>16} {row['torch_gflops']:>14.1f} {row['native_gflops']:>15.1f} "
-              f"{row['speedup']:>8.2f}x")
-    print(f"a dense step's block products ({params.model.num_agents} agents): torch {1000 * total['torch']:.1f} ms, "
-          f"gemm.c {1000 * total['native']:.1f} ms (x{total['torch'] / total['native']:.2f}); torch {torch.__version__}, "
-          f"1 thread, medians of {args.repeats}")
+        print(f"{row['name']:22} {f'{m}x{k}x{n}':>16}" + "".join(f" {row[name + '_gflops']:>15.1f}" for name in names))
+    native = names[-1]
+    print(f"a dense step's block products ({params.model.num_agents} agents): "
+          + ", ".join(f"{name} {1000 * total[name]:.1f} ms" for name in names)
+          + f"; gemm.c as it runs here ({native} tiles) x{total['torch'] / total[native]:.2f} torch's speed; "
+          f"torch {torch.__version__}, 1 thread, medians of {args.repeats}")
     if args.out:
         args.out.write_text(json.dumps({"params": str(args.params), "torch": torch.__version__, "repeats": args.repeats,
-                                        "rows": rows, "step_block_products_s": total}, indent=1))
+                                        "cpu": cpu_name(), "gemm_tiles": native, "rows": rows,
+                                        "step_block_products_s": total}, indent=1))
     return 0
 
 

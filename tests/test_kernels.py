@@ -511,3 +511,68 @@ def test_gemm_is_the_product_to_float32_rounding_and_the_same_bits_however_its_o
     wide = torch.cat([b, torch.randn(K, 16, generator=g)], 1)  # a narrow last panel vs a full one
     assert torch.equal(_gemm(a, wide)[:, :N], got)
     assert torch.equal(_gemm(a, b), got)  # deterministic
+
+
+def _has_avx512() -> bool:
+    if kernels.unavailable() is not None:
+        return False
+    lib = library()
+    before = lib.k1_gemm_wide(-1)
+    can = lib.k1_gemm_wide(1) == 1
+    lib.k1_gemm_wide(before)
+    return can
+
+
+needs_avx512 = pytest.mark.skipif(not _has_avx512(), reason="no AVX-512 on this CPU: gemm.c runs its AVX2 tiles only")
+
+
+@pytest.fixture
+def gemm_tiles():
+    """Set which tiles gemm.c runs (1: AVX-512, 0: AVX2) for one test; the process's choice is restored after."""
+    lib = library()
+    before = lib.k1_gemm_wide(-1)
+    yield lambda wide: lib.k1_gemm_wide(int(wide))
+    lib.k1_gemm_wide(before)
+
+
+@needs_avx512
+@pytest.mark.parametrize("M,K,N", [(1024, 64, 192), (64, 1024, 128), (17, 513, 33), (100, 257, 48), (9, 3, 64),
+                                   (8, 1, 31), (1, 1, 1), (6, 0, 40)])
+def test_gemm_gives_the_same_bits_with_avx512_tiles_as_with_avx2_tiles(gemm_tiles, M, K, N):
+    """Every output element is the same chain of fused multiply-adds, whatever the vector width: so a machine with
+    AVX-512 computes what one with AVX2 only does (k-blocks, narrow last panels and transposed operands included)."""
+    g = torch.Generator().manual_seed(M * 7 + K + N)
+    a, b = torch.randn(M, K, generator=g), torch.randn(K, N, generator=g)
+    for left in (a, a.t().contiguous().t()):
+        assert gemm_tiles(False) == 0
+        narrow = _gemm(left, b)
+        assert gemm_tiles(True) == 1
+        assert torch.equal(_gemm(left, b), narrow)
+
+
+@needs_avx512
+def test_a_training_step_is_the_same_bits_with_avx512_and_avx2_tiles(gemm_tiles):
+    """The whole native step (the C block forward and backward, every product through gemm.c) at the default
+    model's widths: the loss and every gradient identical."""
+    cfg = load_params("params/default.yaml").model
+    grads = []
+    for wide in (False, True):
+        gemm_tiles(wide)
+        torch.manual_seed(0)
+        model = AgentTree(cfg, runs=1, attention="native", seeds=[0])
+        x = torch.randint(0, 256, (1, 4, cfg.max_seq_len), generator=torch.Generator().manual_seed(1))
+        logits = model(x)[0]
+        loss = model.token_losses(logits, x).mean()
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert len(grads[0]) > 10
+    assert all(torch.equal(u, v) for u, v in zip(*grads))
+
+
+@needs_native
+def test_k1_gemm_avx2_in_the_environment_forces_the_avx2_tiles():
+    code = "from k1model.kernels.library import library; print(library().k1_gemm_wide(-1))"
+    env = {**__import__("os").environ, "K1_GEMM_AVX2": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"

@@ -1,18 +1,21 @@
-/* Matrix products of the agent block, for x86-64 with AVX2 and FMA.
+/* Matrix products of the agent block, for x86-64 with AVX2 and FMA, and AVX-512 where the CPU has it.
 
    Why it exists: at the block's shapes (1024 rows, inner dimension 64 to 192, or weight gradients that
    reduce over 1024 rows into a 64 x 192 result) MKL's sgemm spends ~20 % of its time packing operands
-   and clearing the output; this register-blocked kernel reads the operands where they lie and writes
-   each output once, at ~90 GFLOP/s on a core where MKL reaches ~70 at the same shapes (k1 bench,
-   "Native CPU kernels", and benchmarks/README.md for the measurement).
+   and clearing the output on AMD cores, where this register-blocked kernel, which reads the operands where
+   they lie and writes each output once, runs at ~90 GFLOP/s against MKL's ~70 (benchmarks/README.md). On
+   Intel cores with AVX-512, MKL runs at ~200 GFLOP/s at these shapes and the AVX2 tiles at ~115, so there the
+   kernel runs 16-wide tiles (tile16 below) with the same arithmetic.
 
    C [M, N] = sum_k A(m, k) B[k, N]: A(m, k) is A[m * lda + k], or A[k * lda + m] when a_t (a transposed
    operand, as in a weight gradient dY^T X); B and C are row-major. Every output element is one chain of
-   fused multiply-adds over k in increasing order, starting from zero, whatever M, N, K and the blocking
-   (a chain interrupted between k-blocks is stored to C in float32 and picked up again exactly): the
-   result is deterministic and independent of alignment. Built by k1model/kernels/build.py. */
+   fused multiply-adds over k in increasing order, starting from zero, whatever M, N, K, the blocking and the
+   vector width (a chain interrupted between k-blocks is stored to C in float32 and picked up again exactly):
+   the result is deterministic, independent of alignment, and the same bits with AVX2 or AVX-512
+   (tests/test_kernels.py compares the two). Built by k1model/kernels/build.py. */
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ROWS 6    /* a tile: 6 rows x 16 columns in 12 accumulators */
@@ -54,6 +57,75 @@ static inline void tile(const float *A, int64_t sa_m, int64_t sa_k, const float 
     }
 }
 
+/* The AVX-512 tile: C[r, 0:32] (+)= sum_{k < K} A(r, k) B[k, 0:32] for r < rows (rows <= 8), 16 accumulators of
+   16 floats; the same chains as `tile`, two of its column blocks at once. */
+#define WIDE_ROWS 8
+#define WIDE_COLS 32
+#define WIDE_STEP(r)                                                                         \
+    x = _mm512_set1_ps(a##r[o]);                                                             \
+    c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                                               \
+    c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);
+__attribute__((target("avx512f,fma"))) static void tile16(const float *A, int64_t sa_m, int64_t sa_k, const float *B,
+                                                          int64_t ldb, float *C, int64_t ldc, int64_t K, int rows,
+                                                          int acc) {
+    const float *a[WIDE_ROWS];
+    __m512 c[WIDE_ROWS][2];
+    for (int r = 0; r < WIDE_ROWS; r++) {
+        a[r] = A + (r < rows ? r : 0) * sa_m;  /* rows past the end read row 0 and are not stored */
+        c[r][0] = c[r][1] = _mm512_setzero_ps();
+        if (acc && r < rows) {
+            c[r][0] = _mm512_loadu_ps(C + r * ldc);
+            c[r][1] = _mm512_loadu_ps(C + r * ldc + 16);
+        }
+    }
+    __m512 c00 = c[0][0], c01 = c[0][1], c10 = c[1][0], c11 = c[1][1], c20 = c[2][0], c21 = c[2][1],
+           c30 = c[3][0], c31 = c[3][1], c40 = c[4][0], c41 = c[4][1], c50 = c[5][0], c51 = c[5][1],
+           c60 = c[6][0], c61 = c[6][1], c70 = c[7][0], c71 = c[7][1];
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5], *a6 = a[6], *a7 = a[7];
+    for (int64_t k = 0; k < K; k++) {
+        const __m512 b0 = _mm512_loadu_ps(B + k * ldb), b1 = _mm512_loadu_ps(B + k * ldb + 16);
+        const int64_t o = k * sa_k;
+        __m512 x;
+        WIDE_STEP(0) WIDE_STEP(1) WIDE_STEP(2) WIDE_STEP(3) WIDE_STEP(4) WIDE_STEP(5) WIDE_STEP(6) WIDE_STEP(7)
+    }
+    const __m512 out[WIDE_ROWS][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                                      {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+    for (int r = 0; r < rows; r++) {
+        _mm512_storeu_ps(C + r * ldc, out[r][0]);
+        _mm512_storeu_ps(C + r * ldc + 16, out[r][1]);
+    }
+}
+
+/* 1: the AVX-512 tiles run where they can; 0: AVX2 only. Chosen once: the CPU and the operating system must
+   both support AVX-512 (gcc's __builtin_cpu_supports checks both), and $K1_GEMM_AVX2 set forces AVX2. */
+static int wide_tiles = -1;
+
+static int use_wide(void) {
+    if (wide_tiles < 0) {
+        __builtin_cpu_init();
+        wide_tiles = __builtin_cpu_supports("avx512f") && getenv("K1_GEMM_AVX2") == NULL;
+    }
+    return wide_tiles;
+}
+
+/* Which tiles k1_gemm runs: `want` 1 = AVX-512 (where the CPU has it), 0 = AVX2, -1 = leave as is; returns the
+   choice now in force (1 or 0). For tests and benchmarks, which compare the two. */
+int k1_gemm_wide(int want) {
+    use_wide();
+    if (want >= 0) wide_tiles = want && __builtin_cpu_supports("avx512f");
+    return wide_tiles;
+}
+
+/* The columns [j, j + 32) x all rows, for k in [k0, k0 + kc), with the AVX-512 tiles. */
+__attribute__((target("avx512f,fma"))) static void wide_panel(const float *Ak, int64_t sa_m, int64_t sa_k,
+                                                              const float *Bk, int64_t ldb, float *C, int64_t ldc,
+                                                              int64_t M, int64_t kc, int acc) {
+    for (int64_t i = 0; i < M; i += WIDE_ROWS)
+        tile16(Ak + i * sa_m, sa_m, sa_k, Bk, ldb, C + i * ldc, ldc, kc,
+               M - i < WIDE_ROWS ? (int)(M - i) : WIDE_ROWS, acc);
+}
+
+
 /* C [M, N] = op(A) B (see the top of the file); lda, ldb, ldc: row strides. Returns 1 on a bad shape. */
 int k1_gemm(const float *A, int a_t, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t M,
             int64_t N, int64_t K) {
@@ -65,7 +137,13 @@ int k1_gemm(const float *A, int a_t, int64_t lda, const float *B, int64_t ldb, f
         return 0;
     }
     float panel[KBLOCK * COLS], part[ROWS * COLS];  /* a last panel narrower than 16: zero-padded copies */
-    for (int64_t j = 0; j < N; j += COLS) {
+    int64_t j = 0;
+    if (use_wide())  /* 32-column panels with the AVX-512 tiles; what is left (under 32 columns) as below */
+        for (; j + WIDE_COLS <= N; j += WIDE_COLS)
+            for (int64_t k0 = 0; k0 < K; k0 += KBLOCK)
+                wide_panel(A + k0 * sa_k, sa_m, sa_k, B + k0 * ldb + j, ldb, C + j, ldc, M,
+                           K - k0 < KBLOCK ? K - k0 : KBLOCK, k0 > 0);
+    for (; j < N; j += COLS) {
         const int64_t nr = N - j < COLS ? N - j : COLS;
         for (int64_t k0 = 0; k0 < K; k0 += KBLOCK) {
             const int64_t kc = K - k0 < KBLOCK ? K - k0 : KBLOCK;

@@ -39,6 +39,7 @@ def library() -> ctypes.CDLL:
         "k1_add_bias_residual": [p, p, p, i, i],
         "k1_column_sums": [p, p, i, i],
         "k1_gemm": [p, ctypes.c_int, i, p, i, p, i, i, i, i],
+        "k1_gemm_wide": [ctypes.c_int],
         "k1_transpose": [p, i, i, p],
         "k1_block_saved_floats": [i, i, i, i, i],
         "k1_block_forward": [p, p, p, p, i, i, i, i, i, f, f],
