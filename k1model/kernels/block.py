@@ -2,7 +2,7 @@
 
 Why: at the model's widths a block called op by op from Python spends as long in dispatch, allocation and
 autograd bookkeeping as in arithmetic (a block on one token: ~90 us forward, ~9 us of it in C). Here the
-matmuls are the sgemm calls torch's own `mm` makes (same numbers), every bias and residual add is fused into
+matmuls are `gemm.c`'s (AVX2 or AVX-512 tiles, the same bits), every bias and residual add is fused into
 the native kernel that next reads the product while it is in cache, the backward's temporaries live in a
 workspace that stays in cache, and the norms' and GELU's outputs are recomputed in the backward rather than
 kept (k1 bench, "Native CPU kernels", for what each saved). The function is `Block.forward`'s: pre-LN

@@ -75,3 +75,11 @@ def check(rc: int, what: str) -> None:
     if rc:
         raise RuntimeError(f"native {what} kernel failed (code {rc}: "
                            f"{ {1: 'bad shape or target', 2: 'out of memory'}.get(rc, 'unknown') })")
+
+
+def gemm_tiles() -> str | None:
+    """Which tiles `gemm.c` runs in this process ("AVX-512" or "AVX2", the same bits), None without the kernels:
+    for the record in `k1 train`'s kernels line and `k1 bench`, since the step's speed depends on it."""
+    if unavailable() is not None:
+        return None
+    return "AVX-512" if library().k1_gemm_wide(-1) else "AVX2"

@@ -288,6 +288,10 @@ class RunGroup:
     def _kernels_line(self) -> str:
         """Which kernels train these runs, and why `auto` did not pick the native ones on a CPU (no silent choice)."""
         line = f"kernels: attention {self.attention}, run batching {self.run_batching}"
+        if self.attention == "native":
+            from k1model.kernels import gemm_tiles
+
+            line += f", gemm.c with {gemm_tiles()} tiles"
         if self.train_cfg.attention == "auto" and self.device.type == "cpu" and self.attention != "native":
             line += f" (not the native CPU kernels: {native_unavailable(self.model_cfg, self.device, self.train_cfg.precision)})"
         return line

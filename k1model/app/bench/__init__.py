@@ -66,6 +66,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from k1model import kernels
 from k1model.app.bench.experiments import efficiency_experiment, execution_experiment, optimizer_experiment
 from k1model.app.bench.measure import (_cpu_model, _load, _maxrss_mb, _summary, sync, _tensor_bytes, timed,
                                        count_host_syncs, parse_trees, peak_step_memory)
@@ -331,6 +332,7 @@ def run_benchmark(trees: Sequence[Sequence[int]] = ((2, 2), (4, 4), (4, 3, 2)), 
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
         "python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
+        "gemm_tiles": kernels.gemm_tiles() if dev.type == "cpu" else None,
         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "width": width, "hidden": hidden, "heads": heads, "context": context, "batch": batch,
@@ -366,7 +368,8 @@ def _ms(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{1000 * v:.1f}"
 
 def format_efficiency(ef: dict[str, Any]) -> list[str]:
-    lines = [f"efficiency of the dense step, attention kernel {ef['attention']} ({ef['run_batching']}), chosen by "
+    tiles = f", gemm.c with {ef['gemm_tiles']} tiles" if ef.get("gemm_tiles") and ef["attention"] == "native" else ""
+    lines = [f"efficiency of the dense step, attention kernel {ef['attention']}{tiles} ({ef['run_batching']}), chosen by "
              f"`auto` here: {_ms(ef['step_s'])} ms, {ef['flops_per_step'] / 1e9:.2f} GFLOP of matmuls -> "
              f"{ef['achieved_gflops']:.1f} GFLOP/s ({ef['tokens_per_s']:.0f} tokens/s)",
              f"  matmul rate: {ef['matmul_gflops']:.1f} GFLOP/s square (1024^3), {ef['model_shapes_gflops']:.1f} GFLOP/s "
