@@ -24,16 +24,8 @@ import torch
 
 from k1model.app.bench.shapes import gemm_shapes
 from k1model.config import load_params
-from k1model.kernels.library import library
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), for the record: the rates depend on it."""
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-        return platform.processor() or platform.machine()
+from k1model.app.bench.measure import _cpu_model
+from k1model.kernels.library import avx512_tiles_available, library
 
 
 def timed(fn, calls: int) -> float:
@@ -55,9 +47,7 @@ def main() -> int:
     params = load_params(args.params)
     lib = library()
     wide_before = lib.k1_gemm_wide(-1)
-    has_wide = lib.k1_gemm_wide(1) == 1
-    lib.k1_gemm_wide(wide_before)
-    names = ["torch", "avx2", *(["avx512"] if has_wide else [])]
+    names = ["torch", "avx2", *(["avx512"] if avx512_tiles_available() else [])]
     g = torch.Generator().manual_seed(0)
     rows, total = [], {name: 0.0 for name in names}
     for shape in [s for s in gemm_shapes(params.model, params.train.batch_size) if not s["name"].startswith("head")]:
@@ -105,7 +95,7 @@ def main() -> int:
           f"torch {torch.__version__}, 1 thread, medians of {args.repeats}")
     if args.out:
         args.out.write_text(json.dumps({"params": str(args.params), "torch": torch.__version__, "repeats": args.repeats,
-                                        "cpu": cpu_name(), "gemm_tiles": native, "rows": rows,
+                                        "cpu": _cpu_model(), "gemm_tiles": native, "rows": rows,
                                         "step_block_products_s": total}, indent=1))
     return 0
 

@@ -1,5 +1,6 @@
 """The native attention kernel (k1model/kernels): the same function and gradients as torch's attention,
 deterministic, built once and cached, and a clear error (or, for `auto`, torch's kernel) where it cannot run."""
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from k1model import kernels
 from k1model.config import ModelConfig, load_params, method_config
 from k1model.errors import ConfigError
 from k1model.kernels.layer_norm import add_ln_forward, ln_backward, ln_forward
-from k1model.kernels.library import SOURCES, check, float32, library
+from k1model.kernels.library import SOURCES, avx512_tiles_available, check, float32, library
 from k1model.kernels import build
 from k1model.model import AgentTree, default_execution, native_unavailable
 from k1model.train.step import Trainer
@@ -513,17 +514,7 @@ def test_gemm_is_the_product_to_float32_rounding_and_the_same_bits_however_its_o
     assert torch.equal(_gemm(a, b), got)  # deterministic
 
 
-def _has_avx512() -> bool:
-    if kernels.unavailable() is not None:
-        return False
-    lib = library()
-    before = lib.k1_gemm_wide(-1)
-    can = lib.k1_gemm_wide(1) == 1
-    lib.k1_gemm_wide(before)
-    return can
-
-
-needs_avx512 = pytest.mark.skipif(not _has_avx512(), reason="no AVX-512 on this CPU: gemm.c runs its AVX2 tiles only")
+needs_avx512 = pytest.mark.skipif(not avx512_tiles_available(), reason="no AVX-512 on this CPU: gemm.c runs its AVX2 tiles only")
 
 
 @pytest.fixture
@@ -572,7 +563,7 @@ def test_a_training_step_is_the_same_bits_with_avx512_and_avx2_tiles(gemm_tiles)
 @needs_native
 def test_k1_gemm_avx2_in_the_environment_forces_the_avx2_tiles():
     code = "from k1model.kernels.library import library; print(library().k1_gemm_wide(-1))"
-    env = {**__import__("os").environ, "K1_GEMM_AVX2": "1"}
+    env = {**os.environ, "K1_GEMM_AVX2": "1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"

@@ -2,8 +2,8 @@
 
 Chosen by measurement (`k1 bench`, "where the step's time goes"; benchmarks/README.md): the agents'
 causal self-attention (`attention.c`), GELU (`gelu.c`), layer norm (`layer_norm.c`), the block's
-matrix products (`gemm.c`, AVX2 or AVX-512 tiles with the same bits), the whole agent block forward and backward in one call each (`block.c`,
-one autograd node in `block.py`), and the LM head's cross-entropy (`cross_entropy.c`).
+matrix products (`gemm.c`, AVX2 or AVX-512 tiles with the same bits), the whole agent block forward
+and backward in one call each (`block.c`, one autograd node in `block.py`), and the LM head's cross-entropy (`cross_entropy.c`).
 `train.attention: native` (and `auto` on a CPU that can build them) uses them. The C files are built
 into one library with the machine's C compiler on first use (`build.py`, `library.py`) and checked
 against torch's own kernels in tests/test_kernels.py.
@@ -15,5 +15,5 @@ from k1model.kernels.cross_entropy import native_cross_entropy
 from k1model.kernels.layer_norm import native_layer_norm
 from k1model.kernels.library import gemm_tiles, unavailable
 
-__all__ = ["KernelUnavailable", "gemm_tiles", "native_attention", "native_block", "native_cross_entropy", "native_layer_norm",
-           "unavailable", "unsupported"]
+__all__ = ["KernelUnavailable", "gemm_tiles", "native_attention", "native_block", "native_cross_entropy",
+           "native_layer_norm", "unavailable", "unsupported"]

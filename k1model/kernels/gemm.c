@@ -100,19 +100,24 @@ __attribute__((target("avx512f,fma"))) static void tile16(const float *A, int64_
    both support AVX-512 (gcc's __builtin_cpu_supports checks both), and $K1_GEMM_AVX2 set forces AVX2. */
 static int wide_tiles = -1;
 
+int k1_gemm_can_wide(void);
+
 static int use_wide(void) {
-    if (wide_tiles < 0) {
-        __builtin_cpu_init();
-        wide_tiles = __builtin_cpu_supports("avx512f") && getenv("K1_GEMM_AVX2") == NULL;
-    }
+    if (wide_tiles < 0) wide_tiles = k1_gemm_can_wide() && getenv("K1_GEMM_AVX2") == NULL;
     return wide_tiles;
+}
+
+/* 1 when this CPU (and its operating system) can run the AVX-512 tiles, whatever is chosen now. */
+int k1_gemm_can_wide(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
 }
 
 /* Which tiles k1_gemm runs: `want` 1 = AVX-512 (where the CPU has it), 0 = AVX2, -1 = leave as is; returns the
    choice now in force (1 or 0). For tests and benchmarks, which compare the two. */
 int k1_gemm_wide(int want) {
     use_wide();
-    if (want >= 0) wide_tiles = want && __builtin_cpu_supports("avx512f");
+    if (want >= 0) wide_tiles = want && k1_gemm_can_wide();
     return wide_tiles;
 }
 

@@ -40,6 +40,7 @@ def library() -> ctypes.CDLL:
         "k1_column_sums": [p, p, i, i],
         "k1_gemm": [p, ctypes.c_int, i, p, i, p, i, i, i, i],
         "k1_gemm_wide": [ctypes.c_int],
+        "k1_gemm_can_wide": [],
         "k1_transpose": [p, i, i, p],
         "k1_block_saved_floats": [i, i, i, i, i],
         "k1_block_forward": [p, p, p, p, i, i, i, i, i, f, f],
@@ -75,6 +76,11 @@ def check(rc: int, what: str) -> None:
     if rc:
         raise RuntimeError(f"native {what} kernel failed (code {rc}: "
                            f"{ {1: 'bad shape or target', 2: 'out of memory'}.get(rc, 'unknown') })")
+
+
+def avx512_tiles_available() -> bool:
+    """Whether `gemm.c` can run its AVX-512 tiles here (the CPU and the operating system support AVX-512)."""
+    return unavailable() is None and bool(library().k1_gemm_can_wide())
 
 
 def gemm_tiles() -> str | None:

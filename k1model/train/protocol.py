@@ -37,6 +37,7 @@ from k1model.config import MethodConfig, ModelConfig, Params, config_hash, load_
 from k1model.config.checks import plain
 from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from k1model.io import read_output_json, rerun_hint
+from k1model.kernels import gemm_tiles
 from k1model.model import AgentTree, default_execution, native_unavailable
 from k1model.topology import ACTIVE, STATE_NAMES
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
@@ -289,8 +290,6 @@ class RunGroup:
         """Which kernels train these runs, and why `auto` did not pick the native ones on a CPU (no silent choice)."""
         line = f"kernels: attention {self.attention}, run batching {self.run_batching}"
         if self.attention == "native":
-            from k1model.kernels import gemm_tiles
-
             line += f", gemm.c with {gemm_tiles()} tiles"
         if self.train_cfg.attention == "auto" and self.device.type == "cpu" and self.attention != "native":
             line += f" (not the native CPU kernels: {native_unavailable(self.model_cfg, self.device, self.train_cfg.precision)})"

@@ -66,7 +66,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from k1model import kernels
 from k1model.app.bench.experiments import efficiency_experiment, execution_experiment, optimizer_experiment
 from k1model.app.bench.measure import (_cpu_model, _load, _maxrss_mb, _summary, sync, _tensor_bytes, timed,
                                        count_host_syncs, parse_trees, peak_step_memory)
@@ -332,7 +331,6 @@ def run_benchmark(trees: Sequence[Sequence[int]] = ((2, 2), (4, 4), (4, 3, 2)), 
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
         "python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
-        "gemm_tiles": kernels.gemm_tiles() if dev.type == "cpu" else None,
         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "width": width, "hidden": hidden, "heads": heads, "context": context, "batch": batch,

@@ -9,9 +9,9 @@ from typing import Any, Callable
 
 import torch
 
-from k1model.kernels import gemm_tiles
 from k1model.app.bench.measure import _summary, sync, timed
 from k1model.config import MethodConfig, ModelConfig
+from k1model.kernels import gemm_tiles
 from k1model.model import ATTENTION_KERNELS, RUN_BATCHING, AgentTree, native_unavailable
 from k1model.train.step import Trainer
 
