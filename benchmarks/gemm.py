@@ -25,7 +25,7 @@ import torch
 from k1model.app.bench.shapes import gemm_shapes
 from k1model.config import load_params
 from k1model.app.bench.measure import _cpu_model
-from k1model.kernels.library import avx512_tiles_available, library
+from k1model.kernels.library import avx512_available, library
 
 
 def timed(fn, calls: int) -> float:
@@ -46,8 +46,8 @@ def main() -> int:
     torch.set_num_threads(1)
     params = load_params(args.params)
     lib = library()
-    wide_before = lib.k1_gemm_wide(-1)
-    names = ["torch", "avx2", *(["avx512"] if avx512_tiles_available() else [])]
+    wide_before = lib.k1_wide(-1)
+    names = ["torch", "avx2", *(["avx512"] if avx512_available() else [])]
     g = torch.Generator().manual_seed(0)
     rows, total = [], {name: 0.0 for name in names}
     for shape in [s for s in gemm_shapes(params.model, params.train.batch_size) if not s["name"].startswith("head")]:
@@ -62,7 +62,7 @@ def main() -> int:
             """The call to time for one implementation (selecting gemm.c's tiles first, outside the timed calls)."""
             if name == "torch":
                 return lambda: a @ b
-            lib.k1_gemm_wide(int(name == "avx512"))
+            lib.k1_wide(int(name == "avx512"))
             return lambda: lib.k1_gemm(stored.data_ptr(), int(transposed), lda, b.data_ptr(), n, c.data_ptr(), n, m,
                                        n, k)
 
@@ -83,7 +83,7 @@ def main() -> int:
         rows.append({"name": shape["name"], "mkn": [m, k, n], "count": shape["count"], "left_transposed": transposed,
                      **{f"{name}_gflops": flops / med[name] / 1e9 for name in names},
                      **{f"{name}_s": times[name] for name in names}})
-    lib.k1_gemm_wide(wide_before)
+    lib.k1_wide(wide_before)
     print(f"{'product':22} {'m x k x n':>16}" + "".join(f" {name + ' GFLOP/s':>15}" for name in names))
     for row in rows:
         m, k, n = row["mkn"]
@@ -95,7 +95,7 @@ def main() -> int:
           f"torch {torch.__version__}, 1 thread, medians of {args.repeats}")
     if args.out:
         args.out.write_text(json.dumps({"params": str(args.params), "torch": torch.__version__, "repeats": args.repeats,
-                                        "cpu": _cpu_model(), "gemm_tiles": native, "rows": rows,
+                                        "cpu": _cpu_model(), "native_isa": native, "rows": rows,
                                         "step_block_products_s": total}, indent=1))
     return 0
 

@@ -73,7 +73,7 @@ def part_bench(device: str, tiny: bool, out: Path) -> dict[str, Any]:
 def _dense(cfg, runs: int, batching: str, precision: str, device: torch.device):
     """Dense trainer with the attention kernel `k1 train` picks on this device (CUDA: SDPA's causal kernel)."""
     from k1model.app.bench.experiments import dense_trainer
-    from k1model.model import default_execution
+    from k1model.execution import default_execution
 
     return dense_trainer(cfg, runs, default_execution(device, cfg, precision)[0], batching, device, precision)
 
@@ -107,6 +107,7 @@ def part_batching(device: torch.device, tiny: bool, runs: list[int], repeats: in
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
+            tr = None  # (an out-of-memory error can come before it is built)
             try:
                 tr = _dense(cfg, R, batching, "fp32", device)
                 losses[batching] = [float(r.loss) for r in tr.train_step(x, y)]

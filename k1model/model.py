@@ -1,4 +1,5 @@
-"""The K-1 model: a tree of small transformer agents (DESIGN.md §2.1), in one file.
+"""The K-1 model: a tree of small transformer agents (DESIGN.md §2.1), in one file (how its runs and kernels
+execute, loop or batched, which attention kernel: `execution.py`).
 
     tokens -> shared embedding (+ learned positions) -> agent tree -> final LayerNorm -> shared LM head
 
@@ -25,7 +26,7 @@ Agents are stored breadth-first in `self.agents`; index 0 is the root. Names are
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -34,100 +35,12 @@ import torch.nn.functional as F
 
 from k1model.config.model import ModelConfig
 from k1model.errors import ConfigError
-from k1model.kernels import native_attention, native_block, native_cross_entropy, native_layer_norm
+from k1model.execution import (ATTENTION_KERNELS, RUN_BATCHING, LeafMean, layer_norm, linear, native_token_losses,
+                                native_unavailable, per_run, self_attention, split_runs, stack_runs)
+from k1model.kernels import native_block, native_layer_norm
 from k1model.topology import ACTIVE, INACTIVE, MERGED, Topology, build_topology, live_topology
 
 __all__ = ["AgentTree", "Topology", "build_topology"]
-
-
-# --------------------------------------------------------------------------- per-run ops
-# Two ways to run R copies, chosen by measurement per device (`k1 bench`, `train.run_batching`):
-# "batched" folds the runs into batched matmuls ([R, ...] tensors, few large kernels: what a GPU
-# wants); "loop" runs each run's plain 2-D kernels in turn (what a CPU wants: per-op overhead is
-# small there and smaller working sets stay in cache). Both compute the same function; a run's
-# numbers under "loop" do not depend on the other runs in the process at all.
-RUN_BATCHING = ("batched", "loop")
-
-
-def per_run(fn, runs: int) -> torch.Tensor:
-    """Stack fn(0), ..., fn(runs - 1) along a new leading run dimension (no copy for one run)."""
-    return fn(0).unsqueeze(0) if runs == 1 else torch.stack([fn(r) for r in range(runs)])
-
-
-def split_runs(t: torch.Tensor) -> list[torch.Tensor]:
-    """Views of each run's slice of t [R, ...]. (Indexing t[r] instead would zero-fill a full-size
-    gradient per run in backward; squeeze/unbind do not.)"""
-    return [t.squeeze(0)] if t.shape[0] == 1 else list(t.unbind(0))
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """x [R, ..., in] @ weight[r].T + bias[r] for every run r: one batched matmul."""
-    shape = x.shape
-    y = torch.baddbmm(bias.unsqueeze(1), x.reshape(shape[0], -1, shape[-1]), weight.transpose(1, 2))
-    return y.view(*shape[:-1], weight.shape[1])
-
-
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """LayerNorm over the last dim with run r's affine: x [R, ..., D], weight/bias [R, D]."""
-    extra = (1,) * (x.dim() - 2)
-    shape = (x.shape[0], *extra, x.shape[-1])
-    return torch.addcmul(bias.view(shape), F.layer_norm(x, x.shape[-1:]), weight.view(shape))
-
-
-def self_attention(qkv: torch.Tensor, heads: int, mask: torch.Tensor, kernel: str, dropout: float) -> torch.Tensor:
-    """Causal self-attention of the qkv projection's output [N, T, 3·D] -> [N, T, D].
-
-    kernel `native`: the C kernel of `k1model.kernels` (CPU, reads q, k, v in place: no copies; no
-    attention dropout); `masked`: torch's SDPA with an explicit additive causal mask; `causal`: SDPA's
-    is_causal path (flash kernels on GPU); `math`: the softmax written out (what torch.func's vmap
-    handles without a fallback). All compute the same attention, up to rounding; `k1 bench` measures
-    which is fastest."""
-    if kernel == "native":
-        return native_attention(qkv, heads)
-    N, T, three_d = qkv.shape
-    D = three_d // 3
-    q, k, v = qkv.view(N, T, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
-    return causal_attention(q, k, v, mask, kernel, dropout).transpose(1, 2).reshape(N, T, D)
-
-
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, kernel: str,
-                     dropout: float) -> torch.Tensor:
-    """torch's kernels on q, k, v [N, heads, T, head_dim] (see `self_attention`)."""
-    T = q.shape[-2]
-    if kernel == "causal":
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
-    if kernel == "math":  # plain ops: what torch.func transforms (vmap) handle without a fallback
-        att = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5 + mask[:T, :T], dim=-1)
-        return F.dropout(att, dropout) @ v
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:T, :T], dropout_p=dropout)
-
-
-ATTENTION_KERNELS = ("masked", "causal", "math", "native")
-
-
-def native_unavailable(cfg: ModelConfig, device: torch.device | str = "cpu", precision: str = "fp32") -> str | None:
-    """Why the native kernels cannot run this model here, on this device at this precision (None if they
-    can): the one place every caller (auto, the trainer's checks, `k1 bench`) asks."""
-    from k1model import kernels
-
-    if torch.device(device).type != "cpu":
-        return "it is a CPU kernel"
-    if precision != "fp32":
-        return f"it computes in float32 and train.precision is {precision}"
-    if cfg.dropout > 0:
-        return f"it has no attention dropout and model.dropout is {cfg.dropout}"
-    return kernels.unsupported(cfg.embed_dim // cfg.num_heads) or kernels.unavailable()
-
-
-def default_execution(device: torch.device | str, cfg: ModelConfig | None = None,
-                      precision: str = "fp32") -> tuple[str, str]:
-    """(attention kernel, run batching) chosen by measurement for a device type and model (`k1 bench`):
-    CUDA: SDPA's causal kernel, runs batched; CPU: the native kernels where they build and fit the model
-    (float32 only; else SDPA with a mask), each run's own kernels in turn."""
-    if torch.device(device).type == "cuda":
-        return "causal", "batched"
-    native = cfg is not None and native_unavailable(cfg, device, precision) is None
-    return ("native" if native else "masked"), "loop"
 
 
 # --------------------------------------------------------------------------- weights
@@ -364,7 +277,7 @@ class AgentTree(nn.Module):
             self._states = np.full((R, N), ACTIVE, dtype=np.int8)
             self._passthrough = [None] * N
             self._live = [self.topology] * R
-            self._weighted = None
+            self._weighted = self._weighted_host = None
             self._active_index = [torch.arange(N, device=self.mask.device)] * R
             return
         self._states = np.stack([s.slot_state.detach().cpu().numpy() for s in self.shared]).astype(np.int8)
@@ -381,6 +294,7 @@ class AgentTree(nn.Module):
                                      else (torch.tensor(skip, device=device), skip))
         merged = (self._states == MERGED).any(1)  # runs whose output mean is weighted
         self._weighted = torch.tensor(merged, device=device) if merged.any() else None
+        self._weighted_host = merged
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
@@ -403,14 +317,17 @@ class AgentTree(nn.Module):
     def _stacked(self, name: str) -> torch.Tensor:
         return torch.stack([s.get_parameter(name) for s in self.shared])
 
+    def _check_length(self, idx: torch.Tensor) -> None:
+        if idx.shape[-1] > self.cfg.max_seq_len:
+            raise ValueError(f"sequence length {idx.shape[-1]} exceeds max_seq_len={self.cfg.max_seq_len}")
+
     def embed(self, idx: torch.Tensor) -> torch.Tensor:
         """idx [R, B, T] -> [R, B, T, D]."""
         R, _, T = idx.shape
-        if T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence length {T} exceeds max_seq_len={self.cfg.max_seq_len}")
+        self._check_length(idx)
         if not self.batched:
             ids = split_runs(idx)
-            return per_run(lambda r: self.shared[r].tok_emb(ids[r]) + self.shared[r].pos_emb.weight[:T], R)
+            return per_run(lambda r: self._embed_run(r, ids[r]), R)
         tok = self._stacked("tok_emb.weight")
         V, D = tok.shape[1:]
         offsets = (torch.arange(R, device=idx.device) * V).view(R, 1, 1)
@@ -431,10 +348,10 @@ class AgentTree(nn.Module):
         leaves = self.topology.leaves
         if len(leaves) == 1:
             return outs[leaves[0]]
+        if self._weighted is None:
+            return LeafMean.apply(*[outs[i] for i in leaves])
         stacked = torch.stack([outs[i] for i in leaves])
         mean = stacked.mean(0)
-        if self._weighted is None:
-            return mean
         w = torch.stack([s.lineage_weight for s in self.shared], 1).to(stacked.dtype)  # [leaves, R]
         weighted = (stacked * w.view(*w.shape, *(1,) * (stacked.dim() - 2))).sum(0)
         return torch.where(self._weighted.view(-1, *(1,) * (mean.dim() - 1)), weighted, mean)
@@ -443,10 +360,7 @@ class AgentTree(nn.Module):
         """Final norm and the tied LM head: y [R, ..., D] -> logits [R, ..., V]."""
         if not self.batched:
             ys = split_runs(y)
-            if self.attention == "native":
-                return per_run(lambda r: F.linear(native_layer_norm(ys[r], self.shared[r].ln_f.weight, self.shared[r].ln_f.bias),
-                                                  self.shared[r].tok_emb.weight), len(ys))
-            return per_run(lambda r: F.linear(self.shared[r].ln_f(ys[r]), self.shared[r].tok_emb.weight), len(ys))
+            return per_run(lambda r: self._head_run(r, ys[r]), len(ys))
         z = layer_norm(y, self._stacked("ln_f.weight"), self._stacked("ln_f.bias"))
         shape = z.shape
         logits = torch.bmm(z.reshape(shape[0], -1, shape[-1]), self._stacked("tok_emb.weight").transpose(1, 2))
@@ -458,7 +372,7 @@ class AgentTree(nn.Module):
         R, V = logits.shape[0], logits.shape[-1]
         if self.attention == "native":
             ls, ts = split_runs(logits), split_runs(targets)
-            return per_run(lambda r: native_cross_entropy(ls[r].reshape(-1, V), ts[r].reshape(-1)), R)
+            return per_run(lambda r: native_token_losses(ls[r], ts[r]), R)
         return F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none").view(R, -1)
 
     def run_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -468,35 +382,121 @@ class AgentTree(nn.Module):
             return self.token_losses(logits, targets).sum(1) / (targets.reshape(R, -1) != -100).sum(1)
         if not self.batched:
             ls, ts = split_runs(logits), split_runs(targets)
-            return per_run(lambda r: F.cross_entropy(ls[r].reshape(-1, V).float(), ts[r].reshape(-1)), R)
+            return per_run(lambda r: self._mean_loss_run(ls[r], ts[r]), R)
         ce = F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none")
         return ce.view(R, -1).mean(1)
 
+    # --- one run at a time (loop batching): the same ops on run r's slices, without stacking between them -------
+    def _embed_run(self, r: int, ids: torch.Tensor) -> torch.Tensor:
+        return self.shared[r].tok_emb(ids) + self.shared[r].pos_emb.weight[:ids.shape[-1]]
+
+    def _head_run(self, r: int, y: torch.Tensor) -> torch.Tensor:
+        shared = self.shared[r]
+        if self.attention == "native":
+            return F.linear(native_layer_norm(y, shared.ln_f.weight, shared.ln_f.bias), shared.tok_emb.weight)
+        return F.linear(shared.ln_f(y), shared.tok_emb.weight)
+
+    def _mean_loss_run(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+    def _leaf_mean_run(self, r: int, leaves: Sequence[torch.Tensor]) -> torch.Tensor:
+        """`leaf_mean` for run r alone, on its leaves' outputs [B, T, D]."""
+        if len(leaves) == 1:
+            return leaves[0]
+        if self._weighted is None or not bool(self._weighted_host[r]):
+            return LeafMean.apply(*leaves)
+        stacked = torch.stack(list(leaves))
+        w = self.shared[r].lineage_weight.to(stacked.dtype)
+        return (stacked * w.view(-1, *(1,) * (stacked.dim() - 1))).sum(0)
+
+    def _tree_run(self, r: int, h: torch.Tensor, skip: Collection[int]) -> list[torch.Tensor]:
+        """Run r's agents' outputs [B, T, D] (breadth-first), as `run_tree` computes them for that run."""
+        outs: list[torch.Tensor] = []
+        parents, mask, attention = self.topology.parents, self.mask, self.attention
+        # the eager block uses its input twice (norm and residual): give it its own view, as the stacked path's
+        # split did, so that autograd sums those two gradients before adding other children's (the same
+        # association of the sums, so the same bits); the native block is one node that reads its input once
+        own_view = attention != "native"
+        for i, agent in enumerate(self.agents):
+            x = h if i == 0 else outs[parents[i]]
+            passthrough = self._passthrough[i]
+            if i in skip or (passthrough is not None and passthrough[1][r]):
+                outs.append(x)
+            else:
+                outs.append(agent.copies[r](x.view_as(x) if own_view else x, mask, attention))
+        return outs
+
+    def _loop_pass(self, idx: torch.Tensor, skip: Collection[int]) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
+        """Every run through the whole tree in turn, loop batching: (outputs [run][agent] [B, T, D], logits [run]
+        [B, T, V]). Why: stacking every agent's output over the runs and splitting it again for the next agent
+        copied [R, B, T, D] twice per agent and step (forward, and its gradient in the backward): ~1.2 ms of a
+        26 ms run-step with 17 runs, and a run's next agent then read its input from memory the other runs had
+        pushed out of cache. Each op is the one the stacked path runs on the same run's slice, so the numbers
+        are the same bits (tests/test_multirun.py)."""
+        ids = split_runs(idx)
+        leaves = self.topology.leaves
+        outs, logits = [], []
+        for r in range(self.runs):
+            tree = self._tree_run(r, self._embed_run(r, ids[r]), skip)
+            logits.append(self._head_run(r, self._leaf_mean_run(r, [tree[i] for i in leaves])))
+            outs.append(tree)
+        return outs, logits
+
+    def _run_losses_of(self, logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """`run_losses` from per-run logits (loop batching): [R]."""
+        ts = split_runs(targets)
+        if self.attention == "native":
+            tokens = stack_runs([native_token_losses(lg, t) for lg, t in zip(logits, ts)])
+            return tokens.sum(1) / (targets.reshape(len(ts), -1) != -100).sum(1)
+        return stack_runs([self._mean_loss_run(lg, t) for lg, t in zip(logits, ts)])
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, bypass: Iterable[str | int] = ()
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits, loss, _ = self.forward_with_outputs(idx, targets, bypass)
+        logits, loss, _ = self.forward_with_outputs(idx, targets, bypass, keep_outputs=False)
         return logits, loss
 
     def forward_with_outputs(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                             bypass: Iterable[str | int] = ()
-                             ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
-        """Logits, loss per run ([R]; a scalar for 2-D input) and every agent's output.
+                             bypass: Iterable[str | int] = (), keep_logits: bool = True, keep_outputs: bool = True
+                             ) -> tuple[torch.Tensor | None, torch.Tensor | None, list[torch.Tensor] | None]:
+        """Logits, loss per run ([R]; a scalar for 2-D input) and every agent's output ([R, B, T, D] each).
 
         `idx` is [R, B, T], or [B, T] for a one-run model (then logits are [B, T, V] and the outputs
-        keep their run dimension of 1)."""
+        keep their run dimension of 1). keep_logits / keep_outputs False: None in their place, and with
+        loop batching they are never stacked over the runs (what a training step that needs only the losses
+        saves)."""
         single = idx.dim() == 2
         if single:
             if self.runs != 1:
                 raise ValueError(f"2-D input needs a one-run model; this one has {self.runs} runs")
             idx = idx.unsqueeze(0)
             targets = None if targets is None else targets.unsqueeze(0)
-        skip = [self.topology.index(b) if isinstance(b, str) else int(b) for b in bypass]
-        outs = self.run_tree(self.embed(idx), skip)
-        logits = self.head(self.leaf_mean(outs))
-        loss = None if targets is None else self.run_losses(logits, targets)
+        self._check_length(idx)
+        skip = {self.topology.index(b) if isinstance(b, str) else int(b) for b in bypass}
+        if self.batched:
+            outs = self.run_tree(self.embed(idx), skip)
+            logits = self.head(self.leaf_mean(outs))
+            loss = None if targets is None else self.run_losses(logits, targets)
+        else:
+            run_outs, run_logits = self._loop_pass(idx, skip)
+            loss = None if targets is None else self._run_losses_of(run_logits, targets)
+            logits = stack_runs(run_logits) if keep_logits else None
+            outs = [stack_runs([o[i] for o in run_outs]) for i in range(len(self.agents))] if keep_outputs else None
+        if not keep_logits:
+            logits = None
+        if not keep_outputs:
+            outs = None
         if single:
-            logits, loss = logits[0], (None if loss is None else loss[0])
+            logits, loss = (None if logits is None else logits[0]), (None if loss is None else loss[0])
         return logits, loss, outs
+
+    def token_losses_of(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """`token_losses(self(idx)[0], targets)` ([R, n]), without stacking the logits over the runs under loop
+        batching (evaluation)."""
+        if self.batched or self.attention != "native":
+            return self.token_losses(self(idx)[0], targets)
+        self._check_length(idx)
+        _, logits = self._loop_pass(idx, ())
+        return stack_runs([native_token_losses(lg, t) for lg, t in zip(logits, split_runs(targets))])
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int = 50, temperature: float = 1.0,

@@ -16,7 +16,8 @@ from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import ConfigError
 from k1model.train.step import K1Trainer
 from k1model.method.variants import VARIANTS
-from k1model.model import AgentTree, default_execution
+from k1model.execution import default_execution
+from k1model.model import AgentTree
 
 TINY = dict(width=16, heads=2, context=8, batch=2, repeats=1, warmup=1, loo_interval=3, multi_runs=2,
             reference=(ModelConfig(branching=(2,), embed_dim=16, num_heads=2, hidden_dim=32, max_seq_len=8), 2))

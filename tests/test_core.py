@@ -298,3 +298,21 @@ def test_numbered_names_when_roles_run_out():
     assert len(topo) == 41 and topo.names[5] == "root/a/x" and topo.names[-1] == "root/d/z/sub1"
     topo = build_topology((5,), {1: ("a", "b")})
     assert topo.names[1:] == tuple(f"root/manager{j}" for j in range(5))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5])
+def test_the_leaf_mean_and_its_gradient_are_autograds_stack_and_mean_bit_for_bit(count):
+    """execution.LeafMean hands every leaf one shared gradient instead of slices of an expanded one: the same bits."""
+    from k1model.execution import LeafMean
+
+    g = torch.Generator().manual_seed(count)
+    leaves = [torch.randn(2, 3, 8, 16, generator=g) for _ in range(count)]
+    upstream = torch.randn(2, 3, 8, 16, generator=g)
+    ours = [t.clone().requires_grad_() for t in leaves]
+    ref = [t.clone().requires_grad_() for t in leaves]
+    out = LeafMean.apply(*ours)
+    expected = torch.stack(ref).mean(0)
+    assert torch.equal(out, expected)
+    (out * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, ref))

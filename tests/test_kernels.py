@@ -12,9 +12,10 @@ from k1model import kernels
 from k1model.config import ModelConfig, load_params, method_config
 from k1model.errors import ConfigError
 from k1model.kernels.layer_norm import add_ln_forward, ln_backward, ln_forward
-from k1model.kernels.library import SOURCES, avx512_tiles_available, check, float32, library
+from k1model.kernels.library import SOURCES, avx512_available, check, float32, library
 from k1model.kernels import build
-from k1model.model import AgentTree, default_execution, native_unavailable
+from k1model.execution import default_execution, native_unavailable
+from k1model.model import AgentTree
 from k1model.train.step import Trainer
 
 needs_native = pytest.mark.skipif(kernels.unavailable() is not None,
@@ -514,56 +515,147 @@ def test_gemm_is_the_product_to_float32_rounding_and_the_same_bits_however_its_o
     assert torch.equal(_gemm(a, b), got)  # deterministic
 
 
-needs_avx512 = pytest.mark.skipif(not avx512_tiles_available(), reason="no AVX-512 on this CPU: gemm.c runs its AVX2 tiles only")
+needs_avx512 = pytest.mark.skipif(not avx512_available(), reason="no AVX-512 on this CPU: the kernels run their AVX2 paths only")
 
 
 @pytest.fixture
-def gemm_tiles():
-    """Set which tiles gemm.c runs (1: AVX-512, 0: AVX2) for one test; the process's choice is restored after."""
+def vector_paths():
+    """Set which paths the kernels run (1: AVX-512, 0: AVX2) for one test; the process's choice is restored after."""
     lib = library()
-    before = lib.k1_gemm_wide(-1)
-    yield lambda wide: lib.k1_gemm_wide(int(wide))
-    lib.k1_gemm_wide(before)
+    before = lib.k1_wide(-1)
+    yield lambda wide: lib.k1_wide(int(wide))
+    lib.k1_wide(before)
+
+
+def _on_both_paths(vector_paths, compute):
+    """compute() under the AVX2 paths, then under the AVX-512 paths: (narrow, wide), each a list of tensors."""
+    out = []
+    for wide in (False, True):
+        assert vector_paths(wide) == int(wide)
+        out.append([t.clone() for t in compute()])
+    return out
 
 
 @needs_avx512
 @pytest.mark.parametrize("M,K,N", [(1024, 64, 192), (64, 1024, 128), (17, 513, 33), (100, 257, 48), (9, 3, 64),
                                    (8, 1, 31), (1, 1, 1), (6, 0, 40)])
-def test_gemm_gives_the_same_bits_with_avx512_tiles_as_with_avx2_tiles(gemm_tiles, M, K, N):
+def test_gemm_gives_the_same_bits_with_avx512_tiles_as_with_avx2_tiles(vector_paths, M, K, N):
     """Every output element is the same chain of fused multiply-adds, whatever the vector width: so a machine with
     AVX-512 computes what one with AVX2 only does (k-blocks, narrow last panels and transposed operands included)."""
     g = torch.Generator().manual_seed(M * 7 + K + N)
     a, b = torch.randn(M, K, generator=g), torch.randn(K, N, generator=g)
     for left in (a, a.t().contiguous().t()):
-        assert gemm_tiles(False) == 0
-        narrow = _gemm(left, b)
-        assert gemm_tiles(True) == 1
-        assert torch.equal(_gemm(left, b), narrow)
+        narrow, wide = _on_both_paths(vector_paths, lambda: [_gemm(left, b)])
+        assert torch.equal(wide[0], narrow[0])
+
+
+def _awkward(g: torch.Generator, *shape: int, scale: float = 3.0) -> torch.Tensor:
+    """Random values with the inputs where elementwise code differs if it differs at all: signed zeros, the
+    exponential's clamp, GELU's far tails."""
+    x = torch.randn(*shape, generator=g) * scale
+    flat = x.view(-1)
+    special = torch.tensor([0.0, -0.0, 1e-30, -1e-30, 9.0, -9.0, 30.0, -30.0, 100.0, -100.0])
+    flat[:min(len(special), flat.numel())] = special[:flat.numel()]
+    return x
 
 
 @needs_avx512
-def test_a_training_step_is_the_same_bits_with_avx512_and_avx2_tiles(gemm_tiles):
-    """The whole native step (the C block forward and backward, every product through gemm.c) at the default
-    model's widths: the loss and every gradient identical."""
+@pytest.mark.parametrize("rows,n", [(130, 128), (3, 13), (5, 24), (2, 40)])
+def test_gelu_gives_the_same_bits_on_its_avx512_path(vector_paths, rows, n):
+    """16 lanes (wide.h's exp512, the same erfc and the same choice by the sign bit) then 8, then scalar tails."""
+    lib = library()
+    g = torch.Generator().manual_seed(rows * n)
+    f0, dy, bias = _awkward(g, rows, n), torch.randn(rows, n, generator=g), torch.randn(n, generator=g)
+
+    def compute():
+        f, out, dx, db, again = f0.clone(), torch.empty(rows, n), torch.empty(rows, n), torch.empty(n), torch.empty(rows, n)
+        lib.k1_gelu_bias_forward(f.data_ptr(), bias.data_ptr(), out.data_ptr(), rows, n)
+        assert lib.k1_gelu_bias_backward_output(dy.data_ptr(), f.data_ptr(), dx.data_ptr(), db.data_ptr(),
+                                                again.data_ptr(), rows, n) == 0
+        return [f, out, dx, db, again]
+
+    narrow, wide = _on_both_paths(vector_paths, compute)
+    assert all(torch.equal(u, v) for u, v in zip(narrow, wide))
+    assert torch.equal(wide[1], wide[4])  # the backward's recomputed output is the forward's
+
+
+@needs_avx512
+@pytest.mark.parametrize("N,T,heads,width", [(16, 64, 4, 16), (3, 5, 2, 8), (2, 17, 3, 32), (1, 1, 1, 8),
+                                              (2, 33, 1, 24), (1, 130, 2, 16), (2, 20, 2, 64)])
+def test_attention_gives_the_same_bits_on_its_avx512_path(vector_paths, N, T, heads, width):
+    """The softmax's maxima and exponentials 16 lanes wide, its sums in the 8-lane order: output, log-sum-exp,
+    and every gradient identical (large scores included, where the exponential clamps)."""
+    lib = library()
+    g = torch.Generator().manual_seed(N * 100 + T)
+    qkv0, dy = _awkward(g, N, T, 3 * heads * width, scale=4.0), torch.randn(N, T, heads * width, generator=g)
+    bias = torch.randn(3 * heads * width, generator=g)
+
+    def compute():
+        qkv, y, lse = qkv0.clone(), torch.empty(N, T, heads * width), torch.empty(N, heads, T)
+        assert lib.k1_attention_forward(qkv.data_ptr(), bias.data_ptr(), y.data_ptr(), lse.data_ptr(), N, T, heads,
+                                        width, width ** -0.5) == 0
+        dqkv, db = torch.empty_like(qkv), torch.empty(3 * heads * width)
+        assert lib.k1_attention_backward(qkv.data_ptr(), y.data_ptr(), lse.data_ptr(), dy.data_ptr(),
+                                         dqkv.data_ptr(), db.data_ptr(), N, T, heads, width, width ** -0.5) == 0
+        return [qkv, y, lse, dqkv, db]
+
+    narrow, wide = _on_both_paths(vector_paths, compute)
+    assert all(torch.equal(u, v) for u, v in zip(narrow, wide))
+    assert torch.isfinite(wide[3]).all()
+
+
+@needs_avx512
+@pytest.mark.parametrize("M,V", [(1024, 256), (7, 13), (33, 64), (5, 1), (9, 24), (4, 40)])
+def test_cross_entropy_gives_the_same_bits_on_its_avx512_path(vector_paths, M, V):
+    g = torch.Generator().manual_seed(M + V)
+    logits, targets = _awkward(g, M, V, scale=5.0), torch.randint(0, V, (M,), generator=g)
+    targets[0] = -100  # a row that is not scored
+    grad = torch.randn(M, generator=g)
+
+    def compute():
+        x = logits.clone().requires_grad_()
+        losses = kernels.native_cross_entropy(x, targets)
+        losses.backward(grad)
+        return [losses.detach(), x.grad]
+
+    narrow, wide = _on_both_paths(vector_paths, compute)
+    assert all(torch.equal(u, v) for u, v in zip(narrow, wide))
+
+
+@needs_avx512
+def test_a_training_step_is_the_same_bits_on_the_avx512_and_avx2_paths(vector_paths):
+    """The whole native step (the C block forward and backward, every product through gemm.c, the elementwise
+    loops, the cross-entropy) at the default model's widths: the loss and every gradient identical."""
     cfg = load_params("params/default.yaml").model
-    grads = []
-    for wide in (False, True):
-        gemm_tiles(wide)
+
+    def compute():
         torch.manual_seed(0)
         model = AgentTree(cfg, runs=1, attention="native", seeds=[0])
         x = torch.randint(0, 256, (1, 4, cfg.max_seq_len), generator=torch.Generator().manual_seed(1))
         logits = model(x)[0]
         loss = model.token_losses(logits, x).mean()
         loss.backward()
-        grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None])
-    assert len(grads[0]) > 10
-    assert all(torch.equal(u, v) for u, v in zip(*grads))
+        return [loss.detach()] + [p.grad for p in model.parameters() if p.grad is not None]
+
+    narrow, wide = _on_both_paths(vector_paths, compute)
+    assert len(narrow) > 10
+    assert all(torch.equal(u, v) for u, v in zip(narrow, wide))
 
 
 @needs_native
-def test_k1_gemm_avx2_in_the_environment_forces_the_avx2_tiles():
-    code = "from k1model.kernels.library import library; print(library().k1_gemm_wide(-1))"
-    env = {**os.environ, "K1_GEMM_AVX2": "1"}
+def test_k1_native_avx2_in_the_environment_forces_the_avx2_paths():
+    code = "from k1model.kernels.library import library; print(library().k1_wide(-1))"
+    env = {**os.environ, "K1_NATIVE_AVX2": "1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+@needs_native
+@pytest.mark.parametrize("rows,cols", [(192, 64), (64, 128), (13, 7), (8, 8), (9, 17), (1, 5), (16, 3)])
+def test_the_weight_transpose_is_the_transpose(rows, cols):
+    """block.c transposes the weights (8 x 8 register blocks, edges element by element) before its products."""
+    x = torch.randn(rows, cols, generator=torch.Generator().manual_seed(rows * cols))
+    out = torch.full((cols, rows), float("nan"))
+    library().k1_transpose(x.data_ptr(), rows, cols, out.data_ptr())
+    assert torch.equal(out, x.t())

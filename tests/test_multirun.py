@@ -161,3 +161,43 @@ def test_bad_groupings_are_refused(data_dir, tmp_path, capsys):
         RunGroup(p, data_dir, [specs[0], wider])
     with pytest.raises(ConfigError, match="duplicate runs"):
         RunGroup(p, data_dir, [specs[0], specs[0]])
+
+
+def _stacked_pass(model: AgentTree, x: torch.Tensor, y: torch.Tensor):
+    """The model's functions composed over [runs, ...] tensors (what forward did before it went run by run)."""
+    outs = model.run_tree(model.embed(x))
+    logits = model.head(model.leaf_mean(outs))
+    return logits, model.run_losses(logits, y), outs
+
+
+@pytest.mark.parametrize("attention", ["native", "masked"])
+@pytest.mark.parametrize("branching,slots", [((2, 2), 15), ((3,), None), ((2, 1, 2), None)])
+def test_the_run_by_run_forward_is_the_stacked_functions_bit_for_bit(attention, branching, slots):
+    """With loop batching forward_with_outputs takes each run through the whole tree in turn instead of stacking
+    every agent's output over the runs: losses, logits, every agent's output and every gradient are the same bits
+    as the stacked path's, with a run that has grown a slot and a run whose lineages are weighted by a merge."""
+    from k1model import kernels
+    from k1model.topology import ACTIVE, MERGED
+
+    if attention == "native" and kernels.unavailable():
+        pytest.skip(kernels.unavailable())
+    cfg = ModelConfig(branching=branching, embed_dim=16, num_heads=2, hidden_dim=32, max_seq_len=16,
+                      max_agents=slots)
+    x, y = batches(1, 3, seed=7)[0]
+    results = []
+    for compose in (lambda m: m.forward_with_outputs(x, y), lambda m: _stacked_pass(m, x, y)):
+        model = AgentTree(cfg, runs=3, attention=attention, seeds=[1, 2, 3])
+        if slots:
+            n = len(model.topology.leaves)
+            grown = model.slot_states(1)
+            grown[len(model.agents) - n] = ACTIVE  # run 1: the first slot is active
+            model.set_structure(1, grown)
+            merged, weights = model.slot_states(2), model.lineage_weights(2)
+            merged[4], weights[0], weights[1] = MERGED, weights[0] + weights[1], 0.0  # run 2: leaf 4 merged into 3
+            model.set_structure(2, merged, weights)
+        logits, losses, outs = compose(model)
+        (losses.sum() + 0.1 * logits.square().mean()).backward()
+        results.append([losses, logits, *outs, *[p.grad for p in model.parameters() if p.grad is not None]])
+    run_by_run, stacked = results
+    assert len(run_by_run) == len(stacked) > 10
+    assert all(torch.equal(a, b) for a, b in zip(run_by_run, stacked))

@@ -1,7 +1,7 @@
 """What every metric means: its direction (lower or higher is better), unit, table group."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 class MetricInfo(NamedTuple):
     """What a metric means. `direction` is "lower" or "higher" (which is better), or "none" for a

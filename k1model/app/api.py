@@ -16,7 +16,8 @@ import torch
 from k1model.app.interpret import gradient_flow, render_responsibility_tree
 from k1model.config import MethodConfig, ModelConfig, method_config, model_config
 from k1model.errors import ConfigError
-from k1model.model import AgentTree, default_execution
+from k1model.execution import default_execution
+from k1model.model import AgentTree
 from k1model.train.step import K1Trainer, StepRecord
 
 # the flat keys of the seed README: every model and method key (derived from the config classes)

@@ -2,8 +2,10 @@
 
 Chosen by measurement (`k1 bench`, "where the step's time goes"; benchmarks/README.md): the agents'
 causal self-attention (`attention.c`), GELU (`gelu.c`), layer norm (`layer_norm.c`), the block's
-matrix products (`gemm.c`, AVX2 or AVX-512 tiles with the same bits), the whole agent block forward
+matrix products (`gemm.c`), the whole agent block forward
 and backward in one call each (`block.c`, one autograd node in `block.py`), and the LM head's cross-entropy (`cross_entropy.c`).
+On CPUs with AVX-512 the products and the elementwise loops run 16 lanes wide (`wide.h`), with the same
+bits as the AVX2 paths (`vector_isa()` says which ran; $K1_NATIVE_AVX2=1 forces AVX2).
 `train.attention: native` (and `auto` on a CPU that can build them) uses them. The C files are built
 into one library with the machine's C compiler on first use (`build.py`, `library.py`) and checked
 against torch's own kernels in tests/test_kernels.py.
@@ -13,7 +15,7 @@ from k1model.kernels.block import native_block
 from k1model.kernels.build import KernelUnavailable
 from k1model.kernels.cross_entropy import native_cross_entropy
 from k1model.kernels.layer_norm import native_layer_norm
-from k1model.kernels.library import gemm_tiles, unavailable
+from k1model.kernels.library import unavailable, vector_isa
 
-__all__ = ["KernelUnavailable", "gemm_tiles", "native_attention", "native_block", "native_cross_entropy",
-           "native_layer_norm", "unavailable", "unsupported"]
+__all__ = ["KernelUnavailable", "native_attention", "native_block", "native_cross_entropy",
+           "native_layer_norm", "unavailable", "unsupported", "vector_isa"]

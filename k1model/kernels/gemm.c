@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exp256.h"
+
 #define ROWS 6    /* a tile: 6 rows x 16 columns in 12 accumulators */
 #define COLS 16
 #define KBLOCK 256 /* k-block: a 16-column panel of B (16 KB) stays in L1 while the rows stream past */
@@ -96,29 +98,30 @@ __attribute__((target("avx512f,fma"))) static void tile16(const float *A, int64_
     }
 }
 
-/* 1: the AVX-512 tiles run where they can; 0: AVX2 only. Chosen once: the CPU and the operating system must
-   both support AVX-512 (gcc's __builtin_cpu_supports checks both), and $K1_GEMM_AVX2 set forces AVX2. */
-static int wide_tiles = -1;
+/* 1: the AVX-512 paths of every kernel in this library run (these tiles, and wide.h's users); 0: AVX2 only.
+   Chosen once: the CPU and the operating system must both support AVX-512 (gcc's __builtin_cpu_supports checks
+   both), and $K1_NATIVE_AVX2 set forces AVX2. */
+static int wide = -1;
 
-int k1_gemm_can_wide(void);
+int k1_can_wide(void);
 
-static int use_wide(void) {
-    if (wide_tiles < 0) wide_tiles = k1_gemm_can_wide() && getenv("K1_GEMM_AVX2") == NULL;
-    return wide_tiles;
+int k1_use_wide(void) {
+    if (wide < 0) wide = k1_can_wide() && getenv("K1_NATIVE_AVX2") == NULL;
+    return wide;
 }
 
-/* 1 when this CPU (and its operating system) can run the AVX-512 tiles, whatever is chosen now. */
-int k1_gemm_can_wide(void) {
+/* 1 when this CPU (and its operating system) can run the AVX-512 paths, whatever is chosen now. */
+int k1_can_wide(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") != 0;
 }
 
-/* Which tiles k1_gemm runs: `want` 1 = AVX-512 (where the CPU has it), 0 = AVX2, -1 = leave as is; returns the
-   choice now in force (1 or 0). For tests and benchmarks, which compare the two. */
-int k1_gemm_wide(int want) {
-    use_wide();
-    if (want >= 0) wide_tiles = want && k1_gemm_can_wide();
-    return wide_tiles;
+/* Which paths the kernels run: `want` 1 = AVX-512 (where the CPU has it), 0 = AVX2, -1 = leave as is; returns the
+   choice now in force (1 or 0). For tests and benchmarks, which compare the two (the same bits). */
+int k1_wide(int want) {
+    k1_use_wide();
+    if (want >= 0) wide = want && k1_can_wide();
+    return wide;
 }
 
 /* The columns [j, j + 32) x all rows, for k in [k0, k0 + kc), with the AVX-512 tiles. */
@@ -143,7 +146,7 @@ int k1_gemm(const float *A, int a_t, int64_t lda, const float *B, int64_t ldb, f
     }
     float panel[KBLOCK * COLS], part[ROWS * COLS];  /* a last panel narrower than 16: zero-padded copies */
     int64_t j = 0;
-    if (use_wide())  /* 32-column panels with the AVX-512 tiles; what is left (under 32 columns) as below */
+    if (k1_use_wide())  /* 32-column panels with the AVX-512 tiles; what is left (under 32 columns) as below */
         for (; j + WIDE_COLS <= N; j += WIDE_COLS)
             for (int64_t k0 = 0; k0 < K; k0 += KBLOCK)
                 wide_panel(A + k0 * sa_k, sa_m, sa_k, B + k0 * ldb + j, ldb, C + j, ldc, M,
@@ -174,9 +177,12 @@ int k1_gemm(const float *A, int a_t, int64_t lda, const float *B, int64_t ldb, f
     return 0;
 }
 
-/* T [cols, rows] = X [rows, cols]^T (the block's weights, so that its forward products read them row-major) */
+/* T [cols, rows] = X [rows, cols]^T (the block's weights, so that its forward products read them row-major);
+   8 x 8 blocks in registers, the edges element by element */
 void k1_transpose(const float *X, int64_t rows, int64_t cols, float *T) {
-    for (int64_t r0 = 0; r0 < rows; r0 += 8)
-        for (int64_t c = 0; c < cols; c++)
-            for (int64_t r = r0; r < rows && r < r0 + 8; r++) T[c * rows + r] = X[r * cols + c];
+    const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+    for (int64_t r0 = 0; r0 < r8; r0 += 8)
+        for (int64_t c0 = 0; c0 < c8; c0 += 8) transpose8(X + r0 * cols + c0, cols, T + c0 * rows + r0, (int)rows);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = r < r8 ? c8 : 0; c < cols; c++) T[c * rows + r] = X[r * cols + c];
 }

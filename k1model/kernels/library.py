@@ -39,8 +39,8 @@ def library() -> ctypes.CDLL:
         "k1_add_bias_residual": [p, p, p, i, i],
         "k1_column_sums": [p, p, i, i],
         "k1_gemm": [p, ctypes.c_int, i, p, i, p, i, i, i, i],
-        "k1_gemm_wide": [ctypes.c_int],
-        "k1_gemm_can_wide": [],
+        "k1_wide": [ctypes.c_int],
+        "k1_can_wide": [],
         "k1_transpose": [p, i, i, p],
         "k1_block_saved_floats": [i, i, i, i, i],
         "k1_block_forward": [p, p, p, p, i, i, i, i, i, f, f],
@@ -78,14 +78,15 @@ def check(rc: int, what: str) -> None:
                            f"{ {1: 'bad shape or target', 2: 'out of memory'}.get(rc, 'unknown') })")
 
 
-def avx512_tiles_available() -> bool:
-    """Whether `gemm.c` can run its AVX-512 tiles here (the CPU and the operating system support AVX-512)."""
-    return unavailable() is None and bool(library().k1_gemm_can_wide())
+def avx512_available() -> bool:
+    """Whether the kernels can run their AVX-512 paths here (the CPU and the operating system support AVX-512)."""
+    return unavailable() is None and bool(library().k1_can_wide())
 
 
-def gemm_tiles() -> str | None:
-    """Which tiles `gemm.c` runs in this process ("AVX-512" or "AVX2", the same bits), None without the kernels:
-    for the record in `k1 train`'s kernels line and `k1 bench`, since the step's speed depends on it."""
+def vector_isa() -> str | None:
+    """Which paths the kernels run in this process ("AVX-512" or "AVX2": `gemm.c`'s tiles and the 16-lane
+    elementwise loops of `wide.h`, the same bits either way), None without the kernels: for the record in
+    `k1 train`'s kernels line and `k1 bench`, since the step's speed depends on it. $K1_NATIVE_AVX2=1 forces AVX2."""
     if unavailable() is not None:
         return None
-    return "AVX-512" if library().k1_gemm_wide(-1) else "AVX2"
+    return "AVX-512" if library().k1_wide(-1) else "AVX2"

@@ -37,8 +37,9 @@ from k1model.config import MethodConfig, ModelConfig, Params, config_hash, load_
 from k1model.config.checks import plain
 from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from k1model.io import read_output_json, rerun_hint
-from k1model.kernels import gemm_tiles
-from k1model.model import AgentTree, default_execution, native_unavailable
+from k1model.kernels import vector_isa
+from k1model.execution import default_execution, native_unavailable
+from k1model.model import AgentTree
 from k1model.topology import ACTIVE, STATE_NAMES
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
 from k1model.train.decomposition import decomposition, record_phase_end, snapshot, swap_test
@@ -198,8 +199,7 @@ class RunGroup:
             count = 0
             for x, y in batches:
                 x, y = x.to(self.device), y.to(self.device)
-                logits = model(x.expand(R, *x.shape))[0]
-                ce = model.token_losses(logits, y.expand(R, *y.shape))  # 0 for targets -100
+                ce = model.token_losses_of(x.expand(R, *x.shape), y.expand(R, *y.shape))  # 0 for targets -100
                 nats += ce.sum(1, dtype=torch.float64)
                 count += int((y != -100).sum())
             out[d] = (nats / count / math.log(2)).cpu().numpy()
@@ -290,7 +290,7 @@ class RunGroup:
         """Which kernels train these runs, and why `auto` did not pick the native ones on a CPU (no silent choice)."""
         line = f"kernels: attention {self.attention}, run batching {self.run_batching}"
         if self.attention == "native":
-            line += f", gemm.c with {gemm_tiles()} tiles"
+            line += f", {vector_isa()} paths"
         if self.train_cfg.attention == "auto" and self.device.type == "cpu" and self.attention != "native":
             line += f" (not the native CPU kernels: {native_unavailable(self.model_cfg, self.device, self.train_cfg.precision)})"
         return line

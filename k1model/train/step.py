@@ -213,7 +213,7 @@ class Trainer:
         loo_runs = [r for r, run in enumerate(runs) if run.loo_due(self.step_count)]
         keep_outs = bool(loo_runs) and model.cfg.dropout == 0.0  # LOO reuses this forward's outputs
         with self._autocast():
-            _, losses, outs = model.forward_with_outputs(x, y)
+            _, losses, outs = model.forward_with_outputs(x, y, keep_logits=False, keep_outputs=keep_outs)
         objective = losses.sum()
         for r, run in enumerate(runs):
             for plugin in run.plugins if run.live else ():

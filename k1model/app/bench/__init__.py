@@ -73,7 +73,8 @@ from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import ConfigError
 from k1model.method.attribution import loo_deltas, loo_deltas_reference
 from k1model.method.variants import VARIANTS
-from k1model.model import AgentTree, default_execution
+from k1model.execution import default_execution
+from k1model.model import AgentTree
 from k1model.train.plugins import Phase, Plugin
 from k1model.train.step import K1Trainer
 
@@ -366,7 +367,7 @@ def _ms(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{1000 * v:.1f}"
 
 def format_efficiency(ef: dict[str, Any]) -> list[str]:
-    tiles = f", gemm.c with {ef['gemm_tiles']} tiles" if ef.get("gemm_tiles") and ef["attention"] == "native" else ""
+    tiles = f", {ef['native_isa']} paths" if ef.get("native_isa") and ef["attention"] == "native" else ""
     lines = [f"efficiency of the dense step, attention kernel {ef['attention']}{tiles} ({ef['run_batching']}), chosen by "
              f"`auto` here: {_ms(ef['step_s'])} ms, {ef['flops_per_step'] / 1e9:.2f} GFLOP of matmuls -> "
              f"{ef['achieved_gflops']:.1f} GFLOP/s ({ef['tokens_per_s']:.0f} tokens/s)",

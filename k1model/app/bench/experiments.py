@@ -11,8 +11,9 @@ import torch
 
 from k1model.app.bench.measure import _summary, sync, timed
 from k1model.config import MethodConfig, ModelConfig
-from k1model.kernels import gemm_tiles
-from k1model.model import ATTENTION_KERNELS, RUN_BATCHING, AgentTree, native_unavailable
+from k1model.kernels import vector_isa
+from k1model.execution import ATTENTION_KERNELS, RUN_BATCHING, native_unavailable
+from k1model.model import AgentTree
 from k1model.train.step import Trainer
 
 
@@ -149,7 +150,7 @@ def efficiency_experiment(cfg: ModelConfig, batch: int, device: torch.device, re
            "fraction_of_matmul": achieved / square, "model_shapes_gflops": own, "fraction_of_model_shapes": achieved / own,
            "matmul_share_of_step": at_own_rate / step_s, "matmul_shapes": rates[len(rates) // 2]["shapes"],
            "attention": attention, "run_batching": batching, "tokens_per_s": batch * cfg.max_seq_len / step_s,
-           "gemm_tiles": gemm_tiles() if device.type == "cpu" else None,
+           "native_isa": vector_isa() if device.type == "cpu" else None,
            "counts": "FlopCounterMode: matmul FLOPs of forward + backward (attention kernels not counted); "
                      "matmul_share_of_step = the step's matmuls timed alone at their own shapes / the step"}
     if device.type == "cpu":

@@ -29,7 +29,11 @@ import torch
 import k1model
 import k1model.strategies  # noqa: F401  (registers the variants)
 from k1model.config import load_params, method_config
-from k1model.model import AgentTree, default_execution
+from k1model.model import AgentTree
+try:
+    from k1model.execution import default_execution
+except ImportError:  # a tree from before k1model/execution.py
+    from k1model.model import default_execution
 from k1model.train.step import Trainer
 spec = json.loads(sys.argv[1])
 try:

@@ -1,0 +1,133 @@
+"""How the model's runs and kernels execute: one run after another or folded into batched matmuls, which
+attention kernel, and the small autograd pieces between agents. Chosen per device by measurement (`k1 bench`);
+every choice computes the same function, and `loop` batching the same bits for a run whatever other runs share
+the process. The model itself is `model.py`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from k1model.config.model import ModelConfig
+from k1model.kernels import native_attention, native_cross_entropy
+
+# Two ways to run R copies, chosen by measurement per device (`k1 bench`, `train.run_batching`):
+# "batched" folds the runs into batched matmuls ([R, ...] tensors, few large kernels: what a GPU
+# wants); "loop" runs each run's plain 2-D kernels in turn (what a CPU wants: per-op overhead is
+# small there and smaller working sets stay in cache). Both compute the same function; a run's
+# numbers under "loop" do not depend on the other runs in the process at all.
+RUN_BATCHING = ("batched", "loop")
+
+
+def per_run(fn, runs: int) -> torch.Tensor:
+    """Stack fn(0), ..., fn(runs - 1) along a new leading run dimension (no copy for one run)."""
+    return fn(0).unsqueeze(0) if runs == 1 else torch.stack([fn(r) for r in range(runs)])
+
+
+def stack_runs(ts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """per_run's result from the runs' tensors already computed."""
+    return ts[0].unsqueeze(0) if len(ts) == 1 else torch.stack(list(ts))
+
+
+def native_token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """One run's per-token cross-entropy by the native kernel: logits [..., V], targets [...] -> [n]."""
+    return native_cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def split_runs(t: torch.Tensor) -> list[torch.Tensor]:
+    """Views of each run's slice of t [R, ...]. (Indexing t[r] instead would zero-fill a full-size
+    gradient per run in backward; squeeze/unbind do not.)"""
+    return [t.squeeze(0)] if t.shape[0] == 1 else list(t.unbind(0))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x [R, ..., in] @ weight[r].T + bias[r] for every run r: one batched matmul."""
+    shape = x.shape
+    y = torch.baddbmm(bias.unsqueeze(1), x.reshape(shape[0], -1, shape[-1]), weight.transpose(1, 2))
+    return y.view(*shape[:-1], weight.shape[1])
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over the last dim with run r's affine: x [R, ..., D], weight/bias [R, D]."""
+    extra = (1,) * (x.dim() - 2)
+    shape = (x.shape[0], *extra, x.shape[-1])
+    return torch.addcmul(bias.view(shape), F.layer_norm(x, x.shape[-1:]), weight.view(shape))
+
+
+def self_attention(qkv: torch.Tensor, heads: int, mask: torch.Tensor, kernel: str, dropout: float) -> torch.Tensor:
+    """Causal self-attention of the qkv projection's output [N, T, 3·D] -> [N, T, D].
+
+    kernel `native`: the C kernel of `k1model.kernels` (CPU, reads q, k, v in place: no copies; no
+    attention dropout); `masked`: torch's SDPA with an explicit additive causal mask; `causal`: SDPA's
+    is_causal path (flash kernels on GPU); `math`: the softmax written out (what torch.func's vmap
+    handles without a fallback). All compute the same attention, up to rounding; `k1 bench` measures
+    which is fastest."""
+    if kernel == "native":
+        return native_attention(qkv, heads)
+    N, T, three_d = qkv.shape
+    D = three_d // 3
+    q, k, v = qkv.view(N, T, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
+    return causal_attention(q, k, v, mask, kernel, dropout).transpose(1, 2).reshape(N, T, D)
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, kernel: str,
+                     dropout: float) -> torch.Tensor:
+    """torch's kernels on q, k, v [N, heads, T, head_dim] (see `self_attention`)."""
+    T = q.shape[-2]
+    if kernel == "causal":
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+    if kernel == "math":  # plain ops: what torch.func transforms (vmap) handle without a fallback
+        att = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5 + mask[:T, :T], dim=-1)
+        return F.dropout(att, dropout) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:T, :T], dropout_p=dropout)
+
+
+ATTENTION_KERNELS = ("masked", "causal", "math", "native")
+
+
+def native_unavailable(cfg: ModelConfig, device: torch.device | str = "cpu", precision: str = "fp32") -> str | None:
+    """Why the native kernels cannot run this model here, on this device at this precision (None if they
+    can): the one place every caller (auto, the trainer's checks, `k1 bench`) asks."""
+    from k1model import kernels
+
+    if torch.device(device).type != "cpu":
+        return "it is a CPU kernel"
+    if precision != "fp32":
+        return f"it computes in float32 and train.precision is {precision}"
+    if cfg.dropout > 0:
+        return f"it has no attention dropout and model.dropout is {cfg.dropout}"
+    return kernels.unsupported(cfg.embed_dim // cfg.num_heads) or kernels.unavailable()
+
+
+def default_execution(device: torch.device | str, cfg: ModelConfig | None = None,
+                      precision: str = "fp32") -> tuple[str, str]:
+    """(attention kernel, run batching) chosen by measurement for a device type and model (`k1 bench`):
+    CUDA: SDPA's causal kernel, runs batched; CPU: the native kernels where they build and fit the model
+    (float32 only; else SDPA with a mask), each run's own kernels in turn."""
+    if torch.device(device).type == "cuda":
+        return "causal", "batched"
+    native = cfg is not None and native_unavailable(cfg, device, precision) is None
+    return ("native" if native else "masked"), "loop"
+
+
+class LeafMean(torch.autograd.Function):
+    """torch.stack(leaves).mean(0) with a leaner backward: autograd's would divide a gradient expanded to every
+    leaf ([leaves, ...], ~4 MB a step at the default sizes) and hand each leaf a slice of it; this divides once
+    and hands every leaf the same tensor. The same bits both ways (one division by the leaf count per element;
+    tests/test_core.py)."""
+
+    generate_vmap_rule = True  # torch.func's transforms (EWC's per-sequence Fisher) go through it too
+
+    @staticmethod
+    def forward(*leaves: torch.Tensor) -> torch.Tensor:
+        return torch.stack(leaves).mean(0)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        ctx.count = len(inputs)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (grad / ctx.count,) * ctx.count
