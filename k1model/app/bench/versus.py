@@ -24,15 +24,16 @@ from k1model.errors import ConfigError
 
 # runs in the worker, against whichever k1model its PYTHONPATH holds (older trees included)
 WORKER = r'''
-import json, sys, time
+import json, os, sys, time
 import torch
 import k1model
 import k1model.strategies  # noqa: F401  (registers the variants)
 from k1model.config import load_params, method_config
 from k1model.model import AgentTree
-try:
+# where the worker's own tree has it (an editable install of another tree would answer a plain try-import)
+if os.path.exists(os.path.join(os.path.dirname(k1model.__file__), "execution.py")):
     from k1model.execution import default_execution
-except ImportError:  # a tree from before k1model/execution.py
+else:  # a tree from before k1model/execution.py
     from k1model.model import default_execution
 from k1model.train.step import Trainer
 spec = json.loads(sys.argv[1])
