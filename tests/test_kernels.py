@@ -1,5 +1,6 @@
 """The native attention kernel (k1model/kernels): the same function and gradients as torch's attention,
 deterministic, built once and cached, and a clear error (or, for `auto`, torch's kernel) where it cannot run."""
+import json
 import os
 import subprocess
 import sys
@@ -623,40 +624,6 @@ def test_cross_entropy_gives_the_same_bits_on_its_avx512_path(vector_paths, M, V
 
 
 @needs_avx512
-@pytest.mark.parametrize("rows,D", [(130, 64), (7, 13), (5, 24), (3, 40), (64, 128), (2, 8)])
-def test_layer_norm_gives_the_same_bits_on_its_avx512_path(vector_paths, rows, D):
-    """The elementwise passes 16 lanes wide, the row sums in the 8-lane order: every output of the norm's kernels
-    (forward, with the residual fused, recomputed, backward with a residual and a bias's column sums)."""
-    lib = library()
-    g = torch.Generator().manual_seed(rows * D)
-    x0, resid, dy = (_awkward(g, rows, D) for _ in range(3))
-    w, b, bias = torch.randn(D, generator=g), torch.randn(D, generator=g), torch.randn(D, generator=g)
-
-    def compute():
-        y, mean, rstd = torch.empty(rows, D), torch.empty(rows), torch.empty(rows)
-        assert lib.k1_layer_norm_forward(x0.data_ptr(), w.data_ptr(), b.data_ptr(), y.data_ptr(), mean.data_ptr(),
-                                         rstd.data_ptr(), rows, D, 1e-5) == 0
-        x, y2, mean2, rstd2 = x0.clone(), torch.empty(rows, D), torch.empty(rows), torch.empty(rows)
-        assert lib.k1_add_layer_norm_forward(x.data_ptr(), resid.data_ptr(), bias.data_ptr(), w.data_ptr(),
-                                             b.data_ptr(), y2.data_ptr(), mean2.data_ptr(), rstd2.data_ptr(), rows,
-                                             D, 1e-5) == 0
-        again = torch.empty(rows, D)
-        lib.k1_layer_norm_apply(x.data_ptr(), mean2.data_ptr(), rstd2.data_ptr(), w.data_ptr(), b.data_ptr(),
-                                again.data_ptr(), rows, D)
-        dx, dw, db, colsum = torch.empty(rows, D), torch.empty(D), torch.empty(D), torch.empty(D)
-        assert lib.k1_layer_norm_backward(dy.data_ptr(), x.data_ptr(), mean2.data_ptr(), rstd2.data_ptr(),
-                                          w.data_ptr(), dx.data_ptr(), dw.data_ptr(), db.data_ptr(), rows, D,
-                                          resid.data_ptr(), colsum.data_ptr()) == 0
-        sums = torch.empty(D)
-        assert lib.k1_column_sums(dy.data_ptr(), sums.data_ptr(), rows, D) == 0
-        return [y, mean, rstd, x, y2, mean2, rstd2, again, dx, dw, db, colsum, sums]
-
-    narrow, wide = _on_both_paths(vector_paths, compute)
-    assert all(torch.equal(u, v) for u, v in zip(narrow, wide))
-    assert torch.equal(wide[4], wide[7])  # the recomputed output is the forward's
-
-
-@needs_avx512
 def test_a_training_step_is_the_same_bits_on_the_avx512_and_avx2_paths(vector_paths):
     """The whole native step (the C block forward and backward, every product through gemm.c, the elementwise
     loops, the cross-entropy) at the default model's widths: the loss and every gradient identical."""
@@ -693,3 +660,14 @@ def test_the_weight_transpose_is_the_transpose(rows, cols):
     out = torch.full((cols, rows), float("nan"))
     library().k1_transpose(x.data_ptr(), rows, cols, out.data_ptr())
     assert torch.equal(out, x.t())
+
+
+@needs_avx512
+def test_the_vector_paths_benchmark_runs_and_finds_the_same_bits(tmp_path):
+    out = tmp_path / "paths.json"
+    done = subprocess.run([sys.executable, "benchmarks/vector_paths.py", "--params", "params/default.yaml",
+                           "--repeats", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["kernel"] for r in rows} >= {"attention forward", "attention backward", "block backward (all of it)"}
+    assert all(r["same_bits"] and r["avx2_median_s"] > 0 and r["avx512_median_s"] > 0 for r in rows)

@@ -1,5 +1,4 @@
-/* LayerNorm over the last dimension, forward and backward, for x86-64 with AVX2 and FMA
-   (the elementwise passes 16 lanes wide with AVX-512, the row sums in the 8-lane order: the same bits, wide.h).
+/* LayerNorm over the last dimension, forward and backward, for x86-64 with AVX2 and FMA.
 
    Why it exists: at the agents' width (64) torch's CPU layer norm and its backward spend most of
    their time per row and per call rather than per element (k1 bench, "where the step's time goes");
@@ -16,27 +15,14 @@
 #include <string.h>
 
 #include "exp256.h"
-#include "wide.h"
 
 #define MAXD 4096
-
-/* columns [0, a multiple of 16) of ln_apply_row, 16 lanes wide; returns how far it got */
-static WIDE int64_t ln_apply16(const float *xr, float mu, float rs, const float *w, const float *b, float *yr,
-                               int64_t D) {
-    const __m512 m = _mm512_set1_ps(mu), rv = _mm512_set1_ps(rs);
-    int64_t j = 0;
-    for (; j + 16 <= D; j += 16) {
-        const __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + j), m), rv);
-        _mm512_storeu_ps(yr + j, _mm512_fmadd_ps(h, _mm512_loadu_ps(w + j), _mm512_loadu_ps(b + j)));
-    }
-    return j;
-}
 
 /* one row's output from its mean and rstd: y = (x - mean) * rstd * w + b */
 static inline void ln_apply_row(const float *xr, float mu, float rs, const float *w, const float *b, float *yr,
                                 int64_t D) {
     const __m256 m = _mm256_set1_ps(mu), rv = _mm256_set1_ps(rs);
-    int64_t j = k1_use_wide() ? ln_apply16(xr, mu, rs, w, b, yr, D) : 0;
+    int64_t j = 0;
     for (; j + 8 <= D; j += 8) {
         const __m256 h = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + j), m), rv);
         _mm256_storeu_ps(yr + j, _mm256_fmadd_ps(h, _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
@@ -82,20 +68,11 @@ int k1_layer_norm_forward(const float *x, const float *w, const float *b, float 
 }
 
 /* a <- (a + bias) + resid, rows of width D (the block's output: the MLP's product, its bias, the residual) */
-static WIDE int64_t add_bias_residual16(float *ar, const float *rr, const float *bias, int64_t D) {
-    int64_t j = 0;
-    for (; j + 16 <= D; j += 16)
-        _mm512_storeu_ps(ar + j, _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(ar + j), _mm512_loadu_ps(bias + j)),
-                                               _mm512_loadu_ps(rr + j)));
-    return j;
-}
-
 void k1_add_bias_residual(float *a, const float *resid, const float *bias, int64_t rows, int64_t D) {
-    const int wide = k1_use_wide();
     for (int64_t r = 0; r < rows; r++) {
         float *ar = a + r * D;
         const float *rr = resid + r * D;
-        int64_t j = wide ? add_bias_residual16(ar, rr, bias, D) : 0;
+        int64_t j = 0;
         for (; j + 8 <= D; j += 8)
             _mm256_storeu_ps(ar + j, _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(ar + j), _mm256_loadu_ps(bias + j)),
                                                    _mm256_loadu_ps(rr + j)));
@@ -115,17 +92,9 @@ int k1_add_layer_norm_forward(float *x, const float *resid, const float *bias, c
     return 0;
 }
 
-/* acc[j] += v[j] for j < a multiple of 16 (column by column: the same sums at any width); returns how far */
-static WIDE int64_t add_into16(float *acc, const float *v, int64_t D) {
-    int64_t j = 0;
-    for (; j + 16 <= D; j += 16) _mm512_storeu_ps(acc + j, _mm512_add_ps(_mm512_loadu_ps(acc + j), _mm512_loadu_ps(v + j)));
-    return j;
-}
-
 /* colsum[j] = sum over rows of m[r, j], in blocks of 64 rows (a partial per block, then added): fixed order */
 int k1_column_sums(const float *m, float *colsum, int64_t rows, int64_t D) {
     if (D < 1 || D > MAXD) return 1;
-    const int wide = k1_use_wide();
     memset(colsum, 0, sizeof(float) * D);
     float part[MAXD];
     for (int64_t r0 = 0; r0 < rows; r0 += 64) {
@@ -133,7 +102,7 @@ int k1_column_sums(const float *m, float *colsum, int64_t rows, int64_t D) {
         const int64_t r1 = r0 + 64 < rows ? r0 + 64 : rows;
         for (int64_t r = r0; r < r1; r++) {
             const float *mr = m + r * D;
-            int64_t j = wide ? add_into16(part, mr, D) : 0;
+            int64_t j = 0;
             for (; j + 8 <= D; j += 8)
                 _mm256_storeu_ps(part + j, _mm256_add_ps(_mm256_loadu_ps(part + j), _mm256_loadu_ps(mr + j)));
             for (; j < D; j++) part[j] += mr[j];
@@ -141,49 +110,6 @@ int k1_column_sums(const float *m, float *colsum, int64_t rows, int64_t D) {
         for (int64_t j = 0; j < D; j++) colsum[j] += part[j];
     }
     return 0;
-}
-
-static inline WIDE __m256 low8(__m512 v) { return _mm512_castps512_ps256(v); }
-static inline WIDE __m256 high8(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
-
-/* The backward's first pass over one row, 16 columns at a time (columns [0, a multiple of 16)): h, g, the row
-   sums sg, sgh (8 lanes, each 16 columns added as its two 8-column halves in turn: the 8-lane loop's order) and
-   the column sums acc_w, acc_b. Returns how far it got. */
-static WIDE int64_t ln_backward_pass1_16(const float *dyr, const float *xr, const float *w, float mu, float rs,
-                                         float *h, float *g, float *acc_w, float *acc_b, __m256 *sg, __m256 *sgh,
-                                         int64_t D) {
-    const __m512 m = _mm512_set1_ps(mu), rv = _mm512_set1_ps(rs);
-    __m256 a = *sg, q = *sgh;
-    int64_t j = 0;
-    for (; j + 16 <= D; j += 16) {
-        const __m512 d = _mm512_loadu_ps(dyr + j);
-        const __m512 hv = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + j), m), rv);
-        const __m512 gv = _mm512_mul_ps(d, _mm512_loadu_ps(w + j));
-        _mm512_storeu_ps(h + j, hv);
-        _mm512_storeu_ps(g + j, gv);
-        a = _mm256_add_ps(_mm256_add_ps(a, low8(gv)), high8(gv));
-        q = _mm256_fmadd_ps(high8(gv), high8(hv), _mm256_fmadd_ps(low8(gv), low8(hv), q));
-        _mm512_storeu_ps(acc_w + j, _mm512_fmadd_ps(d, hv, _mm512_loadu_ps(acc_w + j)));
-        _mm512_storeu_ps(acc_b + j, _mm512_add_ps(d, _mm512_loadu_ps(acc_b + j)));
-    }
-    *sg = a;
-    *sgh = q;
-    return j;
-}
-
-/* The backward's second pass over one row, 16 columns at a time: dx (+ resid), and its column partials. */
-static WIDE int64_t ln_backward_pass2_16(const float *h, const float *g, float mg, float mgh, float rs,
-                                         const float *rr, float *dxr, float *part, int64_t D) {
-    const __m512 mgv = _mm512_set1_ps(mg), mghv = _mm512_set1_ps(mgh), rv = _mm512_set1_ps(rs);
-    int64_t j = 0;
-    for (; j + 16 <= D; j += 16) {
-        const __m512 t = _mm512_fnmadd_ps(_mm512_loadu_ps(h + j), mghv, _mm512_sub_ps(_mm512_loadu_ps(g + j), mgv));
-        __m512 v = _mm512_mul_ps(rv, t);
-        if (rr) v = _mm512_add_ps(v, _mm512_loadu_ps(rr + j));
-        _mm512_storeu_ps(dxr + j, v);
-        if (part) _mm512_storeu_ps(part + j, _mm512_add_ps(_mm512_loadu_ps(part + j), v));
-    }
-    return j;
 }
 
 /* dx [rows, D] (may be dy itself: every row is read before it is written); dw, db [D] written.
@@ -202,12 +128,11 @@ int k1_layer_norm_backward(const float *dy, const float *x, const float *mean, c
         memset(part, 0, sizeof(float) * D);
     }
     const float inv_d = 1.0f / (float)D;
-    const int wide = k1_use_wide();
     for (int64_t r = 0; r < rows; r++) {
         const float *dyr = dy + r * D, *xr = x + r * D;
         const __m256 m = _mm256_set1_ps(mean[r]), rv = _mm256_set1_ps(rstd[r]);
         __m256 sg = _mm256_setzero_ps(), sgh = _mm256_setzero_ps();
-        int64_t j = wide ? ln_backward_pass1_16(dyr, xr, w, mean[r], rstd[r], h, g, acc_w, acc_b, &sg, &sgh, D) : 0;
+        int64_t j = 0;
         for (; j + 8 <= D; j += 8) {
             const __m256 d = _mm256_loadu_ps(dyr + j);
             const __m256 hv = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + j), m), rv);
@@ -232,8 +157,7 @@ int k1_layer_norm_backward(const float *dy, const float *x, const float *mean, c
         float *dxr = dx + r * D;
         const __m256 mgv = _mm256_set1_ps(mg), mghv = _mm256_set1_ps(mgh);
         const float *rr = resid ? resid + r * D : NULL;
-        j = wide ? ln_backward_pass2_16(h, g, mg, mgh, rstd[r], rr, dxr, colsum ? part : NULL, D) : 0;
-        for (; j + 8 <= D; j += 8) {
+        for (j = 0; j + 8 <= D; j += 8) {
             const __m256 t = _mm256_fnmadd_ps(_mm256_loadu_ps(h + j), mghv, _mm256_sub_ps(_mm256_loadu_ps(g + j), mgv));
             __m256 v = _mm256_mul_ps(rv, t);
             if (rr) v = _mm256_add_ps(v, _mm256_loadu_ps(rr + j));
