@@ -17,22 +17,14 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from k1model.app.bench.shapes import gemm_shapes
 from k1model.config import load_params
-from k1model.app.bench.measure import _cpu_model
+from k1model.app.bench.measure import _cpu_model, per_call
 from k1model.kernels.library import avx512_available, library
-
-
-def timed(fn, calls: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - t0) / calls
 
 
 def main() -> int:
@@ -73,7 +65,7 @@ def main() -> int:
         times: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.repeats + 1):
             for name in (names if r % 2 == 0 else names[::-1]):
-                t = timed(prepare(name), calls)
+                t = per_call(prepare(name), calls)
                 if r:  # the first round warms up
                     times[name].append(t)
         flops = 2 * m * k * n

@@ -17,23 +17,15 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from k1model.app.bench.measure import _cpu_model
+from k1model.app.bench.measure import _cpu_model, per_call
 from k1model.config import load_params
 from k1model.kernels.block import _Pointers
 from k1model.kernels.library import avx512_available, library
-
-
-def timed(fn: Callable[[], object], calls: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - t0) / calls
 
 
 def kernels(params) -> dict[str, tuple[Callable[[], object], Callable[[], list[torch.Tensor]], int]]:
@@ -110,12 +102,12 @@ def main() -> int:
                 results.append([t.clone() for t in outputs()])
             if not all(torch.isfinite(t).all() for t in results[0]) or not all(torch.equal(a, b) for a, b in zip(*results)):
                 raise AssertionError(f"{name}: the AVX2 and AVX-512 paths differ (or give non-finite numbers)")
-            calls = max(1, int(0.02 / max(timed(call, 3), 1e-6)))
+            calls = max(1, int(0.02 / max(per_call(call, 3), 1e-6)))
             times: dict[str, list[float]] = {"avx2": [], "avx512": []}
             for r in range(args.repeats + 1):
                 for path in (("avx2", "avx512") if r % 2 == 0 else ("avx512", "avx2")):
                     lib.k1_wide(int(path == "avx512"))
-                    t = timed(call, calls)
+                    t = per_call(call, calls)
                     if r:  # the first round warms up
                         times[path].append(t)
             med = {path: statistics.median(t) for path, t in times.items()}

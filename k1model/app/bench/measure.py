@@ -45,6 +45,13 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
     sync(device)
     return time.perf_counter() - t0
 
+def per_call(fn: Callable[[], Any], calls: int) -> float:
+    """Seconds per call of fn over `calls` back-to-back calls: for CPU kernels too short to time one by one."""
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
 def _summary(values: Sequence[float]) -> dict[str, Any]:
     v = sorted(values)
     if not v:
