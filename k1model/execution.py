@@ -21,14 +21,14 @@ from k1model.kernels import native_attention, native_cross_entropy
 RUN_BATCHING = ("batched", "loop")
 
 
-def per_run(fn, runs: int) -> torch.Tensor:
-    """Stack fn(0), ..., fn(runs - 1) along a new leading run dimension (no copy for one run)."""
-    return fn(0).unsqueeze(0) if runs == 1 else torch.stack([fn(r) for r in range(runs)])
-
-
 def stack_runs(ts: Sequence[torch.Tensor]) -> torch.Tensor:
-    """per_run's result from the runs' tensors already computed."""
+    """The runs' tensors along a new leading run dimension (no copy for one run)."""
     return ts[0].unsqueeze(0) if len(ts) == 1 else torch.stack(list(ts))
+
+
+def per_run(fn, runs: int) -> torch.Tensor:
+    """stack_runs of fn(0), ..., fn(runs - 1)."""
+    return stack_runs([fn(r) for r in range(runs)])
 
 
 def native_token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -110,6 +110,13 @@ def default_execution(device: torch.device | str, cfg: ModelConfig | None = None
         return "causal", "batched"
     native = cfg is not None and native_unavailable(cfg, device, precision) is None
     return ("native" if native else "masked"), "loop"
+
+
+def lineage_sum(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_l weights[l] * stacked[l]: the leaf mean of a run whose lineages a merge weights. stacked [leaves, ...],
+    weights [leaves] or [leaves, runs] (broadcast over the rest)."""
+    w = weights.to(stacked.dtype)
+    return (stacked * w.view(*w.shape, *(1,) * (stacked.dim() - w.dim()))).sum(0)
 
 
 class LeafMean(torch.autograd.Function):

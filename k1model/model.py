@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from k1model.config.model import ModelConfig
 from k1model.errors import ConfigError
-from k1model.execution import (ATTENTION_KERNELS, RUN_BATCHING, LeafMean, layer_norm, linear, native_token_losses,
-                                native_unavailable, per_run, self_attention, split_runs, stack_runs)
+from k1model.execution import (ATTENTION_KERNELS, RUN_BATCHING, LeafMean, layer_norm, linear, lineage_sum,
+                                native_token_losses, native_unavailable, per_run, self_attention, split_runs, stack_runs)
 from k1model.kernels import native_block, native_layer_norm
 from k1model.topology import ACTIVE, INACTIVE, MERGED, Topology, build_topology, live_topology
 
@@ -277,7 +277,7 @@ class AgentTree(nn.Module):
             self._states = np.full((R, N), ACTIVE, dtype=np.int8)
             self._passthrough = [None] * N
             self._live = [self.topology] * R
-            self._weighted = self._weighted_host = None
+            self._weighted, self._weighted_host = None, np.zeros(R, dtype=bool)
             self._active_index = [torch.arange(N, device=self.mask.device)] * R
             return
         self._states = np.stack([s.slot_state.detach().cpu().numpy() for s in self.shared]).astype(np.int8)
@@ -292,9 +292,8 @@ class AgentTree(nn.Module):
             # in which gradients are summed, is the same whatever the other runs' trees are
             self._passthrough.append(None if not any(skip) else True if all(skip) and self.batched
                                      else (torch.tensor(skip, device=device), skip))
-        merged = (self._states == MERGED).any(1)  # runs whose output mean is weighted
-        self._weighted = torch.tensor(merged, device=device) if merged.any() else None
-        self._weighted_host = merged
+        self._weighted_host = (self._states == MERGED).any(1)  # runs whose output mean is weighted
+        self._weighted = torch.tensor(self._weighted_host, device=device) if self._weighted_host.any() else None
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
@@ -352,8 +351,7 @@ class AgentTree(nn.Module):
             return LeafMean.apply(*[outs[i] for i in leaves])
         stacked = torch.stack([outs[i] for i in leaves])
         mean = stacked.mean(0)
-        w = torch.stack([s.lineage_weight for s in self.shared], 1).to(stacked.dtype)  # [leaves, R]
-        weighted = (stacked * w.view(*w.shape, *(1,) * (stacked.dim() - 2))).sum(0)
+        weighted = lineage_sum(stacked, torch.stack([s.lineage_weight for s in self.shared], 1))  # [leaves, R]
         return torch.where(self._weighted.view(-1, *(1,) * (mean.dim() - 1)), weighted, mean)
 
     def head(self, y: torch.Tensor) -> torch.Tensor:
@@ -403,11 +401,9 @@ class AgentTree(nn.Module):
         """`leaf_mean` for run r alone, on its leaves' outputs [B, T, D]."""
         if len(leaves) == 1:
             return leaves[0]
-        if self._weighted is None or not bool(self._weighted_host[r]):
+        if not self._weighted_host[r]:
             return LeafMean.apply(*leaves)
-        stacked = torch.stack(list(leaves))
-        w = self.shared[r].lineage_weight.to(stacked.dtype)
-        return (stacked * w.view(-1, *(1,) * (stacked.dim() - 1))).sum(0)
+        return lineage_sum(torch.stack(list(leaves)), self.shared[r].lineage_weight)
 
     def _tree_run(self, r: int, h: torch.Tensor, skip: Collection[int]) -> list[torch.Tensor]:
         """Run r's agents' outputs [B, T, D] (breadth-first), as `run_tree` computes them for that run."""
@@ -431,8 +427,9 @@ class AgentTree(nn.Module):
         [B, T, V]). Why: stacking every agent's output over the runs and splitting it again for the next agent
         copied [R, B, T, D] twice per agent and step (forward, and its gradient in the backward): the forward's
         stacks alone took 0.62 ms of a 26 ms run-step with 17 runs, and a run's next agent then read its input
-        from memory the other runs had pushed out of cache (benchmarks/README.md). Each op is the one the stacked path runs on the same run's slice, so the numbers
-        are the same bits (tests/test_multirun.py)."""
+        from memory the other runs had pushed out of cache (benchmarks/README.md). Each op is the one the stacked
+        path runs on the same run's slice, so the numbers are the same bits (tests/test_multirun.py)."""
+        self._check_length(idx)
         ids = split_runs(idx)
         leaves = self.topology.leaves
         outs, logits = [], []
@@ -442,13 +439,17 @@ class AgentTree(nn.Module):
             outs.append(tree)
         return outs, logits
 
+    @staticmethod
+    def _native_token_losses_of(logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """`token_losses` from per-run logits (loop batching, native kernels): [R, n]."""
+        return stack_runs([native_token_losses(lg, t) for lg, t in zip(logits, split_runs(targets))])
+
     def _run_losses_of(self, logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         """`run_losses` from per-run logits (loop batching): [R]."""
-        ts = split_runs(targets)
         if self.attention == "native":
-            tokens = stack_runs([native_token_losses(lg, t) for lg, t in zip(logits, ts)])
-            return tokens.sum(1) / (targets.reshape(len(ts), -1) != -100).sum(1)
-        return stack_runs([self._mean_loss_run(lg, t) for lg, t in zip(logits, ts)])
+            tokens = self._native_token_losses_of(logits, targets)
+            return tokens.sum(1) / (targets.reshape(len(logits), -1) != -100).sum(1)
+        return stack_runs([self._mean_loss_run(lg, t) for lg, t in zip(logits, split_runs(targets))])
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, bypass: Iterable[str | int] = ()
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -470,21 +471,17 @@ class AgentTree(nn.Module):
                 raise ValueError(f"2-D input needs a one-run model; this one has {self.runs} runs")
             idx = idx.unsqueeze(0)
             targets = None if targets is None else targets.unsqueeze(0)
-        self._check_length(idx)
         skip = {self.topology.index(b) if isinstance(b, str) else int(b) for b in bypass}
         if self.batched:
             outs = self.run_tree(self.embed(idx), skip)
             logits = self.head(self.leaf_mean(outs))
             loss = None if targets is None else self.run_losses(logits, targets)
+            logits, outs = (logits if keep_logits else None), (outs if keep_outputs else None)
         else:
             run_outs, run_logits = self._loop_pass(idx, skip)
             loss = None if targets is None else self._run_losses_of(run_logits, targets)
             logits = stack_runs(run_logits) if keep_logits else None
             outs = [stack_runs([o[i] for o in run_outs]) for i in range(len(self.agents))] if keep_outputs else None
-        if not keep_logits:
-            logits = None
-        if not keep_outputs:
-            outs = None
         if single:
             logits, loss = (None if logits is None else logits[0]), (None if loss is None else loss[0])
         return logits, loss, outs
@@ -494,9 +491,7 @@ class AgentTree(nn.Module):
         batching (evaluation)."""
         if self.batched or self.attention != "native":
             return self.token_losses(self(idx)[0], targets)
-        self._check_length(idx)
-        _, logits = self._loop_pass(idx, ())
-        return stack_runs([native_token_losses(lg, t) for lg, t in zip(logits, split_runs(targets))])
+        return self._native_token_losses_of(self._loop_pass(idx, ())[1], targets)
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int = 50, temperature: float = 1.0,

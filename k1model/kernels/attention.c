@@ -1,4 +1,5 @@
-/* Causal self-attention of the agent block, forward and backward, for x86-64 with AVX2 and FMA.
+/* Causal self-attention of the agent block, forward and backward, for x86-64 with AVX2 and FMA (its products and
+   exponentials also 16 lanes wide with AVX-512, the same bits: wide.h and the section below).
 
    Why it exists: at the model's shapes (head width 16, context 64) torch's CPU attention kernels
    spend ~3 ms per agent per step (k1 bench, "attention"), most of it in per-block overheads of tiny

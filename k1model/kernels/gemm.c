@@ -15,10 +15,10 @@
    (tests/test_kernels.py compares the two). Built by k1model/kernels/build.py. */
 #include <immintrin.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "exp256.h"
+#include "wide.h"
 
 #define ROWS 6    /* a tile: 6 rows x 16 columns in 12 accumulators */
 #define COLS 16
@@ -67,9 +67,8 @@ static inline void tile(const float *A, int64_t sa_m, int64_t sa_k, const float 
     x = _mm512_set1_ps(a##r[o]);                                                             \
     c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                                               \
     c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);
-__attribute__((target("avx512f,fma"))) static void tile16(const float *A, int64_t sa_m, int64_t sa_k, const float *B,
-                                                          int64_t ldb, float *C, int64_t ldc, int64_t K, int rows,
-                                                          int acc) {
+static WIDE void tile16(const float *A, int64_t sa_m, int64_t sa_k, const float *B, int64_t ldb, float *C,
+                        int64_t ldc, int64_t K, int rows, int acc) {
     const float *a[WIDE_ROWS];
     __m512 c[WIDE_ROWS][2];
     for (int r = 0; r < WIDE_ROWS; r++) {
@@ -98,36 +97,9 @@ __attribute__((target("avx512f,fma"))) static void tile16(const float *A, int64_
     }
 }
 
-/* 1: the AVX-512 paths of every kernel in this library run (these tiles, and wide.h's users); 0: AVX2 only.
-   Chosen once: the CPU and the operating system must both support AVX-512 (gcc's __builtin_cpu_supports checks
-   both), and $K1_NATIVE_AVX2 set forces AVX2. */
-static int wide = -1;
-
-int k1_can_wide(void);
-
-int k1_use_wide(void) {
-    if (wide < 0) wide = k1_can_wide() && getenv("K1_NATIVE_AVX2") == NULL;
-    return wide;
-}
-
-/* 1 when this CPU (and its operating system) can run the AVX-512 paths, whatever is chosen now. */
-int k1_can_wide(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-}
-
-/* Which paths the kernels run: `want` 1 = AVX-512 (where the CPU has it), 0 = AVX2, -1 = leave as is; returns the
-   choice now in force (1 or 0). For tests and benchmarks, which compare the two (the same bits). */
-int k1_wide(int want) {
-    k1_use_wide();
-    if (want >= 0) wide = want && k1_can_wide();
-    return wide;
-}
-
 /* The columns [j, j + 32) x all rows, for k in [k0, k0 + kc), with the AVX-512 tiles. */
-__attribute__((target("avx512f,fma"))) static void wide_panel(const float *Ak, int64_t sa_m, int64_t sa_k,
-                                                              const float *Bk, int64_t ldb, float *C, int64_t ldc,
-                                                              int64_t M, int64_t kc, int acc) {
+static WIDE void wide_panel(const float *Ak, int64_t sa_m, int64_t sa_k, const float *Bk, int64_t ldb, float *C,
+                            int64_t ldc, int64_t M, int64_t kc, int acc) {
     for (int64_t i = 0; i < M; i += WIDE_ROWS)
         tile16(Ak + i * sa_m, sa_m, sa_k, Bk, ldb, C + i * ldc, ldc, kc,
                M - i < WIDE_ROWS ? (int)(M - i) : WIDE_ROWS, acc);

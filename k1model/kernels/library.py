@@ -10,8 +10,8 @@ import torch
 
 from k1model.kernels.build import KernelUnavailable, load
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("attention.c", "block.c", "cross_entropy.c",
-                                                                     "gelu.c", "gemm.c", "layer_norm.c"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("attention.c", "block.c", "cross_entropy.c", "gelu.c",
+                                                             "gemm.c", "layer_norm.c", "wide.c"))
 
 
 RETURN_NOTHING = ("k1_gelu_forward", "k1_gelu_backward", "k1_gelu_bias_forward", "k1_add_bias_residual",

@@ -1,5 +1,5 @@
-/* The kernels' AVX-512 paths: the switch that says whether they run (k1_use_wide, gemm.c) and the 16-lane
-   twin of exp256.h's exponential.
+/* The kernels' AVX-512 paths: the switch that says whether they run (wide.c) and the 16-lane twin of exp256.h's
+   exponential.
 
    Why: on CPUs with AVX-512 the elementwise work between the products (exponentials of attention's softmax
    and of the cross-entropy, GELU) runs in half the instructions 16 lanes wide. Every 16-lane helper does, per
@@ -11,8 +11,10 @@
 #include <immintrin.h>
 
 /* 1 when the AVX-512 paths run in this process (the CPU and the OS support them and $K1_NATIVE_AVX2 is unset;
-   k1_wide in gemm.c switches them for tests and benchmarks), else 0 */
+   k1_wide switches them for tests and benchmarks), else 0 */
 int k1_use_wide(void);
+int k1_can_wide(void);
+int k1_wide(int want);
 
 #define WIDE __attribute__((target("avx512f,fma")))
 

@@ -367,8 +367,8 @@ def _ms(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{1000 * v:.1f}"
 
 def format_efficiency(ef: dict[str, Any]) -> list[str]:
-    tiles = f", {ef['native_isa']} paths" if ef.get("native_isa") and ef["attention"] == "native" else ""
-    lines = [f"efficiency of the dense step, attention kernel {ef['attention']}{tiles} ({ef['run_batching']}), chosen by "
+    paths = f", {ef['native_isa']} paths" if ef.get("native_isa") and ef["attention"] == "native" else ""
+    lines = [f"efficiency of the dense step, attention kernel {ef['attention']}{paths} ({ef['run_batching']}), chosen by "
              f"`auto` here: {_ms(ef['step_s'])} ms, {ef['flops_per_step'] / 1e9:.2f} GFLOP of matmuls -> "
              f"{ef['achieved_gflops']:.1f} GFLOP/s ({ef['tokens_per_s']:.0f} tokens/s)",
              f"  matmul rate: {ef['matmul_gflops']:.1f} GFLOP/s square (1024^3), {ef['model_shapes_gflops']:.1f} GFLOP/s "
