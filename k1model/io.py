@@ -137,9 +137,20 @@ def _unclosed(text: str) -> bool:
     return in_string or depth > 0
 
 
+def _ends_a_line(path: Path) -> bool:
+    """Whether a text file is empty or ends with a line break, as every table written here does."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return True
+        fh.seek(size - 1)
+        return fh.read(1) == b"\n"
+
+
 def read_output_table(path: str | os.PathLike, fix: str, **read_csv: Any) -> Any:
     """A CSV table (gzip-compressed when the name ends in .gz) written by a pipeline step, as a pandas
-    DataFrame; a `DamagedOutputError` if it is truncated, not gzip, not UTF-8 text, empty or not a CSV table."""
+    DataFrame; a `DamagedOutputError` if it is truncated (a plain CSV: its last line has no line break; gzip: the
+    stream ends early), not gzip, not UTF-8 text, empty or not a CSV table."""
     import gzip
     import zlib
 
@@ -147,6 +158,9 @@ def read_output_table(path: str | os.PathLike, fix: str, **read_csv: Any) -> Any
 
     path = Path(path)
     try:
+        if path.suffix != ".gz" and not _ends_a_line(path):  # a cut-off last row would read as missing values
+            raise DamagedOutputError(f"{path} is damaged: it is truncated (its last row is cut off: the file does "
+                                     f"not end with a line break); {fix}")
         return pd.read_csv(path, **read_csv)
     except EOFError:
         problem = "it is truncated (the compressed stream ends early)"

@@ -124,3 +124,47 @@ def test_the_script_is_the_command(tree_a, tree_b):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_results.py"), str(tree_a), str(tree_b)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "SAME" in proc.stdout, proc.stderr
+
+
+# --- issue 32: rows of every part, and damaged files ----------------------------------------------------------
+COMMITTED = [p for p in (ROOT / "results", *sorted((ROOT / "outputs").glob("*/results")))
+             if (p / "summary.json").is_file()]
+
+
+@pytest.mark.parametrize("results", COMMITTED, ids=[str(p.relative_to(ROOT)) for p in COMMITTED])
+def test_every_committed_profile_is_the_same_as_itself(results, capsys):
+    """Rows are paired by part and point too: a sweep point's or the tuned comparison's row of a run is not the
+    as-specified row of the same variant/order/seed (a tree against itself said '1198 differ')."""
+    assert k1(["compare", str(results), str(results), "--no-runs"]) == 0
+    out = capsys.readouterr().out
+    assert " 0 differ" in out and out.rstrip().endswith("SAME")
+
+
+def test_rows_are_paired_within_their_part_and_point(tree_a, tmp_path):
+    """A tidy table with a tuned and a sweep part: only the row that changed differs, and it is named by part."""
+    import pandas as pd
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tree_a, a)
+    tidy = pd.read_csv(a / "results" / "tidy.csv")
+    tuned = tidy.assign(part="tuned", point="tuned", value=tidy.value + 1.0)
+    sweep = tidy.assign(part="sweep", point="trust_increase~0.3", value=tidy.value - 1.0)
+    pd.concat([tidy, tuned, sweep]).to_csv(a / "results" / "tidy.csv", index=False)
+    shutil.copytree(a, b)
+    assert compare_trees(a, b, runs=False).same
+    tidy = pd.read_csv(b / "results" / "tidy.csv")
+    row = tidy.index[(tidy.part == "tuned") & (tidy.metric == "forgetting")][0]
+    tidy.loc[row, "value"] += 0.25
+    tidy.to_csv(b / "results" / "tidy.csv", index=False)
+    cmp = compare_trees(a, b, runs=False)
+    group = cmp.groups[("runs", "forgetting")]
+    assert group.differ == 1 and group.max_abs == pytest.approx(0.25) and group.where.startswith("tuned: ")
+
+
+def test_a_truncated_curve_file_is_a_damaged_file_not_a_difference(tree_a, tree_b, capsys):
+    evals = next((tree_b / "results" / "runs").glob("*/*/seed*/evals.csv"))
+    text = evals.read_text()
+    evals.write_text(text[: len(text) - 7])  # cut inside the last row (a full disk, a broken copy)
+    assert k1(["compare", str(tree_a), str(tree_b)]) == 2
+    err = capsys.readouterr().err
+    assert f"{evals} is damaged" in err and "truncated" in err and len(err.strip().splitlines()) == 1

@@ -3,7 +3,8 @@ difference per metric, and whether every claim's verdict is the same.
 
 What is compared, for the runs both trees have (runs only one tree has are listed):
 
-* `tidy.csv`: every run's scalars (group "runs", one row per metric);
+* `tidy.csv`: every run's scalars (group "runs", one row per metric), paired within their part (as specified,
+  tuned, each sweep point);
 * `summary.json` and `comparisons.json`: the statistics (group "stats", by the metric they are about);
 * each run's `metrics.json` and `attribution.json` beyond the scalars (R matrices, update counts, probe
   details; group "run files", by top-level key), its step log `steps.csv.gz` (group "step logs", by column
@@ -29,7 +30,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from k1model.errors import K1Error
+from k1model.errors import DamagedOutputError, K1Error
 from k1model.io import read_output_json, read_output_table
 
 #: fields that describe the machine or the clock, not the science
@@ -178,16 +179,48 @@ def _metric_of(metrics: set[str]):
     return key_of
 
 
+#: what identifies a row of tidy.csv besides its value: a run's metric within a part (as specified, tuned, a
+#: sweep point). A tidy table from before parts existed holds only the main comparison.
+TIDY_KEYS = ["part", "point", "variant", "order", "seed", "metric"]
+MAIN_PART = "as_specified"
+
+
+def read_tidy(path: Path) -> pd.DataFrame:
+    """tidy.csv with every key column, checked: one row per key (else it is damaged, not comparable)."""
+    fix = "rerun `k1 aggregate`"
+    tidy = read_output_table(path, fix)
+    for key in ("part", "point"):
+        if key not in tidy:
+            tidy[key] = MAIN_PART
+    missing = [k for k in [*TIDY_KEYS, "value"] if k not in tidy]
+    if missing:
+        raise DamagedOutputError(f"{path} is damaged: it lacks column(s) {', '.join(missing)}; {fix}")
+    dupes = tidy[tidy.duplicated(TIDY_KEYS, keep=False)]
+    if not dupes.empty:
+        r = dupes.iloc[0]
+        raise DamagedOutputError(f"{path} is damaged: {len(dupes)} rows share their keys, e.g. {_row_label(r)} "
+                                 f"{r.metric}; {fix}")
+    return tidy
+
+
+def _row_label(r: Any) -> str:
+    """Where a tidy row is: "variant/order/seedN", after "part point: " outside the main comparison."""
+    run = f"{r.variant}/{r.order}/seed{r.seed}"
+    if r.part == MAIN_PART:
+        return run
+    return f"{r.part}: {run}" if r.point == r.part else f"{r.part} {r.point}: {run}"
+
+
 def compare_tidy(cmp: Comparison, a: Path, b: Path) -> set[str]:
-    ta, tb = (read_output_table(p, "rerun `k1 aggregate`") for p in (a, b))
-    keys = ["variant", "order", "seed", "metric"]
-    merged = ta.merge(tb, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
+    """Every scalar of every run, paired by part, point, variant, order, seed and metric."""
+    ta, tb = read_tidy(a), read_tidy(b)
+    merged = ta.merge(tb, on=TIDY_KEYS, how="outer", suffixes=("_a", "_b"), indicator=True)
     merged = merged[~merged["metric"].isin(MACHINE_KEYS)]
     for _, r in merged[merged["_merge"] != "both"].iterrows():
-        cmp.only.append(f"tidy.csv {r.variant}/{r.order}/seed{r.seed} {r.metric}: only in {'A' if r._merge == 'left_only' else 'B'}")
+        cmp.only.append(f"tidy.csv {_row_label(r)} {r.metric}: only in {'A' if r['_merge'] == 'left_only' else 'B'}")
     both = merged[merged["_merge"] == "both"]
     for metric, rows in both.groupby("metric", sort=True):
-        where = [f"{v}/{o}/seed{s}" for v, o, s in zip(rows.variant, rows.order, rows.seed)]
+        where = [_row_label(r) for r in rows.itertuples()]
         cmp.group("runs", str(metric)).add(rows.value_a.to_numpy(float), rows.value_b.to_numpy(float), where,
                                            cmp.atol, cmp.rtol)
     cmp.files += 1
