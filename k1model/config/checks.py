@@ -313,6 +313,32 @@ class AnyValue(Check):
         return {"oneOf": [scalar, {"type": "array", "items": scalar, "minItems": 1}]}
 
 
+class Either(Check):
+    """The first of several checks that accepts the value (e.g. a list of orders, or a rule that draws them)."""
+
+    def __init__(self, *options: Check, what: str):
+        self.options, self.what = options, what
+
+    @property
+    def allowed(self) -> str:  # type: ignore[override]
+        return self.what
+
+    def __call__(self, value: Any, key: str) -> Any:
+        errors = []
+        for option in self.options:
+            try:
+                return option(value, key)
+            except ConfigError as err:
+                errors.append((option, err))
+        for option, err in errors:  # a mapping given for a sub-section: its own, precise error
+            if isinstance(value, Mapping) and isinstance(option, Nested):
+                raise err
+        raise self.fail(value, key)
+
+    def schema(self) -> dict[str, Any]:
+        return {"oneOf": [o.schema() for o in self.options]}
+
+
 class Nested(Check):
     """A sub-section (another `Section` class); null or absent gives its defaults."""
 

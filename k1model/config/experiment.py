@@ -1,12 +1,16 @@
-"""`experiment:` which runs the pipeline makes (variants × seeds)."""
+"""`experiment:` which runs the pipeline makes (variants × seeds × domain orders), and how a run's seed is made."""
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
-from typing import Any, Mapping
+import numpy as np
 
 import k1model.config.registry as registry
-from k1model.config.checks import AnyValue, Integer, ListOf, MapOf, Nullable, OneOf, Section, Text, setting
+from k1model.config.checks import (AnyValue, Either, Integer, ListOf, MapOf, Nested, Nullable, OneOf, Section, Text,
+                                   setting)
 from k1model.config.train import DOMAIN
 
 VARIANT = OneOf(registry.variant_names)  # the registered variants, read when checking
@@ -14,6 +18,61 @@ ORDER = ListOf(DOMAIN, min_len=1, unique=True, what="a list of domains (a permut
 SEEDS = ListOf(Integer(0), unique=True, what="a list of distinct non-negative integers")
 METHOD_KEY = Text(r"[a-z_]+", "a method key")
 VALUES = ListOf(AnyValue(), min_len=1, what="a non-empty list of values")
+
+
+INIT_SEEDS = ("per_order", "shared")
+
+
+def init_seed(seed: int, order: Sequence[str], scheme: str) -> int | None:
+    """The seed a run's initial weights and data stream come from, or None for the seed itself (`shared`).
+
+    `per_order`: a stable hash of (seed, order) -- the first 8 bytes of sha256("k1-init:<seed>:<a>-<b>-...")
+    modulo 2**31 -- so seed k in two orders starts from two unrelated initialisations, and the same (seed,
+    order) always from the same one, on every machine and Python."""
+    if scheme == "shared":
+        return None
+    if scheme != "per_order":
+        raise ValueError(f"experiment.init_seed must be one of {INIT_SEEDS}, got {scheme!r}")
+    digest = hashlib.sha256(f"k1-init:{int(seed)}:{'-'.join(order)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 2**31
+
+
+@dataclass(frozen=True)
+class OrderDraw(Section):
+    """`experiment.orders: {draw: k, seed: s}`: k distinct orders drawn uniformly from the permutations."""
+
+    SECTION = "experiment.orders"
+    DESCRIPTION = "draw k distinct domain orders uniformly from the permutations of data.domains, with a fixed seed"
+
+    draw: int = setting(2, Integer(1), "how many distinct orders (at most the number of permutations)")
+    seed: int = setting(0, Integer(0), "seed of the draw (numpy's default_rng)")
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """Without defaults (`draw` required): a validator that fills defaults (Snakemake's) visits this branch of
+        `orders` for a list or null too, and must not try to set keys there."""
+        out = super().schema()
+        for node in out["properties"].values():
+            node.pop("default", None)
+        return {**out, "required": ["draw"]}
+
+    def orders(self, domains: Sequence[str]) -> list[tuple[str, ...]]:
+        """The drawn orders, in the order drawn: uniform random permutations of `domains` (numpy's default_rng
+        seeded with `seed`), repeats discarded, until `draw` distinct ones. The same params give the same orders."""
+        total = math.factorial(len(domains))
+        if self.draw > total:
+            raise self.invalid("draw", f"at most {total}, the number of orders of the {len(domains)} domains")
+        rng = np.random.default_rng(self.seed)
+        drawn: list[tuple[str, ...]] = []
+        while len(drawn) < self.draw:
+            order = tuple(domains[i] for i in rng.permutation(len(domains)))
+            if order not in drawn:
+                drawn.append(order)
+        return drawn
+
+
+ORDERS = Either(ListOf(ORDER, min_len=1, unique=True), Nested(OrderDraw, nullable=False),
+                what="a list of domain orders (each a permutation of data.domains), or {draw: k, seed: s}")
 
 
 @dataclass(frozen=True)
@@ -25,9 +84,14 @@ class ExperimentConfig(Section):
                                         "variants to train (see k1model.method.variants)")
     seeds: tuple[int, ...] = setting((0, 1, 2), ListOf(Integer(0), min_len=1, unique=True),
                                      "evaluation seeds, fixed before any run")
-    orders: tuple[tuple[str, ...], ...] | None = setting(
-        None, Nullable(ListOf(ORDER, min_len=1, unique=True)),
-        "domain orders (each a permutation of data.domains); every run is trained in each; null = data.domains")
+    orders: tuple[tuple[str, ...], ...] | OrderDraw | None = setting(
+        None, Nullable(ORDERS),
+        "domain orders: a list (each a permutation of data.domains), or {draw: k, seed: s} for k distinct orders "
+        "drawn uniformly from the permutations; every run is trained in each; null = data.domains")
+    init_seed: str = setting("per_order", OneOf(INIT_SEEDS),
+                             "what a run's initial weights and data stream derive from: per_order = a stable hash of "
+                             "(seed, order), so every run is its own initialisation; shared = the seed alone, the "
+                             "same in every order (the behaviour before issue 31; its runs keep their config hash)")
 
 
 @dataclass(frozen=True)

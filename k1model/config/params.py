@@ -14,7 +14,7 @@ import k1model.config.registry as registry
 from k1model.config.analysis import AnalysisConfig
 from k1model.config.checks import Nested, Section, setting
 from k1model.config.data import DataConfig
-from k1model.config.experiment import ExperimentConfig, SweepConfig, TuningConfig
+from k1model.config.experiment import ExperimentConfig, OrderDraw, SweepConfig, TuningConfig, init_seed
 from k1model.config.method import MethodConfig
 from k1model.config.model import ModelConfig
 from k1model.config.train import TrainConfig
@@ -53,11 +53,20 @@ class Params(Section):
     # --- the study design, checked before any run -------------------------------------------------------
     @property
     def orders(self) -> list[tuple[str, ...]]:
-        """The domain orders of the main comparison (the first one is the default for sweep and tuning)."""
-        return [tuple(o) for o in self.experiment.orders] if self.experiment.orders else [tuple(self.data.domains)]
+        """The domain orders of the main comparison (the first one is the default for sweep and tuning); drawn
+        orders (`{draw: k, seed: s}`) are resolved here, the same every time."""
+        chosen = self.experiment.orders
+        if isinstance(chosen, OrderDraw):
+            return chosen.orders(tuple(self.data.domains))
+        return [tuple(o) for o in chosen] if chosen else [tuple(self.data.domains)]
+
+    def init_seed_of(self, seed: int, order: Sequence[str]) -> int | None:
+        """The init seed of the run (seed, order) under experiment.init_seed (None: the seed itself)."""
+        return init_seed(seed, order, self.experiment.init_seed)
 
     def check_orders(self) -> None:
-        named = [("experiment.orders", o) for o in (self.experiment.orders or ())]
+        listed = self.experiment.orders if not isinstance(self.experiment.orders, OrderDraw) else self.orders
+        named = [("experiment.orders", o) for o in (listed or ())]
         named += [(f"{s}.order", getattr(self, s).order) for s in ("sweep", "tuning") if getattr(self, s).order]
         for key, order in named:
             problem = _order_problem(order, list(self.data.domains))

@@ -62,6 +62,22 @@ class RunSpec:
     phases: tuple[str, ...]
     model: ModelConfig
     twin: Path | None = None  # a run that may hold this very run (same config hash): copied instead of retrained
+    init_seed: int | None = None  # experiment.init_seed per_order: from (seed, order); None = the seed itself
+
+    @property
+    def rng_seed(self) -> int:
+        """What the run's initial weights, data stream and every other random choice are seeded with."""
+        return self.seed if self.init_seed is None else self.init_seed
+
+
+def run_hash(model: ModelConfig, spec: RunSpec, identity: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """The run's config hash. A run with a derived init seed hashes it as one more part; a run seeded by its
+    seed alone (`experiment.init_seed: shared`) hashes exactly what it did before the option existed, so the
+    runs trained then stay complete for their params."""
+    parts: list[Any] = [model, spec.method, identity, list(spec.phases), spec.seed, manifest]
+    if spec.init_seed is not None:
+        parts.append({"init_seed": spec.init_seed})
+    return config_hash(*parts)
 
 
 def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out: str | Path,
@@ -87,7 +103,8 @@ def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out
             raise ConfigError(f"variant {v!r} is not in experiment.variants {list(params.experiment.variants)}")
         for s in seeds:
             out_dir = Path(pattern.format(variant=v, seed=s) if many or "{" in pattern else pattern)
-            specs.append(RunSpec(v, int(s), out_dir, method_config(params.method, v), phases, params.model))
+            specs.append(RunSpec(v, int(s), out_dir, method_config(params.method, v), phases, params.model,
+                                 init_seed=params.init_seed_of(int(s), phases)))
     return specs
 
 
@@ -152,8 +169,7 @@ class RunGroup:
             raise DataError(f"no prepared data at {self.data_dir} (missing manifest.json); run `k1 prepare` first")
         self.manifest = json.loads(manifest_path.read_text())
         identity = self.train_cfg.identity(self.attention, self.run_batching)
-        self.hashes = [config_hash(self.model_cfg, s.method, identity, list(s.phases), s.seed, self.manifest)
-                       for s in self.specs]
+        self.hashes = [run_hash(self.model_cfg, s, identity, self.manifest) for s in self.specs]
         self._load_data()
 
     # --- data ----------------------------------------------------------------------------
@@ -177,13 +193,13 @@ class RunGroup:
 
         T, B = self.model_cfg.max_seq_len, self.train_cfg.batch_size
         order = list(dict.fromkeys(spec.phases))
-        return {d: BatchSampler(self.train_tokens[d], T, B, seed=spec.seed * 1000 + i) for i, d in enumerate(order)}
+        return {d: BatchSampler(self.train_tokens[d], T, B, seed=spec.rng_seed * 1000 + i) for i, d in enumerate(order)}
 
     def phase(self, spec: RunSpec, index: int) -> Phase:
         steps = self.train_cfg.steps_per_phase
         return Phase(index=index, domain=spec.phases[index], steps=steps, first_step=index * steps,
                      tokens=self.train_tokens[spec.phases[index]], seq_len=self.model_cfg.max_seq_len,
-                     batch_size=self.train_cfg.batch_size, seed=spec.seed, count=len(spec.phases),
+                     batch_size=self.train_cfg.batch_size, seed=spec.rng_seed, count=len(spec.phases),
                      domain_tokens={d: self.train_tokens[d] for d in dict.fromkeys(spec.phases)})
 
     @torch.no_grad()
@@ -208,16 +224,16 @@ class RunGroup:
 
     def _untrained_bpb(self, model: AgentTree, specs: Sequence[RunSpec]) -> tuple[dict, dict]:
         """R0 on test and validation for every run of `model` (untrained). A run's initial weights depend
-        only on its seed, and with `loop` batching a run's numbers do not depend on the other runs of the
-        process, so each seed is evaluated once, in a model of one run per seed, and shared: 3 evaluations
+        only on its init seed, and with `loop` batching a run's numbers do not depend on the other runs of the
+        process, so each init seed is evaluated once, in a model of one run per seed, and shared: 3 evaluations
         instead of 17 in a default-profile job, the same numbers bit for bit."""
-        seeds = list(dict.fromkeys(s.seed for s in specs))
+        seeds = list(dict.fromkeys(s.rng_seed for s in specs))
         if self.run_batching != "loop" or len(seeds) == len(specs):
             return self.evaluate(model, self.test), self.evaluate(model, self.valid)
         with torch.random.fork_rng(devices=[]):  # building modules draws from torch's global generator
             probe = AgentTree(self.model_cfg, runs=len(seeds), attention=self.attention, seeds=seeds,
                               run_batching="loop").to(self.device)
-        rows = [seeds.index(s.seed) for s in specs]
+        rows = [seeds.index(s.rng_seed) for s in specs]
         return tuple({d: bpb[rows] for d, bpb in self.evaluate(probe, split).items()}
                      for split in (self.test, self.valid))
 
@@ -301,10 +317,10 @@ class RunGroup:
         R, cfg = len(specs), self.train_cfg
         for s in specs:
             s.out_dir.mkdir(parents=True, exist_ok=True)
-        model = AgentTree(self.model_cfg, runs=R, attention=self.attention, seeds=[s.seed for s in specs],
+        model = AgentTree(self.model_cfg, runs=R, attention=self.attention, seeds=[s.rng_seed for s in specs],
                           run_batching=self.run_batching).to(self.device)
         print(self._kernels_line(), flush=True)
-        trainer = Trainer(model, [s.method for s in specs], [s.seed for s in specs], precision=cfg.precision)
+        trainer = Trainer(model, [s.method for s in specs], [s.rng_seed for s in specs], precision=cfg.precision)
         samplers = [self.samplers(s) for s in specs]
         logs = [RunLog() for _ in specs]
         resumed = blobs[members[0]] is not None
@@ -317,7 +333,7 @@ class RunGroup:
                 logs[r].load_state_dict(blob["run"])
             torch.set_rng_state(blobs[members[0]]["torch_rng"].cpu())
         else:
-            torch.manual_seed(specs[0].seed)  # dropout's stream (unused at dropout 0)
+            torch.manual_seed(specs[0].rng_seed)  # dropout's stream (unused at dropout 0)
             test0, valid0 = self._untrained_bpb(model, specs)
             for r, s in enumerate(specs):
                 logs[r].R0 = [float(test0[d][r]) for d in dict.fromkeys(s.phases)]
@@ -433,6 +449,7 @@ class RunGroup:
 
     def _identity(self, spec: RunSpec, i: int) -> dict[str, Any]:
         return {"variant": spec.variant, "seed": spec.seed, "config_hash": self.hashes[i],
+                **({} if spec.init_seed is None else {"init_seed": spec.init_seed}),
                 "domains": list(dict.fromkeys(spec.phases)), "phases": list(spec.phases),
                 "method": plain(spec.method)}  # this run's effective settings (sweep/tuned runs differ)
 
@@ -495,7 +512,7 @@ def planned_specs(params: Params, runs: Sequence[Any], root: str | Path,
         method = with_overrides(method_config(params.method, run.variant), overrides, run.path)
         twin = Path(root) / twin_path(run) if run.part == "tuned" else None
         specs.append(RunSpec(run.variant, run.seed, Path(root) / run.path, method, tuple(run.order), params.model,
-                             twin=twin))
+                             twin=twin, init_seed=params.init_seed_of(run.seed, tuple(run.order))))
     return specs
 
 

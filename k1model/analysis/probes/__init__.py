@@ -174,7 +174,7 @@ def attribute_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: str 
     steps = read_steps(run_dir / "steps.csv.gz")
     variant = get_variant(metrics["variant"])
     run_seed = int(metrics.get("seed", 0))
-    seed = [int(cfg["rng_seed"]), run_seed]
+    seed = [int(cfg["rng_seed"]), int(metrics.get("init_seed", run_seed))]  # a run's own initialisation (issue 31)
     topo = model.topology
     names = list(topo.names)
     # a leaf is an initial leaf or a slot (the chain below it); the step log has no numbers for an agent
