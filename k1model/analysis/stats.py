@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from scipy import stats
 
-from k1model.analysis.intervals import median_interval, t_interval, trimmed_mean_interval
+from k1model.analysis.intervals import CONSTANT_RTOL, is_constant, mean_interval, median_interval, trimmed_mean_interval
 
 def iqm(x: np.ndarray, axis: int | None = -1) -> np.ndarray | float:
     """Interquartile mean: mean of the middle 50% (25% trimmed each side), as in rliable."""
@@ -49,9 +49,9 @@ def stratified_bootstrap(
 
 def describe(x: np.ndarray, rng: np.random.Generator | None = None, resamples: int = 0,
              confidence: float = 0.95) -> dict[str, float]:
-    """n, mean, std (ddof 1), median and IQM with their intervals (`intervals.py`): a t-interval for
-    the mean, Yuen's trimmed-mean interval for the IQM, the order-statistic interval for the median
-    with its exact coverage (`median_ci_coverage`, below `confidence` when n is too small to reach it).
+    """n, mean, std (ddof 1), median and IQM with their intervals (`intervals.py`): Hall's skewness-corrected
+    t-interval for the mean, Yuen's trimmed-mean interval for the IQM, the order-statistic interval for the
+    median with its exact coverage (`median_ci_coverage`, below `confidence` when n is too small to reach it).
     `rng` and `resamples` are accepted for callers of the bootstrap era and unused."""
     x = np.asarray(x, dtype=float)
     x = x[~np.isnan(x)]
@@ -63,7 +63,7 @@ def describe(x: np.ndarray, rng: np.random.Generator | None = None, resamples: i
         return out
     out["mean"] = float(x.mean())
     out["std"] = float(x.std(ddof=1)) if x.size > 1 else math.nan
-    out["ci_low"], out["ci_high"] = t_interval(x, confidence)
+    out["ci_low"], out["ci_high"] = mean_interval(x, confidence)
     out["median"] = float(np.median(x))
     out["median_ci_low"], out["median_ci_high"], out["median_ci_coverage"] = median_interval(x, confidence)
     out["iqm"] = float(iqm(x, axis=None))
@@ -97,7 +97,7 @@ def hedges_g(x: np.ndarray, y: np.ndarray) -> float:
     if nx < 2 or ny < 2:
         return math.nan
     sp = math.sqrt(((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2))
-    if sp == 0.0:
+    if is_constant(x) and is_constant(y):  # both constant up to float noise: no spread to scale by
         return math.nan
     j = 1.0 - 3.0 / (4.0 * (nx + ny) - 9.0)
     return float(j * (x.mean() - y.mean()) / sp)
@@ -109,15 +109,29 @@ def hedges_g_paired(x: np.ndarray, y: np.ndarray) -> float:
     larger than the unpaired g when seeds are positively correlated across variants.
     NaN when n < 3 (J undefined) or sd(d) = 0.
     """
-    d = np.asarray(x, float) - np.asarray(y, float)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    d = x - y
     n = d.size
     if n < 3:
         return math.nan
     sd = d.std(ddof=1)
-    if sd == 0.0:
+    if is_constant(d, _scale(x, y)):
         return math.nan
     j = 1.0 - 3.0 / (4.0 * (n - 1) - 1.0)
     return float(j * d.mean() / sd)
+
+
+def _scale(*arrays: np.ndarray) -> float:
+    """The size of the values compared: what float noise in their differences is relative to."""
+    finite = [np.abs(a[np.isfinite(a)]) for a in map(np.asarray, arrays) if np.size(a)]
+    return float(max((f.max() for f in finite if f.size), default=0.0))
+
+
+def zero_noise(d: np.ndarray, scale: float) -> np.ndarray:
+    """Differences within float noise of 0 (|d| <= CONSTANT_RTOL · scale) set to exactly 0."""
+    d = np.asarray(d, dtype=float).copy()
+    d[np.abs(d) <= CONSTANT_RTOL * max(scale, np.finfo(float).tiny)] = 0.0
+    return d
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray, direction: str = "lower") -> float:
     """P(X better than Y) + ½ P(X = Y) over all pairs of runs (rliable's metric).
@@ -135,12 +149,14 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, direction: str = "l
 def wilcoxon_test(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Two-sided Wilcoxon signed-rank on x − y, honest about what small n can show.
 
-    Zero differences are dropped (scipy's default "wilcox"), so the effective n is the
-    number of non-zero differences; the p-value is exact without ties among them and from the
-    tie-corrected normal approximation with ties; the smallest p an exact two-sided test can give is
-    2 / 2**n_nonzero (0.25 at n = 3, 0.0625 at n = 5). All differences zero ⇒ p = 1.
+    Zero differences are dropped (scipy's default "wilcox"; a difference within float noise of 0, relative
+    to the values' size, counts as zero), so the effective n is the number of non-zero differences; the
+    p-value is exact without ties among them and from the exact sign-flip distribution with ties; the
+    smallest p an exact two-sided test can give is 2 / 2**n_nonzero (0.25 at n = 3, 0.0625 at n = 5).
+    All differences zero ⇒ p = 1.
     """
-    d = np.asarray(x, float) - np.asarray(y, float)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    d = zero_noise(x - y, _scale(x, y))
     n_nonzero = int(np.count_nonzero(d))
     out: dict[str, Any] = {"stat": math.nan, "p": math.nan, "n_nonzero": n_nonzero,
                            "min_p": min(1.0, 2.0 ** (1 - n_nonzero)) if n_nonzero else 1.0, "note": ""}
@@ -154,7 +170,7 @@ def wilcoxon_test(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         if np.unique(np.abs(nonzero)).size == nonzero.size or nonzero.size > 16:  # exact, or large-n normal
-            res = stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided")
+            res = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
             out.update(stat=float(res.statistic), p=float(res.pvalue))
         else:  # ties at small n: the exact sign-flip distribution of W+ with mid-ranks (scipy's default here
             out.update(_wilcoxon_ties_exact(nonzero))  # runs the same test with an unvectorised statistic)
@@ -183,44 +199,110 @@ def _ttest(fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[float, float,
     df = getattr(res, "df", math.nan)
     return float(res.statistic), float(res.pvalue), float(df)
 
-def compare(x: np.ndarray, y: np.ndarray, direction: str, x_paired: np.ndarray, y_paired: np.ndarray,
-            rng: np.random.Generator, resamples: int, confidence: float) -> dict[str, Any]:
-    """All tests of one variant (x) against one reference (y) on one metric.
+def paired_difference(d: np.ndarray, blocks: Sequence[Any] | None = None, confidence: float = 0.95,
+                      scale: float | None = None) -> dict[str, Any]:
+    """The mean of paired differences over independent units, with the domain order as a block.
 
-    x, y: all non-missing values of each; x_paired, y_paired: values on the common seeds,
-    in the same seed order. Differences are variant − reference in the metric's units; their
-    interval is the paired t-interval (the one the paired t-test inverts). `rng` and `resamples`
-    serve the bootstrap CI of the probability of improvement, a descriptive number.
+    Without blocks (or one): the paired t-test, mean d̄, se = s/√n, df = n − 1. With k > 1 blocks (units are
+    runs of different orders, each its own initialisation): the estimate is the mean of the block means (each
+    order weighted equally) and its standard error comes from the pooled within-block variance,
+    se = s_w · √(Σ 1/n_b) / k with df = n − k, so a difference between orders is neither noise nor signal (a
+    randomised-block analysis with fixed order effects). The t-interval is the one the test inverts.
+
+    Zero variance up to float noise (relative to `scale`, default the differences' size): the t-test is undefined
+    (rounding noise would give p = 1e-142). p = 1 when the mean is 0 (within the noise); otherwise p is the
+    exact two-sided sign test's over the units (2 / 2^n when all differ in the same direction) -- what n units
+    can show without a variance (a discrete metric can repeat one value in a few runs without being constant)."""
+    d = np.asarray(d, dtype=float)
+    keep = ~np.isnan(d)
+    d = d[keep]
+    labels = None if blocks is None else np.asarray(list(blocks), dtype=object)[keep]
+    n = int(d.size)
+    out: dict[str, Any] = {"n": n, "blocks": 1, "mean_diff": math.nan, "diff_se": math.nan, "diff_df": math.nan,
+                           "diff_sd": math.nan, "t": math.nan, "p": math.nan, "ci_low": math.nan,
+                           "ci_high": math.nan, "note": ""}
+    if n == 0:
+        return out
+    groups = [d] if labels is None else [d[labels == b] for b in dict.fromkeys(labels.tolist())]
+    k = len(groups)
+    means = np.array([g.mean() for g in groups])
+    mean = float(means.mean())
+    out.update(blocks=k, mean_diff=mean)
+    df = n - k
+    if df < 1:
+        out["note"] = f"{n} unit(s) in {k} block(s): no degrees of freedom left for the variance"
+        return out
+    residual = np.concatenate([g - g.mean() for g in groups])
+    var_w = float(np.sum(residual ** 2) / df)
+    size = float(np.max(np.abs(d))) if scale is None else float(scale)
+    se = math.sqrt(var_w * sum(1.0 / g.size for g in groups)) / k
+    out.update(diff_df=float(df), diff_sd=math.sqrt(var_w), diff_se=se)
+    crit = float(stats.t.ppf(0.5 + confidence / 2.0, df))
+    if is_constant(residual, size):
+        zero = is_constant(np.append(means, 0.0), size)
+        out.update(diff_se=0.0, diff_sd=0.0, t=0.0 if zero else math.copysign(math.inf, mean),
+                   p=1.0 if zero else _sign_test(zero_noise(d, size)), ci_low=mean, ci_high=mean,
+                   note="zero variance of the differences (within float noise): "
+                        + ("no difference" if zero else "a constant difference, p from the exact sign test"))
+        return out
+    t = mean / se
+    out.update(t=t, p=float(2.0 * stats.t.sf(abs(t), df)), ci_low=mean - crit * se, ci_high=mean + crit * se)
+    return out
+
+
+def _sign_test(d: np.ndarray) -> float:
+    """Exact two-sided sign test of the non-zero differences (1 when there are none)."""
+    nonzero = d[d != 0]
+    if not nonzero.size:
+        return 1.0
+    return float(stats.binomtest(int((nonzero > 0).sum()), int(nonzero.size)).pvalue)
+
+
+def compare(x: np.ndarray, y: np.ndarray, direction: str, x_paired: np.ndarray, y_paired: np.ndarray,
+            rng: np.random.Generator, resamples: int, confidence: float,
+            blocks: Sequence[Any] | None = None) -> dict[str, Any]:
+    """All tests of one variant (x) against one reference (y) on one metric, over independent units.
+
+    x, y: every unit's value of each (a unit is one initialisation: `analysis/units.py`); x_paired,
+    y_paired: the units both have, in the same order, with `blocks` their domain orders when units of
+    several orders are pooled. Differences are variant − reference in the metric's units; the primary
+    t-test and its interval are `paired_difference` (order as a block); the Wilcoxon signed-rank test takes
+    the paired differences (H0: each is symmetric about 0), Welch and Hedges' g the unpaired units. `rng`
+    and `resamples` serve the bootstrap CI of the probability of improvement, a descriptive number.
     """
     notes = []
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    x_paired, y_paired = np.asarray(x_paired, float), np.asarray(y_paired, float)
     n_pairs = int(x_paired.size)
-    d = x_paired - y_paired
+    scale = _scale(x, y)
+    pd_ = paired_difference(x_paired - y_paired, blocks, confidence, scale)
     out: dict[str, Any] = {
         "n_pairs": n_pairs, "n_variant": int(x.size), "n_reference": int(y.size),
         "mean_variant": float(x.mean()) if x.size else math.nan,
         "mean_reference": float(y.mean()) if y.size else math.nan,
-        "mean_diff": float(d.mean()) if n_pairs else math.nan,
+        "mean_diff": pd_["mean_diff"], "diff_ci_low": pd_["ci_low"], "diff_ci_high": pd_["ci_high"],
+        "diff_se": pd_["diff_se"], "diff_df": pd_["diff_df"], "diff_sd": pd_["diff_sd"], "blocks": pd_["blocks"],
     }
     tail = (1.0 - confidence) / 2.0 * 100.0
-    out["diff_ci_low"], out["diff_ci_high"] = t_interval(d, confidence)  # NaN below 2 pairs
     w = wilcoxon_test(x_paired, y_paired)
     out.update(wilcoxon_stat=w["stat"], wilcoxon_p=w["p"], wilcoxon_min_p=w["min_p"])
     if w["note"]:
         notes.append(f"Wilcoxon: {w['note']}")
-    if n_pairs >= 2:
-        if np.all(d == d[0]):
-            notes.append("paired t: zero variance of differences")
-        t, p, _ = _ttest(stats.ttest_rel, x_paired, y_paired)
-        out.update(ttest_paired_stat=t, ttest_paired_p=p)
-    else:
-        out.update(ttest_paired_stat=math.nan, ttest_paired_p=math.nan)
+    out.update(ttest_paired_stat=pd_["t"], ttest_paired_p=pd_["p"])
+    if pd_["note"]:
+        notes.append(f"paired t: {pd_['note']}")
     if x.size >= 2 and y.size >= 2:
-        t, p, df = _ttest(stats.ttest_ind, x, y, equal_var=False)
-        out.update(welch_stat=t, welch_df=df, welch_p=p)
+        if is_constant(x, scale) and is_constant(y, scale):
+            same = is_constant(np.array([x.mean(), y.mean()]), scale)
+            out.update(welch_stat=math.nan, welch_df=math.nan, welch_p=1.0 if same else 0.0)
+            notes.append("Welch: both samples constant (within float noise)")
+        else:
+            t, p, df = _ttest(stats.ttest_ind, x, y, equal_var=False)
+            out.update(welch_stat=t, welch_df=df, welch_p=p)
     else:
         out.update(welch_stat=math.nan, welch_df=math.nan, welch_p=math.nan)
     out["hedges_g"] = hedges_g(x, y)
-    out["hedges_g_paired"] = hedges_g_paired(x_paired, y_paired)
+    out["hedges_g_paired"] = _hedges_g_units(pd_)
     if x.size and y.size:
         out["poi"] = float(probability_of_improvement(x, y, direction))
         if x.size >= 2 and y.size >= 2:
@@ -232,9 +314,18 @@ def compare(x: np.ndarray, y: np.ndarray, direction: str, x_paired: np.ndarray, 
     else:
         out["poi"] = out["poi_ci_low"] = out["poi_ci_high"] = math.nan
     if n_pairs < 2:
-        notes.append(f"only {n_pairs} paired seed(s): paired tests undefined")
+        notes.append(f"only {n_pairs} paired unit(s): paired tests undefined")
     out["note"] = "; ".join(notes)
     return out
+
+
+def _hedges_g_units(pd_: dict[str, Any]) -> float:
+    """Paired Hedges' g_z from a `paired_difference`: J · mean / s (s: the within-block SD of the units),
+    J = 1 − 3 / (4 df − 1). NaN with zero variance or df < 2."""
+    df, sd = pd_["diff_df"], pd_["diff_sd"]
+    if not (df >= 2 and sd and math.isfinite(sd)):
+        return math.nan
+    return float((1.0 - 3.0 / (4.0 * df - 1.0)) * pd_["mean_diff"] / sd)
 
 
 # ----------------------------------------------------------------- ranks and information
