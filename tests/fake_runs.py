@@ -88,8 +88,11 @@ def write_fake_run(
     eval_interval: int = 10,
     attribution: bool = True,
     status: str = "completed",
+    diverged: bool = False,
 ) -> Path:
-    """Write metrics.json, evals.csv, steps.csv.gz (and attribution.json) for one run."""
+    """Write metrics.json, evals.csv, steps.csv.gz (and attribution.json) for one run. `diverged`: the first
+    domain ends its own phase at 12 bpb, above the untrained 8 (a loss spike the run recovers from, as the
+    forgetting benchmark's random_path seed 1): flagged by the library's rule (`cl_metrics.divergence`)."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, sum(map(ord, variant))])
@@ -98,6 +101,8 @@ def write_fake_run(
     children = _children(agents)
     T = len(domains)
     R, R0 = make_R(rng, variant, T)
+    if diverged:
+        R[0, 0] = 12.0
     frac = EFFECTS.get(variant, (0.1, 0.5))[1]
 
     # evals.csv: per phase, evals every eval_interval steps, bpb moving from the previous row to R[p]
@@ -162,6 +167,9 @@ def write_fake_run(
         f.write(buf.getvalue())
 
     scalars = M.forgetting_summary(R, R0)
+    losses = [float(r[3]) for r in rows]
+    divergence = M.divergence(R.tolist(), R0.tolist(), losses, list(domains))
+    scalars["diverged"] = float(divergence["diverged"])
     wall = float(20 + rng.normal(0, 1))
     scalars.update(
         sparsity_param_fraction=float(min(1.0, frac + rng.normal(0, 0.01))),
@@ -181,7 +189,8 @@ def write_fake_run(
         "final_bpb": dict(zip(domains, R[-1].tolist())), "update_counts": update_counts, "steps": total,
         "sparsity": {"measured_fraction_changed": scalars["sparsity_param_fraction"],
                      "agents_changed_per_step": scalars["sparsity_agent_fraction"] * len(names)},
-        "scalars": scalars, "versions": {"python": "3.11", "torch": "2.x"}, "device": "cpu", "wall_time_s": wall,
+        "scalars": scalars, "divergence": divergence, "versions": {"python": "3.11", "torch": "2.x"}, "device": "cpu",
+        "wall_time_s": wall,
     }
     if status != "completed":
         metrics["error"] = "non-finite loss nan at step 17"
@@ -221,9 +230,11 @@ def write_params(
     path: str | Path,
     variants: Sequence[str] = ("k1_full", "dense", "random_path"),
     seeds: Sequence[int] = (0, 1, 2),
+    experiment: dict[str, Any] | None = None,
     **analysis: Any,
 ) -> Path:
-    """A complete params YAML (architecture.md layout); `analysis` overrides analysis keys."""
+    """A complete params YAML (architecture.md layout); `analysis` overrides analysis keys, `experiment` adds
+    experiment keys (orders, init_seed)."""
     params = {
         "data": {"source": "embedded", "domains": list(DOMAINS), "max_bytes": 600000,
                  "valid_fraction": 0.05, "test_fraction": 0.05},
@@ -235,7 +246,7 @@ def write_params(
                    "reset_moments_on_return": False},
         "train": {"batch_size": 16, "steps_per_phase": 30, "eval_interval": 10, "eval_batches": 8,
                   "checkpoint_interval": 100, "sparsity_interval": 10, "device": "cpu"},
-        "experiment": {"variants": list(variants), "seeds": list(seeds)},
+        "experiment": {"variants": list(variants), "seeds": list(seeds), **(experiment or {})},
         "analysis": {"rng_seed": 0, "bootstrap_resamples": 400, "confidence": 0.95, **analysis},
     }
     path = Path(path)

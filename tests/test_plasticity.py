@@ -128,7 +128,7 @@ def test_grow_events_are_recorded_and_exact(grown):
 def test_inactive_slots_are_untouched_never_selected_and_not_counted(grown):
     out, metrics = grown
     blob = torch.load(out / "checkpoint.pt", weights_only=True)["trainer"]
-    fresh = AgentTree(load_params(PARAMS).model, seeds=[0])
+    fresh = AgentTree(load_params(PARAMS).model, seeds=[metrics.get("init_seed", metrics["seed"])])  # its init seed
     never = [a["name"] for a in metrics["agents"] if a["status"] == "inactive"]
     assert never, "the test profile must leave some slots unused"
     names = list(fresh.topology.names)

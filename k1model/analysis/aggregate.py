@@ -1,8 +1,9 @@
-"""`k1 aggregate`: runs -> tidy table -> summaries and paired comparisons -> summary.json, tables.
+"""`k1 aggregate`: runs -> tidy table -> summaries, claims and paired comparisons -> summary.json, tables.
 
-The statistics themselves are `summaries.py` (one set of runs) and `study_stats.py` (the study's
-other parts); this module reads the runs, assembles summary.json, comparisons.json, metrics.json
-(DVC) and the tables, and writes them.
+The statistics themselves are `summaries.py` (one set of runs), `study_stats.py` (the study's other
+parts) and `study_claims.py` (the declared claims, their Holm family and verdicts' numbers); this module
+reads the runs, assembles summary.json (every number the paper quotes), comparisons.json (the exploratory
+comparisons), metrics.json (DVC) and the tables, and writes them.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from k1model.analysis.runs import RunRecord, _read_json, load_runs, tidy_table
 from k1model.analysis.settings import load_analysis_config
 from k1model.analysis.summaries import (HEADLINE_METRICS, by_variant, completed_runs, decomposition_tests,
                                         nested_comparisons, sorted_tidy, statistics, validity_check)
+from k1model.analysis.study_claims import claims_doc
 from k1model.analysis.validity import domain_summary, phase_table
 from k1model.errors import DataError
 from k1model.io import json_safe, write_csv, write_json
-from k1model.report.tables import write_forgetting_tables, write_tables
+from k1model.report.tables import write_claims_table, write_forgetting_tables, write_tables
 
 def _provenance(records: Sequence[RunRecord]) -> dict[str, Any]:
     def unique(key: str) -> list[Any]:
@@ -85,6 +87,7 @@ def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: 
     doc["provenance"] = _provenance([r for r in records if r.completed])
     comparisons_doc: dict[str, Any] = nested_comparisons(comp)
     tidy_all = [tidy.assign(part="as_specified", point="as_specified")]
+    tidy_t = None
     if len(p.orders) > 1:
         doc["by_order"], written_o = order_statistics(tidy, cfg, out / "tables", phases)
         written += written_o
@@ -96,6 +99,8 @@ def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: 
         written += written_t
     else:
         comparisons_doc = {"as_specified": comparisons_doc}
+    claims_doc(doc, p, cfg, tidy, tidy_t, records)
+    written += write_claims_table(out / "tables", doc, cfg)
     if p.sweep.active:
         doc["sweep"], tidy_s, written_s = sweep_statistics(p, cfg, results, out / "tables")
         tidy_all.append(tidy_s)
@@ -117,8 +122,9 @@ def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: 
 
 
 def load_summary(results: str | Path) -> dict[str, Any]:
-    """summary.json with the main comparison's paired comparisons (comparisons.json) under the key
-    `comparisons` (and the tuned comparison's under `tuned.comparisons`)."""
+    """summary.json with the main comparison's exploratory paired comparisons (comparisons.json) under the key
+    `comparisons` (and the tuned comparison's under `tuned.comparisons`). The paper reads summary.json alone
+    (`read_summary`): every number it quotes is there."""
     results = Path(results)
     doc = _read_json(results / "summary.json")
     path = results / "comparisons.json"
@@ -127,3 +133,8 @@ def load_summary(results: str | Path) -> dict[str, Any]:
     if "tuned" in doc and "tuned" in comparisons:
         doc["tuned"]["comparisons"] = comparisons["tuned"]
     return doc
+
+
+def read_summary(results: str | Path) -> dict[str, Any]:
+    """summary.json as written: what the paper quotes (every number of it is in this committed file)."""
+    return _read_json(Path(results) / "summary.json")

@@ -17,7 +17,7 @@ References
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ __all__ = [
     "forgetting_summary",
     "update_frequency",
     "sparsity_summary",
+    "divergence",
 ]
 
 LN2 = math.log(2.0)
@@ -177,3 +178,30 @@ def sparsity_summary(
         "sparsity_param_fraction": float(f.mean()),
         "sparsity_agent_fraction": float(agent_fraction),
     }
+
+
+DIVERGENCE_RULE = ("a run diverged when a loss is not finite, when a held-out bpb after a phase of training, on a "
+                   "domain already trained on, exceeds that domain's bpb before any training (R[i][j] > R0[j], j <= i), "
+                   "or when its training loss over the last 5 % of steps exceeds that over the first 5 %")
+
+
+def divergence(R: Sequence[Sequence[float]], R0: Sequence[float], losses: Sequence[float],
+               domains: Sequence[str]) -> dict[str, Any]:
+    """Did the run diverge (`DIVERGENCE_RULE`)? {"diverged": bool, "reasons": [...], "rule": ...}: a run that
+    did is kept in the analysis and flagged (metrics.json, the tidy table's `diverged`, the paper). `losses`:
+    the training loss of every step (nats), in order."""
+    reasons = []
+    losses = np.asarray(losses, dtype=float)
+    if not np.isfinite(losses).all() or not np.isfinite(np.asarray(R, dtype=float)).all():
+        reasons.append("a loss is not finite")
+    for i, row in enumerate(R):
+        for j in range(min(i + 1, len(row))):
+            if row[j] > R0[j]:
+                reasons.append(f"after phase {i + 1}, {domains[j]} at {row[j]:.3f} bpb, above its untrained "
+                               f"{R0[j]:.3f}")
+    k = max(1, len(losses) // 20)
+    first, last = float(losses[:k].mean()), float(losses[-k:].mean())
+    if last > first:
+        reasons.append(f"training loss at the end {last / LN2:.3f} bits/byte, above its start "
+                       f"{first / LN2:.3f}")
+    return {"diverged": bool(reasons), "reasons": reasons, "rule": DIVERGENCE_RULE}

@@ -38,7 +38,8 @@ MACHINE_KEYS = frozenset({"wall_time_s", "steps_per_s", "timing_s", "total_wall_
                           "device", "devices", "fisher_seconds", "threads", "process_runs", "cpu"})
 STEP_FAMILIES = ("grad_", "score_", "loo_", "trust_")
 #: statistics of a test, not values in a metric's units (judged through the verdicts under a tolerance)
-TEST_FIELD = re.compile(r"(_p|_p_holm|_stat|_min_p\w*|hedges_g\w*|prob_improvement\w*|_mde\w*|holm_family_size)$")
+TEST_FIELD = re.compile(r"(_p|_p_holm|_stat|_min_p\w*|hedges_g\w*|prob_improvement\w*|_mde\w*|holm_family_size|^p|^p_holm"
+                        r"|^mde|_power|^units_for_margin|^family_size)$")
 TESTS = " (tests)"
 DECISIONS = ("culprit", "path", "scales")
 

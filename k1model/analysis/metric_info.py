@@ -19,6 +19,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "bwt": MetricInfo("lower", "backward transfer, mean R[T,j] − R[j,j] (positive = forgetting)", "bpb", "forgetting"),
     "fwt": MetricInfo("lower", "forward transfer, mean R[j−1,j] − R0[j] (negative = earlier phases helped)", "bpb", "forgetting"),
     "final_train_loss": MetricInfo("lower", "training loss over the last 5% of steps", "bits/byte", "lm"),
+    "diverged": MetricInfo("none", "1 if the run diverged (a loss not finite, a held-out bpb of a trained domain above its untrained value, or the training loss at the end above its start; train/outputs.py), else 0", "flag", "other"),
     # sparsity
     "sparsity_param_fraction": MetricInfo("lower", "fraction of agent parameters changed per step (measured; lower = sparser)", "fraction", "sparsity"),
     "sparsity_agent_fraction": MetricInfo("lower", "fraction of agents with any changed parameter per step (measured; lower = sparser)", "fraction", "sparsity"),

@@ -25,6 +25,11 @@ class AnalysisSettings:
     def seeds(self) -> tuple[int, ...]:
         return self.params.experiment.seeds
 
+    @property
+    def scheme(self) -> str:
+        """experiment.init_seed: what makes a unit of analysis (`units.py`)."""
+        return self.params.experiment.init_seed
+
     def __getattr__(self, key: str) -> Any:  # rng_seed, bootstrap_resamples, confidence, alpha, references, ...
         if key.startswith("__"):
             raise AttributeError(key)
@@ -33,7 +38,8 @@ class AnalysisSettings:
     def as_dict(self) -> dict[str, Any]:
         a = self.params.analysis
         return {
-            "variants": list(self.variants), "seeds": list(self.seeds), "rng_seed": a.rng_seed,
+            "variants": list(self.variants), "seeds": list(self.seeds), "init_seed": self.scheme,
+            "rng_seed": a.rng_seed,
             "bootstrap_resamples": a.bootstrap_resamples, "confidence": a.confidence,
             "alpha": a.alpha, "allow_failed": a.allow_failed,
             "references": list(a.references), "primary_test": a.primary_test,
@@ -41,6 +47,8 @@ class AnalysisSettings:
             "holm_family_meaning": HOLM_FAMILIES[a.holm_family],
             "intervals": dict(INTERVAL_METHODS),
             "bootstrap": "percentile, stratified by variant: only the probability-of-improvement CI (descriptive)",
+            "holm_family_claims": "the declared claims tested, as specified and tuned together (verdicts); "
+                                  "holm_family applies to the exploratory comparisons tables",
             "equivalence_margins": dict(a.equivalence_margins), "power": POWER,
             "power_level": "alpha / m for a Holm family of m tests (the first step of Holm's procedure)",
             "forgetting_reference": a.forgetting_reference, "forgetting_margin": a.forgetting_margin,

@@ -60,7 +60,7 @@ def order_statistics(tidy: pd.DataFrame, cfg: AnalysisSettings, tables: Path, ph
     show = pd.DataFrame(rows)
     conf = f"{cfg.confidence:.0%}"
     written = _write(tables, "orders", show, show, "Main comparison within each domain order",
-                     [f"cells: mean [{conf} t-interval] over the seeds of that order"])
+                     [f"cells: mean [{conf} skewness-corrected t-interval] over the seeds of that order"])
     return doc, written
 
 
@@ -94,7 +94,8 @@ def tuned_statistics(params: Params, cfg: AnalysisSettings, results: str | Path,
     show = pd.DataFrame(rows)
     conf = f"{cfg.confidence:.0%}"
     written = _write(out / "tables", "tuned", show, show, "Tuned comparison: every variant at its chosen settings",
-                     [f"cells: mean [{conf} t-interval] over evaluation seeds x orders",
+                     [f"cells: mean [{conf} skewness-corrected t-interval] over the initialisations (evaluation "
+                      "seeds x orders, or seeds when a seed's orders share its initialisation)",
                       f"chosen on {choices.get('metric', 'the validation metric')} with tuning seeds "
                       f"{choices.get('seeds')}; {choices.get('searched')} settings searched in all"] + notes)
     return doc, tidy, written
@@ -183,7 +184,7 @@ def sweep_statistics(params: Params, cfg: AnalysisSettings, results: str | Path,
             show_rows.append(row)
     show = pd.DataFrame(show_rows)
     notes = [f"{len(points)} settings searched ({params.sweep.design}); seeds {list(params.sweep.seeds)}; "
-             f"order {order}; cells: mean [{cfg.confidence:.0%} t-interval]",
+             f"order {order}; cells: mean [{cfg.confidence:.0%} skewness-corrected t-interval]",
              "a point that cannot change a variant (it sets keys the variant does not read) shows that variant's "
              "base runs"]
     if failed:

@@ -1,23 +1,21 @@
-"""The statistics of one set of runs: per-metric summaries, paired comparisons with their verdicts,
-the benchmark-validity check and the forgetting decomposition's tests, from the tidy table.
+"""The statistics of one set of runs: per-metric summaries, exploratory paired comparisons, the
+benchmark-validity check and the forgetting decomposition's tests, from the tidy table.
 
-Per metric × variant: n, mean, std, median and interquartile mean (IQM, Agarwal et al.
+Every statistic is over *units*, one initialisation each (`units.py`, `experiment.init_seed`): the runs
+when each run has its own init seed, the seeds (each the mean of its orders) when a seed's runs share one.
+Per metric × variant: n (units), mean, std, median and interquartile mean (IQM, Agarwal et al.
 2021, "Deep RL at the Edge of the Statistical Precipice"), each with an interval that keeps its
-coverage at small n (`intervals.py`: t-interval, Yuen's trimmed-mean interval, the order-statistic
-interval of the median with its exact coverage).
+coverage at small n (`intervals.py`: Hall's skewness-corrected t-interval for the mean, Yuen's trimmed-mean interval, the
+order-statistic interval of the median with its exact coverage).
 
-Paired comparisons of every variant against each reference variant (default `k1_full`
-and `dense`), per metric, on the seeds both have: Wilcoxon signed-rank, paired t-test,
-Welch's t-test (unpaired, all values), Hedges' g (unpaired and paired), and the
-direction-aware probability of improvement; for every comparison also the minimum detectable
-effect, the runs a significant result would need, and a TOST equivalence test against the
-declared margin (`power.py`). p-values are Holm-corrected within a
-*family*; by default (`analysis.holm_family: reference_metric`) a family is the comparisons
-of every variant against one reference on one metric, with one test: each claim ("variant X
-differs from k1_full on forgetting") is protected against the multiplicity of variants. The
-stricter `reference` (all variants × all metrics against one reference) controls the error
-rate of everything said about a reference, but with m tests the smallest adjusted Wilcoxon p
-is m · 2^(1−n) for n seeds, so it can never reach significance at realistic seed counts.
+Exploratory paired comparisons of every variant against each reference variant (default `k1_full`
+and `dense`), per metric, on the units both have, the order as a block: paired t-test, Wilcoxon
+signed-rank, Welch's t-test (unpaired), Hedges' g (unpaired and paired), the direction-aware
+probability of improvement, the minimum detectable effect and, where it has the power, a TOST
+equivalence test against the declared margin (`power.py`). Their p-values are Holm-corrected within a
+*family* (`analysis.holm_family`: every variant against one reference on one metric, or every variant
+× metric against one reference); they describe, they do not decide: the verdicts are the declared
+claims', one Holm family of their own (`claim_tests.py`).
 
 Used by `aggregate.py` (the main comparison) and `study_stats.py` (orders, tuned, sweep).
 """
@@ -33,7 +31,8 @@ from k1model.analysis.metric_info import _metric_order, metric_info
 from k1model.analysis.power import power_summary
 from k1model.analysis.runs import RunRecord
 from k1model.analysis.settings import AnalysisSettings
-from k1model.analysis.stats import _cell_rng, compare, describe, holm
+from k1model.analysis.stats import _cell_rng, compare, describe, holm, paired_difference
+from k1model.analysis.units import paired_units, planned_units, unit_values
 from k1model.analysis.validity import benchmark_forgets
 from k1model.config import TEST_NAMES
 from k1model.errors import K1Error
@@ -41,18 +40,23 @@ from k1model.errors import K1Error
 log = logging.getLogger(__name__)
 
 def summarise(tidy: pd.DataFrame, cfg: AnalysisSettings) -> pd.DataFrame:
-    """One row per metric × variant (registry order, then variant order of the params)."""
+    """One row per metric × variant (registry order, then variant order of the params), over the units: n is
+    the number of initialisations with a value, n_runs the runs behind them."""
     rows = []
+    units = unit_values(tidy, cfg.scheme)
     for metric in _metric_order(tidy["metric"].unique()):
         info, known = metric_info(metric)
         for variant in cfg.variants:
-            x = tidy.loc[(tidy.metric == metric) & (tidy.variant == variant), "value"].to_numpy()
+            sel = units[(units.metric == metric) & (units.variant == variant)]
+            x = sel["value"].to_numpy(float)
             d = describe(x, _cell_rng(cfg.rng_seed, "summary", metric, variant), cfg.bootstrap_resamples,
                          cfg.confidence)
             rows.append({"metric": metric, "variant": variant, "direction": info.direction,
-                         "unit": info.unit, "group": info.group, "known": known, **d})
-    cols = ["metric", "variant", "direction", "unit", "group", "known", "n", "mean", "std", "ci_low", "ci_high",
-            "median", "median_ci_low", "median_ci_high", "median_ci_coverage", "iqm", "iqm_ci_low", "iqm_ci_high"]
+                         "unit": info.unit, "group": info.group, "known": known, **d,
+                         "n_runs": int(sel["runs"][sel["value"].notna()].sum())})
+    cols = ["metric", "variant", "direction", "unit", "group", "known", "n", "n_runs", "mean", "std", "ci_low",
+            "ci_high", "median", "median_ci_low", "median_ci_high", "median_ci_coverage", "iqm", "iqm_ci_low",
+            "iqm_ci_high"]
     return pd.DataFrame(rows, columns=cols)
 
 _COMPARISON_COLUMNS = [
@@ -62,26 +66,28 @@ _COMPARISON_COLUMNS = [
     "ttest_paired_stat", "ttest_paired_p", "ttest_paired_p_holm",
     "welch_stat", "welch_df", "welch_p", "welch_p_holm",
     "hedges_g", "hedges_g_paired", "poi", "poi_ci_low", "poi_ci_high",
-    "holm_family_size", "significant", "better",
-    "diff_sd", "power_alpha", "mde", "runs_needed", "equivalence_margin", "tost_p", "tost_p_holm", "equivalent",
-    "verdict", "note",
+    "holm_family_size", "significant", "better", "diff_se", "diff_df", "diff_sd", "blocks", "power_alpha", "mde",
+    "equivalence_margin", "units_for_margin", "equivalence_power", "margin_for_power", "equivalence_testable",
+    "tost_p", "tost_p_holm", "equivalent", "verdict", "note",
 ]
 
 def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[str] | None = None,
                 variants: Sequence[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Every variant against every reference (default: the params'), per metric, with Holm-adjusted
-    p per family; runs are paired by (domain order, seed)."""
+    p per family (exploratory); units are initialisations (`units.py`), paired by order and seed."""
     notes: list[str] = []
     ref_list = list(cfg.references if references is None else references)
     var_list = list(cfg.variants if variants is None else variants)
-    # a unit is one run: (domain order, seed); comparisons pair units
-    wide = tidy.pivot_table(index=["variant", "order", "seed"], columns="metric", values="value", dropna=False)
-    rows, paired = [], []
+    n_orders = tidy["order"].nunique() if not tidy.empty else 1
+    planned = planned_units(len(set(tidy["seed"])) if not tidy.empty else 0, n_orders, cfg.scheme)
+    rows, plans = [], []
     refs = [r for r in ref_list if r in var_list]
     for r in ref_list:
         if r not in var_list:
             notes.append(f"reference variant {r!r} is not in experiment.variants: no comparisons against it")
     metrics = _metric_order(tidy["metric"].unique())
+    orders = list(dict.fromkeys(tidy["order"]))
+    by_metric = {m: rows for m, rows in tidy.groupby("metric", sort=False)}
     for ref in refs:
         for variant in var_list:
             if variant == ref:
@@ -90,21 +96,15 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[
                 info, _ = metric_info(metric)
                 if info.direction == "none":  # descriptive (e.g. a tree's size): reported, not tested
                     continue
-                col = wide[metric] if metric in wide else pd.Series(dtype=float)
-                xs = col.xs(variant, level="variant") if variant in col.index.get_level_values(0) else pd.Series(dtype=float)
-                ys = col.xs(ref, level="variant") if ref in col.index.get_level_values(0) else pd.Series(dtype=float)
-                xs, ys = xs.dropna(), ys.dropna()
-                common = sorted(set(xs.index) & set(ys.index))
-                res = compare(
-                    xs.to_numpy(float), ys.to_numpy(float), info.direction,
-                    xs.loc[common].to_numpy(float), ys.loc[common].to_numpy(float),
-                    _cell_rng(cfg.rng_seed, "compare", ref, variant, metric), cfg.bootstrap_resamples, cfg.confidence,
-                )
-                if xs.empty or ys.empty:
-                    missing = variant if xs.empty else ref
+                units = paired_units(by_metric[metric], variant, ref, metric, cfg.scheme, orders)
+                res = compare(units.x, units.y, info.direction, units.x_paired, units.y_paired,
+                              _cell_rng(cfg.rng_seed, "compare", ref, variant, metric), cfg.bootstrap_resamples,
+                              cfg.confidence, units.blocks)
+                if not units.x.size or not units.y.size:
+                    missing = variant if not units.x.size else ref
                     res["note"] = (res["note"] + "; " if res["note"] else "") + f"{metric} undefined (null) for {missing}"
                 rows.append({"reference": ref, "variant": variant, "metric": metric, "direction": info.direction, **res})
-                paired.append((xs.loc[common].to_numpy(float), ys.loc[common].to_numpy(float)))
+                plans.append((planned[0], planned[1] if units.kind == "run" else 1))
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=_COMPARISON_COLUMNS), notes
@@ -123,10 +123,11 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[
     df["better"] = np.where(p.isna(), "n/a", np.where(~df["significant"], "none",
                                                       np.where(variant_better, "variant", "reference")))
     # what a non-significant comparison could have shown: power at the worst-case Holm level alpha / m
-    # (analysis/power.py), and equivalence within the declared margin (TOST, Holm-adjusted like the tests)
-    power = [power_summary(x, y, cfg.alpha / max(int(m), 1), cfg.equivalence_margins.get(metric))
-             for (x, y), m, metric in zip(paired, df["holm_family_size"], df["metric"])]
-    for key in ("diff_sd", "power_alpha", "mde", "runs_needed", "equivalence_margin", "tost_p"):
+    # (analysis/power.py), and equivalence within the declared margin where the TOST has the power to show it
+    power = [power_summary(row, cfg.alpha / max(int(m), 1), cfg.equivalence_margins.get(metric), plan)
+             for row, m, metric, plan in zip(df.to_dict("records"), df["holm_family_size"], df["metric"], plans)]
+    for key in ("power_alpha", "mde", "equivalence_margin", "units_for_margin", "equivalence_power",
+                "margin_for_power", "equivalence_testable", "tost_p"):
         df[key] = [row[key] for row in power]
     df["tost_p_holm"] = df.groupby(keys, sort=False)["tost_p"].transform(lambda q: holm(q.to_numpy(float)))
     df["equivalent"] = (df["tost_p_holm"] < cfg.alpha).fillna(False).astype(bool)
@@ -149,9 +150,11 @@ def verdict(better: str, equivalent: bool) -> str:
     return VERDICTS["equivalent"] if equivalent else VERDICTS["inconclusive"]
 
 def validity_check(phases: pd.DataFrame, tidy: pd.DataFrame, cfg: AnalysisSettings) -> dict[str, Any]:
-    """Does this set of runs' benchmark forget? (`validity.py`; the reference is analysis.forgetting_reference)."""
+    """Does this set of runs' benchmark forget? (`validity.py`; the reference is analysis.forgetting_reference;
+    its average forgetting over the units, one initialisation each)."""
     ref = cfg.forgetting_reference
-    average = tidy.loc[(tidy.variant == ref) & (tidy.metric == "forgetting"), "value"].to_numpy(float)
+    units = unit_values(tidy[(tidy.variant == ref) & (tidy.metric == "forgetting")], cfg.scheme)
+    average = units["value"].dropna().to_numpy(float)
     doc = benchmark_forgets(phases, average, ref, cfg.forgetting_margin, cfg.confidence)
     doc["measured"] = bool(average.size)
     return doc
@@ -159,25 +162,23 @@ def validity_check(phases: pd.DataFrame, tidy: pd.DataFrame, cfg: AnalysisSettin
 
 def decomposition_tests(tidy: pd.DataFrame, cfg: AnalysisSettings) -> dict[str, Any]:
     """Per variant: do the shared weights carry more of the forgetting than the agents? The paired
-    difference forgetting_shared − forgetting_agents over the runs, its t-interval and the paired t-test."""
-    from scipy import stats as sp
-
-    from k1model.analysis.intervals import t_interval
-
+    difference forgetting_shared − forgetting_agents over the units (the order as a block), its t-interval
+    and t-test (`stats.paired_difference`)."""
     out: dict[str, Any] = {}
-    wide = tidy[tidy.metric.isin(["forgetting_shared", "forgetting_agents"])].pivot_table(
-        index=["variant", "order", "seed"], columns="metric", values="value")
-    if not {"forgetting_shared", "forgetting_agents"} <= set(wide.columns):
+    sub = tidy[tidy.metric.isin(["forgetting_shared", "forgetting_agents"])]
+    if not {"forgetting_shared", "forgetting_agents"} <= set(sub.metric):
         return out
     for variant in cfg.variants:
-        if variant not in wide.index.get_level_values(0):
+        mine = sub[sub.variant == variant]
+        if mine.empty:
             continue
-        d = (wide.loc[variant, "forgetting_shared"] - wide.loc[variant, "forgetting_agents"]).dropna().to_numpy(float)
-        if d.size < 2:
+        pair = mine.assign(variant=mine.metric).drop(columns="metric").assign(metric="forgetting")
+        units = paired_units(pair, "forgetting_shared", "forgetting_agents", "forgetting", cfg.scheme)
+        if units.x_paired.size < 2:
             continue
-        lo, hi = t_interval(d, cfg.confidence)
-        p = float(sp.ttest_1samp(d, 0.0).pvalue) if d.std(ddof=1) > 0 else (0.0 if d.mean() != 0 else 1.0)
-        out[variant] = {"n": int(d.size), "mean": float(d.mean()), "ci_low": lo, "ci_high": hi, "ttest_p": p}
+        res = paired_difference(units.x_paired - units.y_paired, units.blocks, cfg.confidence)
+        out[variant] = {"n": res["n"], "mean": res["mean_diff"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
+                        "ttest_p": res["p"]}
     return out
 
 
@@ -201,7 +202,7 @@ def statistics(tidy: pd.DataFrame, cfg: AnalysisSettings) -> tuple[pd.DataFrame,
 
 
 STAT_KEYS = ["mean", "std", "ci_low", "ci_high", "median", "median_ci_low", "median_ci_high", "median_ci_coverage",
-             "iqm", "iqm_ci_low", "iqm_ci_high", "n"]
+             "iqm", "iqm_ci_low", "iqm_ci_high", "n", "n_runs"]
 #: the numbers a person compares across experiments: the DVC metrics file (results/metrics.json)
 HEADLINE_METRICS = ("final_avg_bpb", "forgetting", "bwt")
 

@@ -3,7 +3,7 @@
 A method cannot forget less than a reference that does not forget. So before a claim like "K-1
 forgets less than dense" is judged, the reference's own forgetting is tested: the benchmark
 *forgets* when the reference's mean forgetting is at least the declared margin
-(`analysis.forgetting_margin`) and its t-interval lies above 0. Otherwise every forgetting claim
+(`analysis.forgetting_margin`) and its interval (`intervals.mean_interval`) lies above 0. Otherwise every forgetting claim
 is "untestable on this benchmark", never "contradicted". The same check is reported per domain
 and domain order, which says which domain is forgotten, and after which phase.
 
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from k1model.analysis.cl_metrics import forgetting_per_domain
-from k1model.analysis.intervals import t_interval
+from k1model.analysis.intervals import mean_interval
 from k1model.errors import DataError
 
 #: metrics whose claims need a benchmark that forgets
@@ -56,7 +56,7 @@ def phase_table(records: Iterable[Any]) -> pd.DataFrame:
 def _check(values: np.ndarray, margin: float, confidence: float) -> dict[str, Any]:
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
-    lo, hi = t_interval(values, confidence)
+    lo, hi = mean_interval(values, confidence)
     mean = float(values.mean()) if values.size else math.nan
     forgets = bool(values.size >= 2 and mean >= margin and lo > 0)
     return {"n": int(values.size), "mean": mean, "ci_low": lo, "ci_high": hi, "forgets": forgets}
@@ -64,11 +64,11 @@ def _check(values: np.ndarray, margin: float, confidence: float) -> dict[str, An
 
 def benchmark_forgets(phases: pd.DataFrame, average: Sequence[float], reference: str, margin: float,
                       confidence: float) -> dict[str, Any]:
-    """The validity check: the reference's average forgetting over its runs (`average`: one value
-    per run, the `forgetting` scalar), and its forgetting per domain order × domain."""
+    """The validity check: the reference's average forgetting over its units (`average`: one value per
+    initialisation, the `forgetting` scalar), and its forgetting per domain order × domain."""
     doc: dict[str, Any] = {"reference": reference, "margin": float(margin), "confidence": float(confidence),
                            "rule": f"the benchmark forgets when {reference}'s mean forgetting is >= {margin:g} bpb "
-                                   f"and its {confidence:.0%} t-interval lies above 0",
+                                   f"and its {confidence:.0%} interval lies above 0",
                            "average": _check(np.asarray(average, dtype=float), margin, confidence)}
     ref = phases[(phases.variant == reference) & phases.forgetting.notna()]
     doc["domains"] = {}  # order -> domain -> check, in phase order
@@ -82,13 +82,13 @@ def benchmark_forgets(phases: pd.DataFrame, average: Sequence[float], reference:
 
 
 def domain_summary(phases: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """Per variant × order × domain × later phase: mean increase in bpb with its t-interval (and the
-    final forgetting on the last phase's rows)."""
+    """Per variant × order × domain × later phase (the seeds of one order: independent runs): mean increase
+    in bpb with its interval (`mean_interval`), and the final forgetting on the last phase's rows."""
     rows = []
     for keys, grp in phases.groupby(["variant", "order", "domain", "after_phase"], sort=False):
-        lo, hi = t_interval(grp.increase.to_numpy(float), confidence)
+        lo, hi = mean_interval(grp.increase.to_numpy(float), confidence)
         f = grp.forgetting.dropna().to_numpy(float)
-        flo, fhi = t_interval(f, confidence) if f.size else (math.nan, math.nan)
+        flo, fhi = mean_interval(f, confidence) if f.size else (math.nan, math.nan)
         rows.append({"variant": keys[0], "order": keys[1], "domain": keys[2], "position": int(grp.position.iloc[0]),
                      "after_phase": int(keys[3]), "after_domain": grp.after_domain.iloc[0], "n": len(grp),
                      "increase": float(grp.increase.mean()), "increase_ci_low": lo, "increase_ci_high": hi,

@@ -115,7 +115,11 @@ def record_failure(out_dir: Path, resume_path: Path, log: RunLog, info: dict[str
     if resume_path.exists():
         with atomic_path(out_dir / "checkpoint.pt") as tmp:
             shutil.copyfile(resume_path, tmp)
-    metrics = {**info, "status": "failed", "error": info["message"]}
+    from k1model.analysis.cl_metrics import DIVERGENCE_RULE
+
+    metrics = {**info, "status": "failed", "error": info["message"],
+               "divergence": {"diverged": True, "reasons": [f"loss not finite ({info.get('loss')}) at step "
+                                                            f"{info.get('step')}"], "rule": DIVERGENCE_RULE}}
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -131,7 +135,7 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
                 update_counts: dict[str, int], n_agents: int, agent_params: int, shared_params: int,
                 extra: dict[str, Any], more_scalars: dict[str, Any] | None = None) -> dict[str, Any]:
     """metrics.json of a completed run: R matrices, scalars (what `k1 aggregate` reads), sparsity."""
-    from k1model.analysis.cl_metrics import forgetting_summary, sparsity_summary
+    from k1model.analysis.cl_metrics import divergence, forgetting_summary, sparsity_summary
 
     checks = pd.DataFrame(log.sparsity_checks)
     live = "agents_active" in checks  # a model with agent slots: fractions of the live tree at each step
@@ -149,6 +153,7 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
         "shared_params": shared_params,
     })
     domains = identity["domains"]
+    diverged = divergence(log.R, log.R0, steps["loss"].to_numpy(float), list(domains))
     scalars: dict[str, Any] = dict(forgetting_summary(log.R, log.R0))
     for d, bpb in zip(domains, log.R[-1]):
         scalars[f"final_bpb_{d}"] = bpb
@@ -163,6 +168,7 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
         "loo_hurt_fraction": _mean_or_none(steps.get("loo_hurt")),
         "loo_changed_fraction": _mean_or_none(steps.get("loo_changed")),
         "final_train_loss": float(steps["loss"].tail(max(1, len(steps) // 20)).mean() / LN2),
+        "diverged": float(diverged["diverged"]),  # a flag (1 = diverged) the tidy table carries
         "wall_time_s": log.wall_time_s,
         "steps_per_s": total / log.wall_time_s if log.wall_time_s > 0 else None,
         **(more_scalars or {}),  # e.g. the live tree's size, structural events (structural plasticity)
@@ -174,5 +180,5 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
         # as tuning read only these, never the test split
         "validation": forgetting_summary(log.R_valid, log.R0_valid),
         "final_bpb": dict(zip(domains, log.R[-1])), "update_counts": update_counts, "steps": total,
-        "sparsity": sparsity, "scalars": scalars, **extra, "wall_time_s": log.wall_time_s,
+        "sparsity": sparsity, "divergence": diverged, "scalars": scalars, **extra, "wall_time_s": log.wall_time_s,
     }
