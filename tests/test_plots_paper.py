@@ -9,7 +9,8 @@ import pytest
 
 from fake_runs import write_fake_runs, write_manifest, write_params
 from k1model.report import paper as P
-from k1model.analysis.aggregate import load_summary
+from k1model.analysis import claim_tests as CT
+from k1model.analysis.aggregate import read_summary
 from k1model.cli import main
 from k1model.errors import K1Error
 from k1model.analysis.aggregate import aggregate
@@ -67,7 +68,8 @@ def _at(doc, path):
 
 
 def test_paper_numbers_equal_summary(built):
-    summary = load_summary(built["results"])
+    """Every number the paper quotes is in summary.json (the committed file), at the path numbers.json names."""
+    summary = read_summary(built["results"])
     numbers = json.loads((built["paper"] / "numbers.json").read_text())["numbers"]
     text = (built["paper"] / "paper.md").read_text()
     assert len(numbers) >= 10
@@ -77,8 +79,9 @@ def test_paper_numbers_equal_summary(built):
         fmt = fmt_p if key.endswith(("_p", "_p_holm", "_min_p")) else fmt_num
         assert entry["text"] == fmt(value), key
         assert entry["text"] in text, key
-    # the headline comparison is quoted from summary.json
-    assert "comparisons.k1_full.dense.forgetting.wilcoxon_p_holm" in numbers
+    # the headline claim is quoted from summary.json, its Holm family the declared claims
+    assert "claims.less_forgetting.p_holm" in numbers and "claim_family.size" in numbers
+    assert not any(k.startswith("comparisons.") for k in numbers)
     assert f"k1_full {fmt_num(summary['k1_full']['forgetting']['mean'])}" in text
 
 
@@ -114,29 +117,39 @@ def test_paper_needs_its_inputs(built, tmp_path):
         P.render_paper(built["params"], built["results"], tmp_path / "nodata", tmp_path / "out")
 
 
-def _summary(mean_a, mean_b, p_holm, n=10, direction="lower", tost=None, ref_forgets=None):
+def _summary(mean_a, mean_b, p_holm, n=10, direction="lower", tost=None, ref_forgets=None, reference="dense"):
+    """A summary.json with one claim entry (analysis/claim_tests.py) whose status `decide` derives from the numbers."""
     ci = lambda m: {"mean": m, "ci_low": m - 0.01, "ci_high": m + 0.01, "n": n}  # noqa: E731
-    out = {
-        "n_seeds": n, "metrics": {"forgetting": {"direction": direction, "unit": "bpb"}},
-        "k1_full": {"forgetting": ci(mean_a)}, "dense": {"forgetting": ci(mean_b)},
-        "comparisons": {"k1_full": {"dense": {"forgetting": {
-            "mean_diff": mean_b - mean_a, "diff_ci_low": mean_b - mean_a - 0.05, "diff_ci_high": mean_b - mean_a + 0.05,
-            "n_pairs": n, "wilcoxon_p_holm": p_holm, "ttest_paired_p_holm": p_holm, "wilcoxon_min_p": 2.0 ** (1 - n),
-            "mde": 0.123, "runs_needed": 37.0, "equivalence_margin": 0.05, "tost_p_holm": tost}}}},
-    }
+    entry = {"claim": "less_forgetting", "variant": "k1_full", "reference": reference, "metric": "forgetting",
+             "direction": direction, "kind": "test", "unit": "run", "n_units": n, "test": "wilcoxon",
+             "mean_diff": mean_a - mean_b, "diff_ci_low": mean_a - mean_b - 0.05, "diff_ci_high": mean_a - mean_b + 0.05,
+             "p": p_holm, "p_holm": p_holm, "family_size": 4, "wilcoxon_min_p": 2.0 ** (1 - n),
+             "wilcoxon_min_p_holm": min(1.0, 4 * 2.0 ** (1 - n)), "mde": 0.123, "units_for_margin": 37.0,
+             "equivalence_margin": 0.05, "equivalence_testable": tost is not None, "equivalence_power": 0.9 if tost
+             else 0.2, "margin_for_power": 0.04 if tost else 0.09, "planned_units": n, "tost_p_holm": tost,
+             "status": None, "reason": ""}
+    out = {"n_seeds": n, "metrics": {"forgetting": {"direction": direction, "unit": "bpb"}},
+           "k1_full": {"forgetting": ci(mean_a)}, "dense": {"forgetting": ci(mean_b)},
+           "claims": {"less_forgetting": entry}}
     if ref_forgets is not None:  # the validity check (analysis/validity.py) of dense's forgetting
         mean = 0.3 if ref_forgets else -0.1
         out["validity"] = {"reference": "dense", "margin": 0.2, "confidence": 0.95, "measured": True,
                            "forgets": ref_forgets, "average": {"n": n, "mean": mean, "ci_low": mean - 0.05,
                                                                "ci_high": mean + 0.05, "forgets": ref_forgets}}
+    gate = CT.untestable(P.CLAIMS[0], CT.Part("as_specified", None, ["k1_full", "dense"], out.get("validity"),
+                                              "per_order", (n, 1), None))
+    entry.update(gate or {"status": CT.decide({**entry, "p_holm": p_holm}, 0.05) if p_holm is not None
+                          else "inconclusive"})
     return out
 
 
 @pytest.mark.parametrize("mean_a, mean_b, p, tost, status, phrase", [
     (0.1, 0.3, 0.004, None, "supported", "significantly lower forgetting"),
     (0.3, 0.1, 0.004, None, "contradicted", "which contradicts"),
-    (0.1, 0.3, 0.2, 0.5, "inconclusive", "could have detected a difference of 0.123 bpb"),
-    (0.1, 0.3, 0.2, 0.5, "inconclusive", "about 37 paired runs would detect"),
+    (0.1, 0.3, 0.2, None, "inconclusive", "could have detected a difference of 0.123 bpb"),
+    (0.1, 0.3, 0.2, None, "inconclusive", "about 37 initialisations would detect a difference of the declared ±0.05"),
+    (0.1, 0.3, 0.2, None, "inconclusive", "no equivalence test at this n"),
+    (0.1, 0.3, 0.2, 0.5, "inconclusive", "equivalence within ±0.05 bpb was not shown either"),
     (0.1, 0.12, 0.2, 0.01, "equivalent", "equivalent on forgetting within the declared margin of ±0.05"),
     (0.1, 0.3, None, None, "inconclusive", "test was undefined"),
 ])
@@ -148,6 +161,7 @@ def test_claim_sentences_follow_the_numbers(built, mean_a, mean_b, p, tost, stat
     assert got == status and phrase in sentence, sentence
     assert fmt_num(mean_a) in short
     assert "overlap" not in sentence  # overlap of intervals is never read as evidence
+    assert "runs would detect" not in sentence  # no power against the observed difference
 
 
 @pytest.mark.parametrize("p", [0.004, 0.2])
@@ -160,31 +174,37 @@ def test_a_forgetting_claim_is_untestable_where_the_reference_does_not_forget(bu
     assert status == "untestable" and "cannot be tested on this benchmark" in sentence and "-0.1" in sentence
     status, _, _ = P._claim_sentence(P.Numbers(_summary(0.3, 0.1, 0.004, ref_forgets=True)), claim, cfg)
     assert status == "contradicted"  # the same numbers on a benchmark that forgets are a test
-    bpb = next(c for c in P.CLAIMS if c.metric == "final_avg_bpb")  # not a forgetting claim: unaffected
-    s = _summary(0.3, 0.1, 0.004, ref_forgets=False)
-    s["metrics"]["final_avg_bpb"] = s["metrics"]["forgetting"]
-    for v in ("k1_full", "dense"):
-        s[v]["final_avg_bpb"] = s[v]["forgetting"]
-    s["comparisons"]["k1_full"]["dense"]["final_avg_bpb"] = s["comparisons"]["k1_full"]["dense"]["forgetting"]
-    assert P._claim_sentence(P.Numbers(s), bpb, cfg)[0] == "contradicted"
+    bpb = next(c for c in P.CLAIMS if c.metric == "final_avg_bpb")  # not a forgetting claim: the gate lets it by
+    part = CT.Part("as_specified", None, ["k1_full", "dense"], {"measured": True, "forgets": False}, "per_order",
+                   (3, 1), None)
+    assert CT.untestable(bpb, part) is None and CT.untestable(claim, part)["status"] == "untestable"
 
 
-@pytest.mark.parametrize("lo, hi, status", [(0.5, 0.9, "supported"), (0.01, 0.05, "contradicted"),
-                                             (0.05, 0.9, "inconclusive")])
-def test_claim_against_chance(built, lo, hi, status):
+@pytest.mark.parametrize("p, mean, status", [(0.001, 0.7, "supported"), (0.001, 0.03, "contradicted"),
+                                             (0.3, 0.4, "inconclusive")])
+def test_claim_against_chance(built, p, mean, status):
     cfg = load_analysis_config(built["params"])
     claim = next(c for c in P.CLAIMS if c.reference == "chance")
-    s = {"k1_full": {claim.metric: {"mean": (lo + hi) / 2, "ci_low": lo, "ci_high": hi, "n": 10}}}
-    got, _, sentence = P._claim_sentence(P.Numbers(s), claim, cfg, chance=1 / 7)
+    entry = {"claim": claim.name, "variant": "k1_full", "reference": "chance", "metric": claim.metric,
+             "direction": "higher", "kind": "test", "unit": "run", "n_units": 10, "test": "ttest_paired",
+             "chance": 1 / 7, "mean_variant": mean, "mean_reference": 1 / 7, "mean_diff": mean - 1 / 7,
+             "diff_ci_low": mean - 1 / 7 - 0.05, "diff_ci_high": mean - 1 / 7 + 0.05, "p": p, "p_holm": p,
+             "family_size": 4, "mde": 0.1, "equivalence_margin": None}
+    entry["status"] = CT.decide(entry, 0.05)
+    s = {"k1_full": {claim.metric: {"mean": mean, "ci_low": mean - 0.05, "ci_high": mean + 0.05, "n": 10}},
+         "claims": {claim.name: entry}}
+    got, _, sentence = P._claim_sentence(P.Numbers(s), claim, cfg)
     assert got == status and "chance" in sentence
 
 
 def test_claim_not_measured(built):
     cfg = load_analysis_config(built["params"])
     s = _summary(0.1, 0.3, 0.01)
-    s["dense"]["forgetting"]["n"] = 0
+    s["claims"]["less_forgetting"].update(status="not measured", reason="`forgetting` was not measured for dense")
     status, _, sentence = P._claim_sentence(P.Numbers(s), P.CLAIMS[0], cfg)
     assert status == "not measured" and "dense" in sentence
+    status, _, sentence = P._claim_sentence(P.Numbers({}), P.CLAIMS[0], cfg)  # no entry at all
+    assert status == "not measured" and "rerun `k1 aggregate`" in sentence
 
 
 @pytest.mark.parametrize("train_bytes,verdict", [(200_000, "at most about one"), (20_000, "more than one")])

@@ -1,22 +1,23 @@
 """The claims the paper tests, and the sentences that state what the numbers say about them.
 
-A claim is a hypothesis of the K-1 idea: a variant beats a reference on a metric (or beats chance).
-Its status is derived from the numbers only (`STATUSES`): "untestable" for a forgetting claim on a
-benchmark where the reference does not forget (analysis/validity.py); "supported" or "contradicted"
-when the Holm-adjusted p of the primary test is below alpha = 1 - confidence (by the direction of
-the difference); "equivalent" when a TOST test shows the difference within the declared margin;
-"inconclusive" otherwise, stated with the minimum detectable effect; "not measured" when a variant
-or metric is absent. Overlap of two intervals is never read as evidence. Every
-quoted number is registered with its key path (`Numbers`), so numbers.json lets a test check
-the paper against the results.
+A claim is a hypothesis of the K-1 idea, declared before any run: a variant beats a reference on a metric
+(or beats chance), or -- kind "property" -- a design constant that is measured, not tested. `k1 aggregate`
+tests every claim and decides its status (`k1model.analysis.claim_tests`: the gates, one Holm family over
+the claims as specified and tuned, the equivalence tests that have the power to succeed) and writes each
+claim's numbers to summary.json (`claims`, `tuned.claims`, `by_order.<order>.claims`). This module turns an
+entry into sentences (`SENTENCES`, one per status). Overlap of two intervals is never read as evidence. Every
+quoted number is registered with its key path (`Numbers`), so numbers.json lets a test check the paper
+against the results, and every path is in summary.json.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import k1model.strategies  # noqa: F401  (registers the strategies and their claims)
-from k1model.report.tables import fmt_num, fmt_p
+from k1model.analysis.claim_tests import STATUSES
+from k1model.config import TEST_NAMES
+from k1model.report.tables import fmt_num, fmt_p, fmt_units
 
 class Numbers:
     """Quotes numbers from summary.json and remembers where each came from."""
@@ -69,6 +70,7 @@ class Claim:
     variant: str
     reference: str
     statement: str
+    kind: str = "test"  # "property": a design constant, reported as measured, never tested
 
 #: the claims about the core variants; each strategy declares its own (`Strategy.claims`), see `all_claims`
 CORE_CLAIMS: tuple[Claim, ...] = (
@@ -79,7 +81,7 @@ CORE_CLAIMS: tuple[Claim, ...] = (
     Claim("attribution_not_sparsity", "forgetting", "k1_full", "random_path",
           "choosing the path by attribution forgets less than a random path of the same sparsity"),
     Claim("sparse_updates", "sparsity_param_fraction", "k1_full", "dense",
-          "K-1 changes a smaller fraction of agent parameters per step than dense training"),
+          "K-1 changes a smaller fraction of agent parameters per step than dense training", kind="property"),
     Claim("fault_finding", "attr_fault_top1_hybrid", "k1_full", "chance",
           "hybrid attribution names a planted faulty agent (top-1) more often than chance"),
 )
@@ -94,7 +96,7 @@ def all_claims() -> tuple[Claim, ...]:
 
 
 def paired_claims() -> tuple[Claim, ...]:
-    """The claims decided by a paired comparison (the ones re-tested per order and after tuning)."""
+    """The claims about a paired comparison (the ones re-tested per order and after tuning; properties included)."""
     return tuple(c for c in all_claims() if c.reference != "chance")
 
 
@@ -105,42 +107,25 @@ def __getattr__(name: str) -> Any:  # CLAIMS, PAIRED_CLAIMS: collected from the 
         return paired_claims()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-def _comparison(nums: Numbers, a: str, b: str, references: Sequence[str]) -> tuple[str, str] | None:
-    """(reference, variant) keys under summary.comparisons for the pair a, b.
+_UNIT_WORD = {"run": "runs, each its own initialisation", "seed": "seeds (each the mean of its runs in every order)"}
 
-    The pair's entry is taken from the family of whichever of the two comes first in
-    analysis.references (the same choice as the key-comparisons table).
-    """
-    comps = nums.get("comparisons") or {}
-    for ref in references:
-        if ref == a and b in (comps.get(a) or {}):
-            return a, b
-        if ref == b and a in (comps.get(b) or {}):
-            return b, a
-    return None
-
-_TEST_SHORT = {"wilcoxon": "Wilcoxon", "ttest_paired": "paired t", "welch": "Welch t"}
-
-#: every status a claim can have, in the order the paper counts them
-STATUSES = ("supported", "contradicted", "equivalent", "inconclusive", "untestable", "not measured")
-#: metrics whose claims need a benchmark on which the reference forgets (analysis/validity.py)
-FORGETTING_METRICS = ("forgetting", "bwt")
+__all__ = ["Claim", "CORE_CLAIMS", "Numbers", "STATUSES", "SENTENCES", "all_claims", "paired_claims"]
 
 
-def _untestable(nums: Numbers, claim: Claim) -> tuple[str, str, str] | None:
+def _unit_text(unit: str) -> str:
+    return f" {unit}" if unit and unit not in ("fraction", "p", "flag") else ""
+
+
+def _untestable(nums: Numbers, claim: Claim) -> tuple[str, str, str]:
     """The validity check: a forgetting claim on a benchmark where the reference does not forget."""
-    if claim.metric not in FORGETTING_METRICS:
-        return None
-    validity = nums.get("validity")
-    if not validity or not validity.get("measured") or validity.get("forgets"):
-        return None
-    ref, margin = validity["reference"], validity["margin"]
+    validity = nums.get("validity") or {}
+    ref, margin = validity.get("reference", "the reference"), validity.get("margin")
     avg = nums.get("validity", "average") or {}
     value = nums.q("validity", "average", "mean")
     if avg.get("ci_low") is not None:
         value += f" [{nums.q('validity', 'average', 'ci_low')}, {nums.q('validity', 'average', 'ci_high')}]"
     why = (f"the reference {ref} forgets {value} bpb on average, "
-           + ("below the declared margin of " + fmt_num(margin) + " bpb" if (avg.get("mean") or 0) < margin
+           + ("below the declared margin of " + fmt_num(margin) + " bpb" if (avg.get("mean") or 0) < (margin or 0)
               else "with an interval that includes 0"))
     short = f"untestable on this benchmark ({why})."
     return "untestable", short, (
@@ -148,144 +133,131 @@ def _untestable(nums: Numbers, claim: Claim) -> tuple[str, str, str] | None:
         f"less than it. (The comparison itself is in the tables; it is not read as evidence either way.)")
 
 
-def _chance_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None) -> tuple[str, str, str]:
-    """A one-variant claim against a chance level: decided by whether the t-interval excludes it."""
-    stats_ = nums.get(claim.variant, claim.metric)
-    if claim.variant not in nums.summary:
-        text = f"{claim.variant} is not in experiment.variants, so this was not tested."
-        return "not measured", text, f"The claim that {claim.statement} was not tested: {text}"
-    if not stats_ or not stats_.get("n") or chance is None:
-        text = f"`{claim.metric}` was not measured for {claim.variant}, so this could not be tested."
-        return "not measured", text, f"The claim that {claim.statement} could not be tested: {text}"
-    value = f"{claim.variant} {nums.ci(claim.variant, claim.metric)} vs chance {fmt_num(chance)}"
-    lo, hi = stats_.get("ci_low"), stats_.get("ci_high")
-    conf = f"{cfg.confidence:.0%}"
-    if lo is not None and lo > chance:
-        return "supported", f"above chance ({value}).", (
-            f"{claim.variant}'s {claim.metric} was above chance: {value} (the {conf} t-interval excludes chance), "
-            f"which supports the claim that {claim.statement}.")
-    if hi is not None and hi < chance:
-        return "contradicted", f"below chance ({value}).", (
-            f"{claim.variant}'s {claim.metric} was below chance: {value} (the {conf} t-interval excludes chance), "
-            f"which contradicts the claim that {claim.statement}.")
-    return "inconclusive", f"not distinguishable from chance ({value}).", (
-        f"{claim.variant}'s {claim.metric} could not be told apart from chance ({value}; the {conf} t-interval "
-        f"includes chance); the claim that {claim.statement} is not supported by these runs.")
+def _not_measured(nums: Numbers, claim: Claim, entry: Mapping[str, Any]) -> tuple[str, str, str]:
+    reason = entry.get("reason") or "the claim's variants or metric are absent"
+    text = f"{reason}, so this could not be tested."
+    return "not measured", text, f"The claim that {claim.statement} could not be tested: {text}"
 
 
-def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None = None) -> tuple[str, str, str]:
-    """(status, short, long) for one claim, all derived from summary.json; status in STATUSES.
-
-    Order of the decision: not measured (a variant or metric is absent); untestable (a forgetting claim
-    on a benchmark where the reference does not forget); supported / contradicted (Holm-adjusted primary
-    test below alpha, by the direction of the difference); equivalent (TOST within the declared margin,
-    Holm-adjusted); inconclusive otherwise, stated with the effect the study could have detected."""
+def _values(nums: Numbers, claim: Claim, base: tuple[str, ...], unit_s: str) -> tuple[str, str]:
+    """("k1_full 0.51 [0.40, 0.62] bpb vs dense 0.77 [...] bpb", the same with means only)."""
     if claim.reference == "chance":
-        return _chance_sentence(nums, claim, cfg, chance)
-    info = nums.get("metrics", claim.metric) or {}
-    unit = info.get("unit", "")
-    unit_s = f" {unit}" if unit and unit not in ("fraction", "p") else ""
-    absent = [v for v in (claim.variant, claim.reference) if v not in nums.summary]
-    if absent:
-        text = f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not in experiment.variants, so this was not tested."
-        return "not measured", text, f"The claim that {claim.statement} was not tested: {text}"
-    a_stats, b_stats = nums.get(claim.variant, claim.metric), nums.get(claim.reference, claim.metric)
-    if not a_stats or not b_stats or not a_stats.get("n") or not b_stats.get("n"):
-        missing = [v for v, s in ((claim.variant, a_stats), (claim.reference, b_stats)) if not s or not s.get("n")]
-        text = f"`{claim.metric}` was not measured for {', '.join(missing)}, so this could not be tested."
-        return "not measured", text, f"The claim that {claim.statement} could not be tested: {text}"
-    untestable = _untestable(nums, claim)
-    if untestable is not None:
-        return untestable
-    keys = _comparison(nums, claim.variant, claim.reference, cfg.references)
-    a_txt, b_txt = nums.ci(claim.variant, claim.metric), nums.ci(claim.reference, claim.metric)
-    values = f"{claim.variant} {a_txt}{unit_s} vs {claim.reference} {b_txt}{unit_s}"
-    short_values = (f"{claim.variant} {nums.q(claim.variant, claim.metric, 'mean')} vs {claim.reference} "
-                    f"{nums.q(claim.reference, claim.metric, 'mean')}{unit_s}")
-    if keys is None:
-        text = f"{claim.metric}: {values}; no paired comparison was computed (neither is in analysis.references)."
-        return "not measured", text, text
-    ref, var = keys
-    base = ("comparisons", ref, var, claim.metric)
-    entry = nums.get(*base) or {}
-    test = cfg.primary_test
-    p_key = f"{test}_p_holm"
-    p_txt = nums.q(*base, p_key, p=True)
-    tests = f"Holm-adjusted {_TEST_SHORT[test]} p {_relation(p_txt)}"
-    short_tests = tests
-    if test != "ttest_paired":
-        tests += f"; paired t-test, Holm-adjusted p {_relation(nums.q(*base, 'ttest_paired_p_holm', p=True))}"
-    direction = info.get("direction", "lower")
+        chance = nums.q(*base, "chance")
+        return (f"{claim.variant} {nums.ci(claim.variant, claim.metric)} vs chance {chance}",
+                f"{claim.variant} {nums.q(claim.variant, claim.metric, 'mean')} vs chance {chance}")
+    return (f"{claim.variant} {nums.ci(claim.variant, claim.metric)}{unit_s} vs {claim.reference} "
+            f"{nums.ci(claim.reference, claim.metric)}{unit_s}",
+            f"{claim.variant} {nums.q(claim.variant, claim.metric, 'mean')} vs {claim.reference} "
+            f"{nums.q(claim.reference, claim.metric, 'mean')}{unit_s}")
+
+
+def _measured(nums: Numbers, claim: Claim, entry: Mapping[str, Any]) -> tuple[str, str, str]:
+    """A design constant: the two values with their intervals, no test."""
+    base = ("claims", claim.name)
+    unit_s = _unit_text((nums.get("metrics", claim.metric) or {}).get("unit", ""))
+    var = f"{nums.q(*base, 'mean_variant')} [{nums.q(*base, 'variant_ci_low')}, {nums.q(*base, 'variant_ci_high')}]"
+    ref = (f"{nums.q(*base, 'mean_reference')} [{nums.q(*base, 'reference_ci_low')}, "
+           f"{nums.q(*base, 'reference_ci_high')}]")
+    values = f"{claim.variant} {var}{unit_s} vs {claim.reference} {ref}{unit_s} over {nums.q(*base, 'n_units')} units"
+    return "measured", f"measured: {values} (a design property, not tested).", (
+        f"That {claim.statement} is a property of the method's design, measured rather than tested: {values}.")
+
+
+def _tested(nums: Numbers, claim: Claim, entry: Mapping[str, Any], cfg: Any) -> tuple[str, str, str]:
+    """supported / contradicted / equivalent / inconclusive: the entry's tests, Holm over the declared claims."""
+    status = entry["status"]
+    base = ("claims", claim.name)
+    unit_s = _unit_text((nums.get("metrics", claim.metric) or {}).get("unit", ""))
+    values, short_values = _values(nums, claim, base, unit_s)
+    test = entry.get("test", cfg.primary_test)
+    n_txt = f"n = {nums.q(*base, 'n_units')} {_UNIT_WORD.get(entry.get('unit'), 'units')}"
+    p_holm = nums.q(*base, "p_holm", p=True)
+    tests = (f"{TEST_NAMES.get(test, test)} p {_relation(nums.q(*base, 'p', p=True))}, Holm-adjusted over the "
+             f"{nums.q(*base, 'family_size')} declared claims p {_relation(p_holm)}; {n_txt}")
+    short_tests = f"Holm-adjusted p {_relation(p_holm)}"
+    if "zero variance" in str(entry.get("note", "")):
+        tests += (" (the differences have no variance, so the p-value is the exact sign test's: at least 2/2^n "
+                  "with n units)")
     diff = entry.get("mean_diff")
-    flip = var != claim.variant  # an entry holds (its variant − its reference); say claim.variant − claim.reference
-    if diff is not None and flip:
-        diff = -diff
-    p = entry.get(p_key)
-    if p is None or diff is None:
-        short = f"test undefined ({short_values})."
-        return "inconclusive", short, (
-            f"{claim.metric}: {values} ({tests}); the test was undefined, so the claim that "
-            f"{claim.statement} is not supported.")
-    lo, hi = entry.get("diff_ci_low"), entry.get("diff_ci_high")
-    if lo is not None and hi is not None:
-        q_lo, q_hi = nums.q(*base, "diff_ci_high" if flip else "diff_ci_low"), nums.q(*base, "diff_ci_low" if flip else "diff_ci_high")
-        if flip:  # the interval of the negated difference
-            q_lo, q_hi = _neg(q_lo), _neg(q_hi)
-        diff_txt = f"difference {fmt_num(diff)} [{q_lo}, {q_hi}]{unit_s}"
-    else:
-        diff_txt = f"difference {fmt_num(diff)}{unit_s}"
-    a_lower = diff < 0
-    word = "lower" if a_lower else "higher"
-    a_better = a_lower if direction == "lower" else not a_lower
-    if p < cfg.alpha:
-        status = "supported" if a_better else "contradicted"
-        verdict = "supports" if a_better else "contradicts"
+    diff_txt = (f"difference {nums.q(*base, 'mean_diff')} [{nums.q(*base, 'diff_ci_low')}, "
+                f"{nums.q(*base, 'diff_ci_high')}]{unit_s}")
+    if entry.get("p_holm") is None or diff is None:
+        return "inconclusive", f"test undefined ({short_values}).", (
+            f"{claim.metric}: {values} ({n_txt}); the test was undefined, so the claim that {claim.statement} is "
+            "not supported.")
+    word = "lower" if diff < 0 else "higher"
+    than = "chance" if claim.reference == "chance" else claim.reference
+    if status in ("supported", "contradicted"):
+        verdict = "supports" if status == "supported" else "contradicts"
         short = f"{claim.variant} had significantly {word} {claim.metric} ({short_values}; {short_tests})."
+        return status, short, (f"{claim.variant} had significantly {word} {claim.metric} than {than} ({values}; "
+                               f"{diff_txt}; {tests}), which {verdict} the claim that {claim.statement}.")
+    m_txt = nums.q(*base, "equivalence_margin")
+    if status == "equivalent":
+        tost = _relation(nums.q(*base, "tost_p_holm", p=True))
+        short = f"equivalent within ±{m_txt}{unit_s} ({short_values}; Holm-adjusted TOST p {tost})."
         return status, short, (
-            f"{claim.variant} had significantly {word} {claim.metric} than {claim.reference} ({values}; "
-            f"{diff_txt}; {tests}), which {verdict} the claim that {claim.statement}.")
-    margin = entry.get("equivalence_margin")
-    tost = entry.get("tost_p_holm")
-    if margin is not None and tost is not None and tost < cfg.alpha:
-        m_txt = nums.q(*base, "equivalence_margin")
-        short = f"equivalent within ±{m_txt}{unit_s} ({short_values}; Holm-adjusted TOST p {_relation(nums.q(*base, 'tost_p_holm', p=True))})."
-        return "equivalent", short, (
-            f"{claim.variant} and {claim.reference} are equivalent on {claim.metric} within the declared margin of "
-            f"±{m_txt}{unit_s} ({values}; {diff_txt}; Holm-adjusted TOST p "
-            f"{_relation(nums.q(*base, 'tost_p_holm', p=True))}; {tests}), which contradicts the claim that "
-            f"{claim.statement} as far as a difference of that size goes.")
+            f"{claim.variant} and {than} are equivalent on {claim.metric} within the declared margin of "
+            f"±{m_txt}{unit_s} ({values}; {diff_txt}; Holm-adjusted TOST p {tost}; {tests}), which contradicts the "
+            f"claim that {claim.statement} as far as a difference of that size goes.")
     mde_txt = nums.q(*base, "mde")
-    needed = entry.get("runs_needed")
-    need_txt = ""
-    if isinstance(needed, (int, float)) and needed < 1e6:  # inf (no difference at all) and undefined say nothing
-        need_txt = (f"; at the observed variance about {nums.q(*base, 'runs_needed')} paired runs would detect the "
-                    "observed difference")
-    tost_txt = ("" if margin is None or tost is None else
-                f", and equivalence within ±{nums.q(*base, 'equivalence_margin')}{unit_s} was not shown either "
-                f"(Holm-adjusted TOST p {_relation(nums.q(*base, 'tost_p_holm', p=True))})")
+    if entry.get("equivalence_margin") is None:
+        eq = ""
+    elif entry.get("equivalence_testable"):
+        eq = (f", and equivalence within ±{m_txt}{unit_s} was not shown either (Holm-adjusted TOST p "
+              f"{_relation(nums.q(*base, 'tost_p_holm', p=True))})")
+    else:
+        eq = (f"; no equivalence test at this n: a TOST within the declared ±{m_txt}{unit_s} would have power "
+              f"{nums.q(*base, 'equivalence_power')} at a true difference of 0 with "
+              f"{nums.q(*base, 'planned_units')} initialisations (80 % needs ±{nums.q(*base, 'margin_for_power')}"
+              f"{unit_s})")
+    need = ""
+    if entry.get("equivalence_margin") is not None:
+        count = entry.get("units_for_margin")
+        need = (f"; about {nums.q(*base, 'units_for_margin')} initialisations" if count is not None else
+                f"; more than {fmt_units(float('inf'))} initialisations") + (
+            f" would detect a difference of the declared ±{m_txt}{unit_s}")
     extra = ""
     min_p, min_p_holm = entry.get("wilcoxon_min_p"), entry.get("wilcoxon_min_p_holm")
     if test == "wilcoxon" and min_p is not None and min_p >= cfg.alpha:
-        extra = (f" With {entry.get('n_pairs')} paired seeds the smallest attainable Wilcoxon p is "
+        extra = (f" With {entry.get('n_units')} paired units the smallest attainable Wilcoxon p is "
                  f"{nums.q(*base, 'wilcoxon_min_p', p=True)}, so this test could not have reached significance.")
     elif test == "wilcoxon" and min_p_holm is not None and min_p_holm >= cfg.alpha:
-        extra = (f" With {entry.get('n_pairs')} paired seeds and a Holm family of "
-                 f"{nums.q(*base, 'holm_family_size')} tests the smallest attainable adjusted Wilcoxon p is "
-                 f"{nums.q(*base, 'wilcoxon_min_p_holm', p=True)}, so this test could not have reached significance.")
-    short = f"inconclusive ({short_values}; {short_tests}; MDE {mde_txt}{unit_s})."
+        extra = (f" With {entry.get('n_units')} paired units and {nums.q(*base, 'family_size')} declared claims the "
+                 f"smallest attainable adjusted Wilcoxon p is {nums.q(*base, 'wilcoxon_min_p_holm', p=True)}, so this "
+                 "test could not have reached significance.")
+    if entry.get("mde") is None:  # no variance: no MDE of a t-test; the sign test's floor decides
+        short = f"inconclusive ({short_values}; {short_tests}; no variance)."
+        power = "With no variance there is no t-test and no MDE"
+    else:
+        short = f"inconclusive ({short_values}; {short_tests}; MDE {mde_txt}{unit_s})."
+        power = (f"The study could have detected a difference of {mde_txt}{unit_s} with 80 % power (the same test at "
+                 "the worst-case Holm level, the observed standard error)")
     return "inconclusive", short, (
-        f"There was no significant difference in {claim.metric} between {claim.variant} and {claim.reference} "
-        f"({values}; {diff_txt}; {tests}){tost_txt}. The study could have detected a difference of "
-        f"{mde_txt}{unit_s} with 80 % power (paired t-test at the Holm-adjusted level, observed SD of the "
-        f"differences){need_txt}. The claim that {claim.statement} is neither supported nor refuted by these "
-        f"runs.{extra}")
+        f"There was no significant difference in {claim.metric} between {claim.variant} and {than} "
+        f"({values}; {diff_txt}; {tests}){eq}. {power}{need}. The claim that {claim.statement} is neither supported "
+        f"nor refuted by these runs.{extra}")
 
 
-def _neg(text: str) -> str:
-    """The formatted negation of a formatted number ("0.012" -> "-0.012"; "n/a" stays)."""
-    if text == "n/a":
-        return text
-    return text[1:] if text.startswith("-") else f"-{text}"
+#: the sentence of each status (a new status -- e.g. a competence check -- adds its gate in
+#: analysis/claim_tests.py and its sentence here)
+SENTENCES: dict[str, Callable[..., tuple[str, str, str]]] = {
+    "not measured": lambda nums, claim, entry, cfg: _not_measured(nums, claim, entry),
+    "untestable": lambda nums, claim, entry, cfg: _untestable(nums, claim),
+    "measured": lambda nums, claim, entry, cfg: _measured(nums, claim, entry),
+    **{status: _tested for status in ("supported", "contradicted", "equivalent", "inconclusive")},
+}
+
+
+def _claim_sentence(nums: Numbers, claim: Claim, cfg: Any, chance: float | None = None) -> tuple[str, str, str]:
+    """(status, short, long) for one claim, from its entry in summary.json (`claims.<name>` of the view);
+    the status was decided by `k1 aggregate` (analysis/claim_tests.py). `chance` is unused (the entry has it)."""
+    entry = nums.get("claims", claim.name)
+    if not isinstance(entry, Mapping) or entry.get("status") not in SENTENCES:
+        text = "summary.json has no test of this claim (rerun `k1 aggregate`)."
+        return "not measured", text, f"The claim that {claim.statement} was not tested: {text}"
+    return SENTENCES[entry["status"]](nums, claim, entry, cfg)
+
 
 def _relation(p_text: str) -> str:
     """"= 0.013" or "< 0.001": a formatted p-value after "p"."""

@@ -2,12 +2,13 @@
 
 The text is generated only from `RESULTS/summary.json`, `RESULTS/tables/*.md`, the
 params file and `DATA/manifest.json` (figures are linked from `RESULTS/figures/`, listed
-by its `figures.json`). Every sentence about a result is derived from the numbers: a
-difference is called significant only if the Holm-adjusted p of the primary test is
-below α = 1 − confidence; otherwise the paper says "equivalent" (TOST within the declared
-margin) or "inconclusive" with the effect the study could have detected; a significant difference
-in the unexpected direction contradicts the claim, and a forgetting claim on a benchmark where the
-reference does not forget is "untestable".
+by its `figures.json`). Every sentence about a result is derived from the numbers: each declared
+claim's status was decided by `k1 aggregate` (`analysis/claim_tests.py`: significant only if the
+primary test's p, Holm-adjusted over the declared claims, is below α = 1 − confidence; otherwise
+"equivalent" (a TOST with the power to show it) or "inconclusive" with the effect the study could have
+detected; a significant difference in the unexpected direction contradicts the claim, a forgetting
+claim on a benchmark where the reference does not forget is "untestable", a design constant is
+"measured").
 
 Every number quoted in the prose is registered with its key path in summary.json and
 written to `numbers.json` ({id: {source: [...], value, text}}), so a test can check the
@@ -24,18 +25,20 @@ from typing import Any, Mapping, Sequence
 from k1model.config import ModelConfig
 from k1model.errors import DataError, K1Error
 from k1model.io import write_json, write_text
-from k1model.analysis.aggregate import load_summary
+from k1model.analysis.aggregate import read_summary
 from k1model.analysis.settings import load_analysis_config
-from k1model.config import HOLM_FAMILIES, TEST_NAMES
+from k1model.config import TEST_NAMES
+from k1model.analysis.claim_tests import TESTED
 from k1model.report.claims import CLAIMS, STATUSES, Claim, Numbers, _claim_sentence, all_claims
-from k1model.report.forgetting_sections import (decomposition_section, loo_section, statistics_paragraph,
-                                                validity_section)
+from k1model.report.design_sections import (design_paragraph, divergence_section, properties_section,
+                                            statistics_paragraph)
+from k1model.report.design_sections import limitations as design_limitations
+from k1model.report.forgetting_sections import decomposition_section, loo_section, validity_section
 from k1model.report.study_sections import (baselines_paragraph, budget_paragraph, idle_by_rule, orders_section,
                                            sweep_section, tuned_section, variants_paragraph)
 from k1model.report.sections import (_data_section, _embed_table, _flatten, _kv_table, _n_agents, _rel,
                                      _trust_budget_section)
 from k1model.report.structure_sections import growing_variants, structure_section
-from k1model.report.tables import fmt_num, fmt_p
 
 __all__ = ["Numbers", "Claim", "CLAIMS", "render_paper"]
 
@@ -49,7 +52,7 @@ RESULT_TABLES: tuple[tuple[str, str], ...] = (
     ("attribution", "Attribution stability"),
     ("faults", "Planted faults"),
     ("cost", "Compute cost"),
-    ("comparisons_key", "Key paired comparisons"),
+    ("claims", "The declared claims"),
 )
 #: tables of the study's other parts, embedded when present
 STUDY_TABLES: tuple[tuple[str, str], ...] = (
@@ -66,12 +69,12 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     cfg = load_analysis_config(params)
     results, data, out = Path(results), Path(data), Path(out)
     summary_path, manifest_path = results / "summary.json", data / "manifest.json"
-    missing = [p for p in (summary_path, results / "comparisons.json", manifest_path) if not p.is_file()]
+    missing = [p for p in (summary_path, manifest_path) if not p.is_file()]
     missing += [results / "tables" / f"{n}.md" for n, _ in RESULT_TABLES if not (results / "tables" / f"{n}.md").is_file()]
     if missing:
         raise K1Error("cannot render the paper, missing: " + ", ".join(str(p) for p in missing)
                       + " (run `k1 prepare` and `k1 aggregate` first)")
-    summary = load_summary(results)
+    summary = read_summary(results)
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -109,8 +112,7 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         text, study["sweep"] = sweep_section(nums)
         study_text.append(text + idle_by_rule(nums))
     study_text.append(structure_section(nums, p, variants, claims))
-    tested = {k: v for k, v in claims.items() if v["status"] != "not measured"}
-    counts = {status: sum(v["status"] == status for v in tested.values()) for status in STATUSES[:-1]}
+    counts = {status: sum(v["status"] == status for v in claims.values()) for status in STATUSES}
 
     L: list[str] = []
     L.append("# K-1: hierarchical error attribution with sparse, trust-gated updates — "
@@ -125,12 +127,12 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         f"blamed for the error, with proportional learning rates and a trust-based cooldown. We compare it with "
         f"{len(others)} other variant{'s' if len(others) != 1 else ''} ({', '.join(others)}) on a "
         f"continual-learning sequence of {len(domains)} domains ({' → '.join(domains)}"
-        + (f", in {len(orders)} orders" if len(orders) > 1 else "") + f"), with {n_seeds} seeds "
-        f"per variant{' and order' if len(orders) > 1 else ''}, {conf} t-intervals, "
-        "Holm-corrected paired tests "
-        f"(primary test: {TEST_NAMES[cfg.primary_test]}, α = {cfg.alpha:g}), equivalence tests and the effect each "
-        f"comparison could have detected. Claims tested: {len(tested)} of {len(claims)}; "
-        + ", ".join(f"{status}: {n}" for status, n in counts.items()) + ".\n")
+        + (f", in {len(orders)} orders" if len(orders) > 1 else "") + f"), with "
+        f"{(summary.get('design') or {}).get('units_text', f'{n_seeds} seeds')} per variant, {conf} intervals, "
+        f"paired tests Holm-corrected over the {nums.q('claim_family', 'size')} declared claims tested "
+        f"(primary test: {TEST_NAMES[cfg.primary_test]}, α = {cfg.alpha:g}), equivalence tests where they have the "
+        f"power, and the effect each claim could have detected. Claims: {len(claims)}; "
+        + ", ".join(f"{status}: {n}" for status, n in counts.items() if n or status in TESTED) + ".\n")
     for c in CLAIMS:
         first = c.statement.split()[0]
         head = c.statement if "_" in first else c.statement[0].upper() + c.statement[1:]  # never 'K1_grow'
@@ -170,11 +172,9 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         f"2017), averaged over all but the last domain; FWT = mean_j (R[j−1, j] − R0[j]) against the untrained "
         f"model. Lower bpb is better, so positive forgetting/BWT means forgetting and negative FWT means transfer "
         f"helped. Seeds {list(cfg.seeds)} were fixed in the params before any run.\n")
+    L.append(design_paragraph(nums))
     L.append(statistics_paragraph(nums, cfg, conf))
     L.append(budget_paragraph(p, manifest))
-    if len(orders) > 1:
-        L.append(f"**Domain orders.** Every run is trained in each of {len(orders)} orders ({', '.join(orders)}); "
-                 "statistics pool the runs of all orders, and comparisons pair runs by seed and order.\n")
     L.append("**Hyperparameters** (the complete params file):\n")
     L.append(_kv_table(_flatten(p.to_dict(params_only=True))))
     L.append(_data_section(manifest))
@@ -186,8 +186,11 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     L += [f"| {c.statement} | {claims[c.name]['status']} |" for c in CLAIMS]
     L.append("")
     for c in CLAIMS:
-        L.append(f"- **{c.name}.** {claims[c.name]['sentence']}")
+        if claims[c.name]["status"] != "measured":
+            L.append(f"- **{c.name}.** {claims[c.name]['sentence']}")
     L.append("")
+    L.append(divergence_section(nums))
+    L.append(properties_section(claims, CLAIMS))
     L.append(_trust_budget_section(nums, p, variants))
     L.append("")
     L.append(decomposition_section(nums, variants, cfg))
@@ -204,8 +207,9 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         L.append(f"### {heading}\n")
         L.append(_embed_table((results / "tables" / f"{name}.md").read_text(encoding="utf-8"), i))
     L.append(f"The complete per-metric table (mean, median and IQM with CIs) is "
-             f"[`tables/summary.md`]({_rel(results / 'tables' / 'summary.md', out)}), all comparisons with raw and "
-             f"Holm-adjusted p-values are [`tables/comparisons.md`]({_rel(results / 'tables' / 'comparisons.md', out)}), "
+             f"[`tables/summary.md`]({_rel(results / 'tables' / 'summary.md', out)}), the exploratory comparisons of "
+             f"every variant with each reference are [`tables/comparisons.md`]"
+             f"({_rel(results / 'tables' / 'comparisons.md', out)}), "
              f"and every run's scalars are in [`tidy.csv`]({_rel(results / 'tidy.csv', out)}).\n")
     if figures:
         L.append("### Figures\n")
@@ -217,35 +221,14 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
 
     # ---- limitations
     L.append("## Limitations\n")
-    n = int(summary.get("n_seeds") or 0) * max(1, int(summary.get("n_orders") or 1))  # paired units
-    lim = []
-    min_p = 2.0 ** (1 - n) if n else 1.0
-    entries = [e for by_var in (summary.get("comparisons") or {}).values() for by_m in by_var.values()
-               for e in by_m.values() if e.get("wilcoxon_p") is not None]
-    blocked = [e for e in entries if (e.get("wilcoxon_min_p_holm") or 1.0) >= cfg.alpha]
-    if cfg.primary_test == "wilcoxon" and min_p >= cfg.alpha:
-        lim.append(f"With {n_seeds} seeds the smallest two-sided Wilcoxon p is {fmt_p(min_p)} ≥ α = {cfg.alpha:g}: "
-                   "no difference can be significant under the primary test in this profile, and the results "
-                   "are a smoke test of the pipeline rather than evidence (use the paper profile with ≥ 10 seeds).")
-    elif cfg.primary_test == "wilcoxon" and blocked:
-        lim.append(f"{len(blocked)} of {len(entries)} comparisons could not reach significance under the primary "
-                   f"test whatever the data: with {n_seeds} seeds the smallest Wilcoxon p is {fmt_p(min_p)}, and Holm "
-                   f"multiplies it by the family size ({HOLM_FAMILIES[cfg.holm_family]}). "
-                   + ("A smaller family (`analysis.holm_family: reference_metric`), more seeds "
-                      if cfg.holm_family == "reference" else "More seeds ")
-                   + "or the paired t-test as primary test (`analysis.primary_test`) would change that; such "
-                   "choices must be fixed before looking at the results.")
-    lim.append(f"Holm families: {HOLM_FAMILIES[cfg.holm_family]}; this is conservative, and with few seeds even "
-               f"large effects may not survive it: every inconclusive claim states the difference it could have "
-               f"detected. Intervals assume roughly normal run-to-run variation (their coverage at this n is checked "
-               f"by simulation in the test suite).")
+    lim = design_limitations(nums, cfg)
     lim.append(f"Scale: {_n_agents(branching)} agents of width {model.get('embed_dim')}, "
                f"{train.get('steps_per_phase')} steps per domain, {len(domains)} domains; effects may differ "
                "for larger models, longer training or other domain orders.")
     failed = summary.get("failed_runs") or []
     if failed:
         lim.append(f"{len(failed)} run(s) failed and are excluded from the statistics: "
-                   + ", ".join(f"{f['variant']}/seed{f['seed']} ({f['status']})" for f in failed) + ".")
+                   + ", ".join(f"{f['variant']}/{f['order']}/seed{f['seed']} ({f['status']})" for f in failed) + ".")
     else:
         lim.append("No run failed.")
     for note in summary.get("notes") or []:
@@ -274,6 +257,8 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
           "understanding forgetting and intransigence. ECCV 2018.",
           "- D. Lopez-Paz, M. Ranzato. Gradient episodic memory for continual learning. NeurIPS 2017.",
           "- S. Holm. A simple sequentially rejective multiple test procedure. Scand. J. Statist. 1979.",
+          "- P. Hall. On the removal of skewness by transformation. J. R. Statist. Soc. B 54, 1992.",
+          "- K. K. Yuen. The two-sample trimmed t for unequal population variances. Biometrika 61, 1974.",
           "- L. V. Hedges. Distribution theory for Glass's estimator of effect size. J. Educ. Statist. 1981.", ""]
 
     text = "\n".join(L).rstrip("\n") + "\n"

@@ -110,7 +110,9 @@ def orders_section(nums: Numbers, claim: ClaimFn, claims: Mapping[str, Mapping[s
         rows.append((c.statement, claims[c.name]["status"], *statuses))
     L = ["## Domain orders\n",
          f"Every run was trained in {len(orders)} domain orders ({', '.join(orders)}); the main comparison pools "
-         "them (runs paired by seed and order). Within each order alone:\n",
+         "them (the initialisations as units, the order as a block). Within each order alone (a secondary table: "
+         f"the claims within every order are a Holm family of their own, {nums.q('order_claim_family', 'size')} "
+         "tests):\n",
          _status_table(rows, ("claim", "pooled", *orders))]
     L.append(("The order changes the conclusion of: " + ", ".join(changed) + ".\n") if changed else
              "No conclusion changes with the domain order.\n")

@@ -4,12 +4,13 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from k1model.analysis.metric_info import KEY_METRICS, TABLE_GROUPS, metric_info
+from k1model.analysis.units import planned_units
 from k1model.config import HOLM_FAMILIES, TEST_NAMES
 from k1model.io import write_csv, write_text
 
@@ -96,7 +97,7 @@ def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "metric": summary.metric, "variant": summary.variant,
         "better": summary.direction.map({"lower": "lower", "higher": "higher", "none": "(descriptive)"}),
-        "n": summary.n.astype(int).astype(str),
+        "n": summary.n.astype(int).astype(str), "runs": summary.n_runs.astype(int).astype(str),
         "mean [95% CI]": [fmt_ci(r.mean, r.ci_low, r.ci_high) for r in summary.itertuples()],
         "std": summary["std"].map(fmt_num),
         "median [CI]": [fmt_ci(r.median, r.median_ci_low, r.median_ci_high) for r in summary.itertuples()],
@@ -129,17 +130,17 @@ def _comparison_display(comp: pd.DataFrame) -> pd.DataFrame:
         "g": comp.hedges_g.map(lambda v: fmt_num(v, 3)), "g_z": comp.hedges_g_paired.map(lambda v: fmt_num(v, 3)),
         "P(improve) [CI]": [fmt_ci(r.poi, r.poi_ci_low, r.poi_ci_high) for r in comp.itertuples()],
         "MDE": comp.mde.map(lambda v: fmt_num(v, 3)),
-        "TOST p (Holm)": comp.tost_p_holm.map(fmt_p),
-        "runs needed": comp.runs_needed.map(fmt_runs),
+        "TOST p (Holm)": [fmt_p(p) if ok else "no test at this n" for p, ok in
+                          zip(comp.tost_p_holm, comp.equivalence_testable)],
         "verdict": comp.verdict,
     })
 
 
-def fmt_runs(n: Any) -> str:
-    """Runs needed for 80 % power: an integer, "∞" for a zero difference, n/a when undefined."""
+def fmt_units(n: Any) -> str:
+    """Initialisations needed for 80 % power: an integer, "> 100000" past the search's cap, n/a when undefined."""
     if n is None or (isinstance(n, float) and math.isnan(n)):
         return "n/a"
-    return "∞" if math.isinf(n) else str(int(n))
+    return "> 100000" if math.isinf(n) else str(int(n))
 
 
 def write_tables(tables: Path, summary: pd.DataFrame, comp: pd.DataFrame, cfg: Any, notes: Sequence[str]) -> list[Path]:
@@ -147,23 +148,29 @@ def write_tables(tables: Path, summary: pd.DataFrame, comp: pd.DataFrame, cfg: A
     written: list[Path] = []
     notes = list(notes)
     conf_pct = f"{cfg.confidence * 100:g}%"
-    base_notes = [f"mean [{conf_pct} t-interval]; median [order-statistic interval; its exact coverage is in "
-                  "summary.csv, median_ci_coverage, and is below the nominal level when n < 6]; IQM [Yuen "
-                  "trimmed-mean t-interval]; n = runs with a value"] + notes
+    planned = planned_units(len(cfg.seeds), len(cfg.params.orders), cfg.scheme)[0]  # initialisations per variant
+    base_notes = [f"mean [{conf_pct} Hall's skewness-corrected t-interval]; median [order-statistic "
+                  "interval; its exact coverage is in summary.csv, median_ci_coverage, and is below the nominal level "
+                  "when n < 6]; IQM [Yuen trimmed-mean t-interval]; n = initialisations (units) with a value, runs = "
+                  "the runs behind them"] + notes
     _write_table(tables, "summary", summary, _summary_display(summary),
                  "Per-metric summary across seeds", base_notes, written)
     comp_notes_tbl = [
-        f"diff = variant − reference; Holm families: {HOLM_FAMILIES[cfg.holm_family]}; "
-        f"'better' uses the Holm-adjusted {TEST_NAMES[cfg.primary_test]} p < {cfg.alpha:g}",
+        "exploratory: these comparisons describe; the verdicts are the declared claims' (tables/claims.md), "
+        "one Holm family of their own",
+        f"n = paired initialisations (units; the order as a block); diff = variant − reference; Holm families: "
+        f"{HOLM_FAMILIES[cfg.holm_family]}; 'better' uses the Holm-adjusted {TEST_NAMES[cfg.primary_test]} "
+        f"p < {cfg.alpha:g}",
         "g: unpaired Hedges' g (pooled SD); g_z: paired Hedges' g on the seed-wise differences; "
         "P(improve): probability that a run of the variant beats a run of the reference (direction-aware; "
         f"{cfg.bootstrap_resamples}-resample stratified bootstrap CI, descriptive)",
-        "diff CI: paired t-interval; MDE: the smallest difference the paired t-test detects with 80 % power at "
-        "alpha / (Holm family size), at the observed SD of the differences; runs needed: pairs for 80 % power "
-        "against the observed difference; TOST: equivalence within ±analysis.equivalence_margins, Holm-adjusted",
+        "diff CI: the t-interval of the paired t-test (order as a block); MDE: the smallest difference that test "
+        "detects with 80 % power at alpha / (Holm family size), at the observed standard error; TOST: equivalence "
+        "within ±analysis.equivalence_margins, Holm-adjusted, only where it has 80 % power at a true difference of 0 "
+        "at the planned n",
         "verdict: variant/reference better (significant), equivalent (TOST), inconclusive (neither: read the MDE)",
-        f"with n paired seeds the smallest two-sided Wilcoxon p is 2/2^n ({fmt_p(2.0 ** (1 - len(cfg.seeds)))} "
-        f"at n={len(cfg.seeds)}), and the smallest Holm-adjusted one m times that in a family of m tests "
+        f"with n paired units the smallest two-sided Wilcoxon p is 2/2^n ({fmt_p(2.0 ** (1 - planned))} "
+        f"at n={planned}), and the smallest Holm-adjusted one m times that in a family of m tests "
         f"(column wilcoxon_min_p_holm of comparisons.csv)",
     ] + notes
     _write_table(tables, "comparisons", comp, _comparison_display(comp),
@@ -177,13 +184,69 @@ def write_tables(tables: Path, summary: pd.DataFrame, comp: pd.DataFrame, cfg: A
     for group, caption in TABLE_GROUPS.items():
         sub = summary[summary.group == group]
         metrics = list(dict.fromkeys(sub.metric))
-        gnotes = [f"cells: mean [{conf_pct} t-interval]; ↓ lower is better, ↑ higher is better"]
+        gnotes = [f"cells: mean [{conf_pct} skewness-corrected t-interval] over the initialisations; ↓ lower is better, "
+                  "↑ higher is better"]
         gnotes += [n for n in notes if any(m in n for m in metrics) or n.startswith("failed")]
         if not metrics:
             gnotes.append(f"no {group} metrics in the runs")
-        _write_table(tables, group, sub, _group_display(summary, metrics, cfg.variants, len(cfg.seeds)),
+        _write_table(tables, group, sub, _group_display(summary, metrics, cfg.variants, planned),
                      caption, gnotes, written)
 
+    return written
+
+
+def claim_rows(entries: Mapping[str, Mapping[str, Any]], part: str) -> list[dict[str, str]]:
+    """One display row per claim entry (`analysis/claim_tests.py`) of one part."""
+    rows = []
+    for name, e in entries.items():
+        row = {"part": part, "claim": name, "comparison": f"{e['variant']} vs {e['reference']}", "metric": e["metric"],
+               "status": e["status"]}
+        if e.get("n_units") is None:
+            row.update({"n": "", "difference [CI]": "", "p": "", "p (Holm)": "", "MDE": "", "equivalence": "",
+                        "status": f"{e['status']} ({e.get('reason')})" if e.get("reason") not in ("", None, "validity")
+                        else e["status"]})
+            rows.append(row)
+            continue
+        if e["status"] == "measured":
+            row.update({"n": str(e["n_units"]), "difference [CI]": fmt_ci(e["mean_diff"], e["diff_ci_low"],
+                                                                          e["diff_ci_high"]),
+                        "p": "(not tested: a design property)", "p (Holm)": "", "MDE": "", "equivalence": ""})
+            rows.append(row)
+            continue
+        if e.get("equivalence_testable"):
+            eq = f"±{fmt_num(e['equivalence_margin'])}: TOST p (Holm) {fmt_p(e.get('tost_p_holm'))}"
+        elif e.get("equivalence_margin") is not None and not _nan(e.get("equivalence_margin")):
+            eq = (f"no test at this n (±{fmt_num(e['equivalence_margin'])} has power "
+                  f"{fmt_num(e.get('equivalence_power'), 2)}; ±{fmt_num(e.get('margin_for_power'), 3)} needed)")
+        else:
+            eq = "no margin declared"
+        row.update({"n": str(e["n_units"]), "difference [CI]": fmt_ci(e["mean_diff"], e["diff_ci_low"],
+                                                                       e["diff_ci_high"]),
+                    "p": fmt_p(e.get("p")), "p (Holm)": f"{fmt_p(e.get('p_holm'))} (m = {e.get('family_size')})",
+                    "MDE": fmt_num(e.get("mde"), 3), "equivalence": eq})
+        rows.append(row)
+    return rows
+
+
+def _nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def write_claims_table(tables: Path, doc: Mapping[str, Any], cfg: Any) -> list[Path]:
+    """The declared claims, as specified and tuned, with the numbers that decide each verdict (tables/claims.*)."""
+    written: list[Path] = []
+    rows = claim_rows(doc.get("claims") or {}, "as specified")
+    rows += claim_rows((doc.get("tuned") or {}).get("claims") or {}, "tuned")
+    design = doc.get("design") or {}
+    family = doc.get("claim_family") or {}
+    show = pd.DataFrame(rows)
+    notes = [f"n = {design.get('units_text', 'initialisations')} per variant as planned; the analysis: "
+             f"{design.get('analysis', '')}",
+             f"p: {TEST_NAMES[cfg.primary_test]} (primary); Holm over the {family.get('size')} declared claims tested "
+             f"(as specified and tuned together), alpha = {cfg.alpha:g}",
+             "MDE: the smallest difference the test detects with 80 % power at alpha / m; equivalence: TOST within "
+             "the declared margin, only where it has 80 % power at a true difference of 0 at the planned n"]
+    _write_table(tables, "claims", show, show, "The declared claims: tests and verdicts", notes, written)
     return written
 
 
@@ -200,7 +263,8 @@ def write_forgetting_tables(tables: Path, domains: pd.DataFrame, validity: dict[
     })
     ref = validity.get("reference")
     notes = [f"per domain (every domain but the last of its order): forgetting = final bpb − best earlier bpb; "
-             f"final − own phase = R[T, j] − R[j, j]; mean [{conf} t-interval] over the seeds of that order",
+             f"final − own phase = R[T, j] − R[j, j]; mean [{conf} skewness-corrected t-interval] over the seeds of that "
+             "order",
              validity.get("rule", ""),
              f"{ref} forgets on: " + (", ".join(validity.get("forgotten_domains") or []) or "no domain")]
     _write_table(tables, "forgetting_domains", final, show, "Forgetting per domain and domain order", notes, written)
@@ -211,5 +275,5 @@ def write_forgetting_tables(tables: Path, domains: pd.DataFrame, validity: dict[
     })
     _write_table(tables, "forgetting_phases", domains, show, "Bits per byte lost on each domain after each later phase",
                  [f"increase = R[i, j] − R[j, j]: bpb on domain j after phase i minus just after its own phase j; "
-                  f"mean [{conf} t-interval]"], written)
+                  f"mean [{conf} skewness-corrected t-interval]"], written)
     return written
