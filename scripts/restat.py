@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Re-decide a finished study's claims from its committed tidy table with today's statistics.
+"""Re-decide a finished study's claims from its committed tidy table with today's design and statistics.
 
-    python scripts/restat.py --params params/study.yaml --results outputs/study/results \
-        [--old outputs/study/paper/numbers.json]
+    python scripts/restat.py --params params/forgetting.yaml --results outputs/forgetting/results \
+        --old outputs/forgetting/paper/numbers.json > outputs/forgetting/restat.md
 
-The tidy table (`results/tidy.csv`) is the only input of the statistics, so the verdicts of a study
-whose runs are no longer on disk can be recomputed without retraining: the main comparison, each
-domain order and the tuned comparison, each with the benchmark-validity check on the runs'
-average forgetting (the per-domain check needs the R matrices, i.e. the runs). With --old, the
-verdicts the study's paper gave are printed beside the new ones. Prints a Markdown table.
+The tidy table (`results/tidy.csv`) is the only input of the statistics, so the verdicts of a study whose
+runs are no longer on disk can be recomputed without retraining (k1model/analysis/restat.py): the declared
+claims as one Holm family over the main and tuned comparisons, on their units (one initialisation each:
+with `experiment.init_seed: shared` the seed), the claims within each order, and the verdicts without the
+runs that diverged. With --old, the verdicts (and Holm p) the study's paper gave are printed beside the new
+ones. With shared init seeds, a column gives each claim's verdict with every run taken as a unit, for
+comparison. Prints Markdown.
 """
 from __future__ import annotations
 
@@ -17,29 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-
-from k1model.analysis.summaries import by_variant, nested_comparisons, statistics
-from k1model.analysis.settings import load_analysis_config
-from k1model.analysis.validity import benchmark_forgets, phase_table
-from k1model.io import json_safe
-from k1model.report.claims import Numbers, _claim_sentence, all_claims
-
-
-def summary_of(tidy: pd.DataFrame, cfg) -> dict:
-    """What `k1 aggregate` would write for these runs (summary + comparisons + validity on the averages)."""
-    summary, comp, _ = statistics(tidy, cfg)
-    ref = cfg.forgetting_reference
-    average = tidy.loc[(tidy.variant == ref) & (tidy.metric == "forgetting"), "value"].to_numpy(float)
-    validity = benchmark_forgets(phase_table([]), average, ref,
-                                 cfg.forgetting_margin, cfg.confidence)
-    validity["measured"] = bool(average.size)
-    doc = {"n_seeds": len(cfg.seeds), "metrics": {}, **by_variant(summary, cfg.variants),
-           "comparisons": nested_comparisons(comp), "validity": validity}
-    for m in summary.metric.unique():
-        row = summary[summary.metric == m].iloc[0]
-        doc["metrics"][m] = {"direction": row.direction, "unit": row.unit}
-    return json_safe(doc)
+from k1model.analysis.restat import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,41 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, required=True, help="results directory holding tidy.csv")
     ap.add_argument("--old", type=Path, default=None, help="the paper's numbers.json (its claims' old verdicts)")
     args = ap.parse_args(argv)
-    cfg = load_analysis_config(args.params)
-    tidy = pd.read_csv(args.results / "tidy.csv")
-    old = json.loads(args.old.read_text()) if args.old else {}
-    old_status = {("as specified", k): v["status"] for k, v in old.get("claims", {}).items()}
-    study = old.get("study", {})
-    for name, entry in (study.get("tuned") or {}).items():
-        if isinstance(entry, dict) and "status" in entry:
-            old_status[("tuned", name)] = entry["status"]
-    for order, claims in ((study.get("orders") or {}).get("per_order") or {}).items():
-        for name, entry in claims.items():
-            if isinstance(entry, dict) and "status" in entry:
-                old_status[(f"order {order}", name)] = entry["status"]
-    parts = {"as specified": tidy[tidy.part == "as_specified"]}
-    for order, sub in parts["as specified"].groupby("order", sort=False):
-        parts[f"order {order}"] = sub
-    if (tidy.part == "tuned").any():
-        parts["tuned"] = tidy[tidy.part == "tuned"]
-    chance = None
-    branching = list(cfg.params.model.branching)
-    if branching:
-        n, width = 1, 1
-        for b in branching:
-            width *= b
-            n += width
-        chance = 1.0 / n
-    print("| part | claim | before (bootstrap CIs, 'no significant difference') | now | now, in short |")
-    print("|:---|:---|:---|:---|:---|")
-    for part, sub in parts.items():
-        nums = Numbers(summary_of(sub[["variant", "order", "seed", "metric", "value"]], cfg))
-        for claim in all_claims():
-            if part != "as specified" and claim.reference == "chance":
-                continue
-            status, short, _ = _claim_sentence(nums, claim, cfg, chance)
-            before = old_status.get((part, claim.name), "n/a")
-            print(f"| {part} | {claim.name} | {before} | {status} | {short} |")
+    old = json.loads(args.old.read_text(encoding="utf-8")) if args.old else None
+    sys.stdout.write(run(args.params, args.results, old))
     return 0
 
 
