@@ -135,8 +135,8 @@ def _untestable(nums: Numbers, claim: Claim) -> tuple[str, str, str]:
 
 def _not_measured(nums: Numbers, claim: Claim, entry: Mapping[str, Any]) -> tuple[str, str, str]:
     reason = entry.get("reason") or "the claim's variants or metric are absent"
-    text = f"{reason}, so this could not be tested."
-    return "not measured", text, f"The claim that {claim.statement} could not be tested: {text}"
+    return "not measured", f"{reason}, so this could not be tested.", (
+        f"The claim that {claim.statement} could not be tested: {reason}.")
 
 
 def _values(nums: Numbers, claim: Claim, base: tuple[str, ...], unit_s: str) -> tuple[str, str]:
