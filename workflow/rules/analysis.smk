@@ -27,7 +27,7 @@ rule aggregate:
     conda:
         "../envs/k1.yaml"
     shell:
-        "k1 aggregate --params {params.file} --results {params.results} > {log} 2>&1"
+        "k1 aggregate --params {params.file:q} --results {params.results:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -52,7 +52,7 @@ rule figures:
     conda:
         "../envs/k1.yaml"
     shell:
-        "k1 figures --params {params.file} --results {params.results} --out {output.figures} > {log} 2>&1"
+        "k1 figures --params {params.file:q} --results {params.results:q} --out {output.figures:q} > {log:q} 2>&1"
 
 
 rule analysis:

@@ -183,7 +183,8 @@ def resolved_data_root():
 
 
 def data_root_arg():
-    return f"--data-root '{DATA_ROOT}'" if DATA_ROOT else ""
+    """`--data-root DIR` as a list of arguments (a rule quotes each with `:q`), or none."""
+    return ["--data-root", DATA_ROOT] if DATA_ROOT else []
 
 
 # ------------------------------------------------------------------ file layout (targets)
@@ -263,6 +264,10 @@ def group_fingerprint(runs):
     job reruns when its runs or their settings change, not when other jobs' do."""
     blob = json.dumps([[r.path, list(map(list, r.overrides))] for r in runs], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: what `k1 train` leaves in a finished run's folder (metrics.json last)
+RUN_FILES = ("metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt")
 
 
 def run_files(name, part="runs"):

@@ -18,7 +18,7 @@ rule prepare_data:
     conda:
         "../envs/k1.yaml"
     shell:
-        "k1 prepare --params {params.file} --out {params.out} {params.data_root_arg} > {log} 2>&1"
+        "k1 prepare --params {params.file:q} --out {params.out:q} {params.data_root_arg:q} > {log:q} 2>&1"
 
 
 rule data:

@@ -24,5 +24,5 @@ rule paper:
     conda:
         "../envs/k1.yaml"
     shell:
-        "k1 paper --params {params.file} --results {params.results} --data {params.data}"
-        " --out {params.out} > {log} 2>&1"
+        "k1 paper --params {params.file:q} --results {params.results:q} --data {params.data:q}"
+        " --out {params.out:q} > {log:q} 2>&1"

@@ -41,7 +41,7 @@ for _group, _runs in TRAIN_GROUPS.items():
             root=lambda wildcards, output, depth=len(Path(_runs[0].path).parts): Path(
                 output.metrics[0]
             ).parents[depth],
-            choices=lambda wildcards, input: f"--choices {input.choice[0]}" if input.choice else "",
+            choices=lambda wildcards, input: ["--choices", input.choice[0]] if input.choice else [],
             data=lambda wildcards, input: Path(input.manifest).parent,
         # the profile's `set-threads: train:` and `set-resources: train:` (common.smk, profile_resources)
         threads: profile_threads("train", 1)
@@ -50,8 +50,8 @@ for _group, _runs in TRAIN_GROUPS.items():
         conda:
             "../envs/k1.yaml"
         shell:
-            "k1 train --params {params.file} --data {params.data} --runs-root {params.root} --group {params.group}"
-            " {params.choices} --threads {threads} 2>&1 | tee {log}"
+            "k1 train --params {params.file:q} --data {params.data:q} --runs-root {params.root:q}"
+            " --group {params.group:q} {params.choices:q} --threads {threads} 2>&1 | tee {log:q}"
 
 
 rule tune:
@@ -69,7 +69,7 @@ rule tune:
     conda:
         "../envs/k1.yaml"
     shell:
-        "k1 tune --params {params.file} --results {params.root} --out {output.choice} > {log} 2>&1"
+        "k1 tune --params {params.file:q} --results {params.root:q} --out {output.choice:q} > {log:q} 2>&1"
 
 
 for _group, _runs in ATTRIBUTION_GROUPS.items():
@@ -104,13 +104,15 @@ for _group, _runs in ATTRIBUTION_GROUPS.items():
         conda:
             "../envs/k1.yaml"
         shell:
-            "k1 attribute --params {params.file} --data {params.data} --runs-root {params.root}"
-            " --group {params.group} --threads {threads} > {log} 2>&1"
+            "k1 attribute --params {params.file:q} --data {params.data:q} --runs-root {params.root:q}"
+            " --group {params.group:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule runs:
-    """Target: every planned run (all parts), and the attribution of the main comparison's runs."""
+    """Target: every file of every planned run (all parts), and the attribution of the main comparison's runs.
+    Every file is requested, not only metrics.json: Snakemake rebuilds a missing requested file, while a missing
+    file that is only another job's input counts as done when that job's outputs are."""
     localrule: True
     input:
-        [f for part in PARTS for f in run_files("metrics.json", part)],
+        [f for part in PARTS for name in RUN_FILES for f in run_files(name, part)],
         run_files("attribution.json"),
