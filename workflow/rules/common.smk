@@ -183,7 +183,7 @@ def resolved_data_root():
 
 
 def data_root_arg():
-    """`--data-root DIR` as a list of arguments (a rule quotes each with `:q`), or none."""
+    """`--data-root DIR` as a list of arguments (quoted one by one with `:q`), or none."""
     return ["--data-root", DATA_ROOT] if DATA_ROOT else []
 
 
