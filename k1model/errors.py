@@ -37,3 +37,21 @@ class NonFiniteLossError(K1Error, FloatingPointError):
         )
         self.step = step
         self.loss = loss
+
+
+class OutputWriteError(K1Error):
+    """An output cannot be written: the disk is full, or the folder is read-only or not the user's. The message
+    names the path; finished work is kept."""
+
+
+class RunFolderBusy(K1Error):
+    """Another live process owns a run folder (its lock file names it); two writers would mix their files."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler, `kill`): unwinds like Ctrl-C, so every `finally` runs (temporary
+    files removed, run folders unlocked); the CLI reports it in one line with status 128 + the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

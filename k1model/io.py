@@ -7,31 +7,96 @@ damaged all the same (a full disk, a broken copy, a hand edit) is reported by `r
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from k1model.errors import DamagedOutputError
+from k1model.errors import DamagedOutputError, OutputWriteError
+
+
+#: errors of the file system that the user fixes outside k1: a full disk (or quota), a read-only or foreign folder
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def write_error(err: OSError, path: str | os.PathLike | None = None) -> OutputWriteError | None:
+    """The one-line error for an OSError met while writing `path` (the error's own file name if it has one):
+    a full disk, a read-only folder, a permission denied; None for any other error."""
+    where = Path(err.filename) if err.filename else Path(path) if path is not None else None
+    shown = f" {where}" if where is not None else " an output"
+    if err.errno in DISK_FULL:
+        free = _free_space(where)
+        return OutputWriteError(f"no space left on the device holding{shown} ({err.strerror}{free}): free some space "
+                                "there, or write the outputs elsewhere, and rerun; finished work is kept")
+    if err.errno == errno.EROFS:
+        return OutputWriteError(f"cannot write{shown}: the folder is read-only ({err.strerror}); choose an output "
+                                "folder you can write to, or make this one writable, and rerun")
+    if err.errno in NOT_WRITABLE:  # (reading or writing: the error does not say which)
+        return OutputWriteError(f"permission denied for{shown} ({err.strerror}); use files and folders you may "
+                                "read and write, or change their permissions, and rerun")
+    return None
+
+
+def _free_space(path: Path | None) -> str:
+    while path is not None and not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return f"; {shutil.disk_usage(path).free:,} bytes free there" if path is not None else ""
+    except OSError:
+        return ""
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a full disk or an unwritable folder met inside the block into an `OutputWriteError` naming `path`."""
+    try:
+        yield
+    except OSError as err:
+        converted = write_error(err, path)
+        if converted is None:
+            raise
+        raise converted from None
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed over `path` (atomic on POSIX)."""
+    """Yield a temporary path beside `path`; on success it is renamed over `path` (atomic on POSIX). A full disk
+    or an unwritable folder is an `OutputWriteError` naming `path`; the temporary file is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+#: the temporary files `atomic_path` makes (".NAME.XXXXXXXX.tmp", tempfile's 8 random characters): a process
+#: killed while writing leaves one behind
+TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stray_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder` (only call it while no other process writes
+    there, e.g. holding the folder's lock); returns them."""
+    folder = Path(folder)
+    strays = sorted(p for p in folder.iterdir() if TEMPORARY.fullmatch(p.name) and p.is_file()) \
+        if folder.is_dir() else []
+    for stray in strays:
+        stray.unlink(missing_ok=True)
+    return strays
 
 
 def _umask() -> int:

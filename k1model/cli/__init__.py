@@ -8,12 +8,15 @@ one clear line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
 from k1model.cli import commands
-from k1model.errors import K1Error
+from k1model.errors import Interrupted, K1Error
+from k1model.io import write_error
 
 #: torch CPU threads of `k1 train` / `k1 attribute` when not given: what the pipeline uses, so a
 #: run reproduced by hand gives the pipeline's numbers (results depend on the thread count)
@@ -134,13 +137,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: what to do after an interruption, per command (default: outputs are written whole or not at all)
+RESUME = {"train": "rerun the same command to resume from the last checkpoint (finished runs are kept)",
+          "prepare": "rerun the same command (the data folder is replaced only when complete)"}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a subcommand. Errors a user can fix, a full disk or an unwritable folder, and an interruption (Ctrl-C,
+    SIGTERM) are one line on stderr: status 2 for an error, 128 + the signal for an interruption."""
     args = build_parser().parse_args(argv)
-    try:
+    main_thread = threading.current_thread() is threading.main_thread()  # (only it may set signal handlers)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # unwinds like Ctrl-C: every
+    try:  # `finally` runs (temporary files removed, run folders unlocked)
         return int(args.func(args) or 0)
     except K1Error as err:
-        print(f"k1 {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return _error(args.command, str(err))
+    except OSError as err:
+        converted = write_error(err)
+        if converted is None:
+            raise
+        return _error(args.command, str(converted))
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        what = RESUME.get(args.command, "rerun the same command (outputs are written whole or not at all)")
+        print(f"k1 {args.command}: interrupted ({signal.Signals(signum).name}); {what}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _error(command: str, message: str) -> int:
+    one_line = " ".join(part.strip() for part in message.splitlines())  # one line, whatever the message
+    print(f"k1 {command}: error: {one_line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

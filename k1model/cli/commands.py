@@ -57,10 +57,16 @@ def _list(text: str, what: str, cast=str) -> list:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Every variant x seed given, trained together in one process (runs sharing the model)."""
-    from k1model.config import load_params
+    """Every variant x seed given, trained together in one process (runs sharing the model). Exit status 2 when
+    every run failed (a rerun fails again)."""
+    from k1model.config import MAX_SEED, load_params
+    from k1model.config.checks import Integer
+    from k1model.errors import K1Error
     from k1model.train.protocol import RunGroup, run_specs
 
+    if args.max_steps is not None:
+        Integer(1)(args.max_steps, "--max-steps")
+    seeds = [Integer(0, MAX_SEED)(s, "--seed") for s in _list(args.seed, "seed", int)] if args.seed else None
     params = load_params(args.params)
     _threads(args.threads)
     if args.group is not None:
@@ -75,7 +81,7 @@ def train(args: argparse.Namespace) -> int:
     else:
         if any(a is None for a in (args.variant, args.seed, args.out)):
             raise ConfigError("k1 train needs --variant, --seed and --out (or --group with --runs-root)")
-        specs = run_specs(params, _list(args.variant, "variant"), _list(args.seed, "seed", int), args.out,
+        specs = run_specs(params, _list(args.variant, "variant"), seeds, args.out,
                           order=_list(args.order, "order") if args.order else None)
     results = RunGroup(params, args.data, specs, threads=args.threads, name=args.group).run(max_steps=args.max_steps)
     for spec, metrics in zip(specs, results):
@@ -88,6 +94,11 @@ def train(args: argparse.Namespace) -> int:
         print(f"{spec.variant} seed {spec.seed}: final avg bpb {s['final_avg_bpb']:.4f}, forgetting "
               f"{s['forgetting']}, agent params changed/step {s['sparsity_param_fraction']:.3f}, "
               f"wall {metrics['wall_time_s']:.1f}s")
+    failed = [(spec, m) for spec, m in zip(specs, results) if m is not None and m.get("status") == "failed"]
+    if failed and len(failed) == len(specs):
+        spec, first = failed[0]
+        raise K1Error(f"every run failed ({len(failed)} of {len(specs)}; failure.json in each run folder, e.g. "
+                      f"{spec.out_dir}): {first.get('error')} A rerun with these params fails the same way")
     return 0
 
 

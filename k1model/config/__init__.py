@@ -11,7 +11,7 @@ from the registries of `k1model.config.registry`, filled by `import k1model.stra
 from k1model.config.analysis import HOLM_FAMILIES, TEST_NAMES, AnalysisConfig
 from k1model.config.checks import InvalidValue, Section
 from k1model.config.data import DataConfig, HubSource, LocalConfig, SyntheticConfig, data_config
-from k1model.config.experiment import ExperimentConfig
+from k1model.config.experiment import MAX_SEED, ExperimentConfig
 from k1model.config.method import MethodConfig
 from k1model.config.model import DEFAULT_ROLE_NAMES, ModelConfig
 from k1model.config.params import (REQUIRED_SECTIONS, Params, config_hash, load_data_sections, load_params,
@@ -19,7 +19,7 @@ from k1model.config.params import (REQUIRED_SECTIONS, Params, config_hash, load_
 from k1model.config.train import TrainConfig
 
 __all__ = ["AnalysisConfig", "DEFAULT_ROLE_NAMES", "DataConfig", "ExperimentConfig", "HOLM_FAMILIES", "HubSource",
-           "InvalidValue", "LocalConfig", "MethodConfig", "ModelConfig", "Params", "REQUIRED_SECTIONS", "Section",
+           "InvalidValue", "LocalConfig", "MAX_SEED", "MethodConfig", "ModelConfig", "Params", "REQUIRED_SECTIONS", "Section",
            "SyntheticConfig", "TEST_NAMES", "TrainConfig", "config_hash", "data_config", "load_data_sections",
            "load_params", "model_config", "method_config", "train_config", "params_schema", "read_params_file",
            "schema_yaml"]

@@ -15,7 +15,10 @@ from k1model.config.train import DOMAIN
 
 VARIANT = OneOf(registry.variant_names)  # the registered variants, read when checking
 ORDER = ListOf(DOMAIN, min_len=1, unique=True, what="a list of domains (a permutation of data.domains)")
-SEEDS = ListOf(Integer(0), unique=True, what="a list of distinct non-negative integers")
+#: the largest seed: seeds are stored as signed 64-bit integers (the tidy table's seed column, torch's generators)
+MAX_SEED = 2**63 - 1
+SEED = Integer(0, MAX_SEED)
+SEEDS = ListOf(SEED, unique=True, what=f"a list of distinct integers from 0 to {MAX_SEED}")
 METHOD_KEY = Text(r"[a-z_]+", "a method key")
 VALUES = ListOf(AnyValue(), min_len=1, what="a non-empty list of values")
 
@@ -82,7 +85,7 @@ class ExperimentConfig(Section):
 
     variants: tuple[str, ...] = setting(("k1_full", "dense"), ListOf(VARIANT, min_len=1, unique=True),
                                         "variants to train (see k1model.method.variants)")
-    seeds: tuple[int, ...] = setting((0, 1, 2), ListOf(Integer(0), min_len=1, unique=True),
+    seeds: tuple[int, ...] = setting((0, 1, 2), ListOf(SEED, min_len=1, unique=True),
                                      "evaluation seeds, fixed before any run")
     orders: tuple[tuple[str, ...], ...] | OrderDraw | None = setting(
         None, Nullable(ORDERS),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -119,15 +120,38 @@ def _order_problem(order: Any, domains: list[str]) -> str | None:
     return None
 
 
+def parse_yaml(path: Path) -> Any:
+    """A YAML file's content, read by ruamel.yaml (YAML 1.2, as DVC reads params files), which refuses a key
+    given twice in one mapping: PyYAML would silently keep the last one. Errors are one ConfigError line."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"params file {path} is not UTF-8 text (byte {err.start})") from None
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except DuplicateKeyError as err:
+        key = re.search(r'duplicate key "([^"]*)"', str(err.problem))
+        first = err.context_mark.line + 1 if err.context_mark else "?"
+        raise ConfigError(f"params file {path}: key {key.group(1) if key else '?'!r} is given twice in the mapping "
+                          f"that starts at line {first} (again at line {err.problem_mark.line + 1}); a repeated key "
+                          "would silently replace the first: keep one") from None
+    except MarkedYAMLError as err:
+        where = f" at line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}" if err.problem_mark else ""
+        raise ConfigError(f"params file {path} is not valid YAML: {err.problem or err.context}{where}") from None
+    except YAMLError as err:
+        raise ConfigError(f"params file {path} is not valid YAML: {' '.join(str(err).split())}") from None
+
+
 def read_params_file(path: str | Path, required: Sequence[str] = REQUIRED_SECTIONS) -> dict[str, Any]:
     """The YAML mapping of a params file, with its sections checked for presence (not yet validated)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}; pass an existing YAML such as params/default.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"params file {path} is not valid YAML: {err}") from None
+    raw = parse_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"params file {path} must hold a mapping with sections {', '.join(REQUIRED_SECTIONS)}")
     unknown = sorted(set(raw) - set(SECTIONS))

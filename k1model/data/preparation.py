@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from k1model.config.data import SPLITS, data_config
-from k1model.config.checks import plain
 from k1model.data.documents import SPLIT_RULE, _make_splits
+from k1model.data.loading import recorded_config
 from k1model.data.sources import load_documents
 from k1model.errors import DataError
-from k1model.io import write_json
+from k1model.io import write_error, write_json
 
 TOKENIZER: dict[str, Any] = {"kind": "utf8-bytes", "vocab_size": 256, "dtype": "uint8"}
 
@@ -39,21 +39,6 @@ def _versions(source: str) -> dict[str, str | None]:
     if source == "hub":
         out["huggingface_hub"] = v("huggingface_hub")
     return out
-
-def _recorded_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of the config that shaped the data (no machine-specific root path)."""
-    rec: dict[str, Any] = {k: cfg[k] for k in ("source", "domains", "max_bytes", "valid_fraction", "test_fraction")}
-    source = cfg["source"]
-    if source == "local":
-        rec["local"] = {
-            "folders": {d: str(cfg["local"]["folders"][d]) for d in cfg["domains"]},
-            "chunk_bytes": cfg["local"]["chunk_bytes"],
-        }
-    elif source == "hub":
-        rec["hub"] = {d: cfg["hub"][d] for d in cfg["domains"]}
-    elif source == "synthetic":
-        rec["synthetic"] = dict(cfg["synthetic"])
-    return plain(rec)
 
 _PREPARED_FILES = {f"{s}.bin" for s in SPLITS}
 
@@ -129,15 +114,18 @@ def prepare(
             "format": MANIFEST_FORMAT,
             "tokenizer": dict(TOKENIZER),
             "source": cfg["source"],
-            "config": _recorded_config(cfg),
+            "config": recorded_config(cfg),
             "versions": _versions(cfg["source"]),
             "domains": domains,
             "split_rule": SPLIT_RULE,
         }
         write_json(tmp / "manifest.json", manifest)
         _swap_into_place(tmp, out_dir)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        converted = write_error(err, out_dir) if isinstance(err, OSError) else None  # a full disk, say, named
+        if converted is not None:
+            raise converted from None
         raise
     return manifest
 

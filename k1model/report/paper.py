@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from k1model.config import ModelConfig
 from k1model.errors import DataError, K1Error
-from k1model.io import write_json, write_text
+from k1model.io import read_output_json, write_json, write_text
 from k1model.analysis.aggregate import read_summary
 from k1model.analysis.settings import load_analysis_config
 from k1model.config import TEST_NAMES
@@ -62,6 +62,44 @@ STUDY_TABLES: tuple[tuple[str, str], ...] = (
 )
 
 
+def check_summary(summary: Mapping[str, Any], cfg: Any, claims: Sequence[Claim], path: Path) -> None:
+    """Refuse a summary.json that is not the aggregate of these params (a DataError naming what is missing): a
+    variant, a claim's metric or a part of the study it lacks would read "not tested" or "not measured" in a
+    paper whose own tables list it; another run plan's seeds or variants would be reported as these params'.
+    Attribution metrics may be absent where the summary lists runs without attribution.json (the paper says so)."""
+    p, problems = cfg.params, []
+    absent = [v for v in cfg.variants if not isinstance(summary.get(v), Mapping)]
+    if absent:
+        problems.append(f"it lacks variant(s) {', '.join(absent)} of experiment.variants")
+    config = summary.get("config")
+    if not isinstance(config, Mapping):
+        problems.append("it records no analysis config")
+    else:
+        for key, want in (("variants", list(cfg.variants)), ("seeds", list(cfg.seeds))):
+            if key in config and list(config[key]) != want:
+                problems.append(f"it was aggregated for {key} {list(config[key])}, the params give {want}")
+    measured = summary.get("metrics") if isinstance(summary.get("metrics"), Mapping) else {}
+    about = [c.metric for c in claims if c.variant in cfg.variants and c.reference in (*cfg.variants, "chance")]
+    unprobed = bool(summary.get("missing_attribution"))  # the summary says why attribution metrics are absent
+    lacking = [m for m in dict.fromkeys(about) if m not in measured and not (unprobed and m.startswith("attr_"))]
+    if lacking:
+        problems.append(f"it lacks metric(s) {', '.join(lacking)} that claims are about")
+    parts = {"tuned": p.tuning.active, "sweep": p.sweep.active, "by_order": len(p.orders) > 1}
+    lacking_parts = [name for name, wanted in parts.items() if wanted and name not in summary]
+    if lacking_parts:
+        problems.append(f"it lacks the part(s) {', '.join(lacking_parts)} the params define")
+    tested = {"": summary.get("claims")}  # every declared claim's test (`k1 aggregate` decides each status)
+    if p.tuning.active and isinstance(summary.get("tuned"), Mapping):
+        tested["tuned "] = summary["tuned"].get("claims")
+    for part, entries in tested.items():
+        untested = [c.name for c in claims if not isinstance((entries or {}).get(c.name), Mapping)]
+        if untested:
+            problems.append(f"it lacks the {part}claim(s) {', '.join(untested)}")
+    if problems:
+        raise DataError(f"{path} does not match the params: {'; '.join(problems)}; rerun `k1 aggregate` with these "
+                        f"params (`k1 aggregate --params P --results {path.parent}`), then `k1 paper`")
+
+
 def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, data: str | Path,
                  out: str | Path) -> dict[str, Any]:
     """Write paper.md and numbers.json into `out`; returns {"files": [...], "claims": {...}}."""
@@ -75,10 +113,8 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
         raise K1Error("cannot render the paper, missing: " + ", ".join(str(p) for p in missing)
                       + " (run `k1 prepare` and `k1 aggregate` first)")
     summary = read_summary(results)
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{manifest_path} is not valid JSON: {err}") from err
+    check_summary(summary, cfg, CLAIMS, summary_path)
+    manifest = read_output_json(manifest_path, f"prepare the data again (`k1 prepare --params P --out {data}`)")
     p = cfg.params
     nums = Numbers(summary)
     variants = [v for v in cfg.variants if v in summary]

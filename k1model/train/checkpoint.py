@@ -8,6 +8,9 @@ file. Writes are atomic.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -19,9 +22,35 @@ from k1model.errors import CheckpointError, DamagedCheckpointError, DataError
 from k1model.io import atomic_path, read_output_json, rerun_hint
 
 
+#: the key under which a checkpoint records the hash of its contents (`content_sha256`), checked on load
+INTEGRITY_KEY = "content_sha256"
+
+
+def content_sha256(obj: Any) -> str:
+    """sha256 of a checkpoint's contents: every tensor's dtype, shape and bytes, and every plain value, in the
+    order of the (insertion-ordered) mappings, which saving and loading keep. A changed byte of a weight changes
+    it; the zip archive alone would not notice (torch does not check its CRCs). The plain values are encoded by
+    the json module's C encoder: the run log of a long run has tens of thousands of them."""
+    digest = hashlib.sha256()
+
+    def tensor(value: Any) -> str:
+        if not isinstance(value, torch.Tensor):
+            return f"{type(value).__name__} {value!r}"
+        t = value.detach().cpu().contiguous()
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return f"tensor {t.dtype} {tuple(t.shape)}"
+
+    digest.update(json.dumps(obj, default=tensor).encode())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, blob: dict[str, Any]) -> None:
+    """Write a checkpoint with the hash of its contents. It is serialised in memory first and written by Python,
+    so a full disk is an error naming the file (torch's own writer reports only "unexpected pos")."""
+    buffer = io.BytesIO()
+    torch.save({**blob, INTEGRITY_KEY: content_sha256(blob)}, buffer)
     with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def checkpoint_fix(path: Path) -> str:
@@ -57,6 +86,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(blob, dict):
         raise DamagedCheckpointError(f"{path} is damaged: it does not hold a checkpoint dictionary; "
                                      f"{checkpoint_fix(path)}")
+    recorded = blob.pop(INTEGRITY_KEY, None)  # (checkpoints written before it existed have none)
+    if recorded is not None and content_sha256(blob) != recorded:
+        raise DamagedCheckpointError(f"{path} is damaged: its contents do not match the hash recorded when it was "
+                                     f"written (sha256 {recorded[:12]}...): a byte changed since (a bad disk or "
+                                     f"copy); {checkpoint_fix(path)}")
     return blob
 
 

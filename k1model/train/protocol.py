@@ -21,10 +21,10 @@ others go on.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +34,9 @@ import torch
 from tqdm.auto import tqdm
 
 from k1model.config import MethodConfig, ModelConfig, Params, config_hash, load_params, method_config
-from k1model.config.checks import plain
+from k1model.config.checks import Integer, plain
+from k1model.config.experiment import SEED
+from k1model.data.loading import check_data_section, read_manifest
 from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from k1model.io import read_output_json, rerun_hint
 from k1model.kernels import vector_isa
@@ -44,7 +46,9 @@ from k1model.topology import ACTIVE, STATE_NAMES
 from k1model.train.checkpoint import load_checkpoint, save_checkpoint
 from k1model.train.decomposition import decomposition, record_phase_end, snapshot, swap_test
 from k1model.train.outputs import RunLog, copy_run, finish_run, record_failure, run_metrics, step_row, write_run_outputs
+from k1model.train.memory import check_memory
 from k1model.train.plugins import Phase
+from k1model.train.runfolder import own_run_folder
 from k1model.train.runtime import resolve_device, versions
 from k1model.train.step import Trainer
 
@@ -94,6 +98,8 @@ def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out
     dupes = sorted({v for v in variants if list(variants).count(v) > 1} | {str(s) for s in seeds if list(seeds).count(s) > 1})
     if dupes:
         raise ConfigError(f"duplicate runs: {', '.join(dupes)} given twice; each variant x seed is one run")
+    for s in seeds:
+        SEED(s, "seed")
     phases = tuple(order) if order else params.orders[0]
     if sorted(phases) != sorted(params.data.domains):
         raise ConfigError(f"order {list(phases)} is not a permutation of data.domains {list(params.data.domains)}")
@@ -164,10 +170,11 @@ class RunGroup:
             if why:
                 raise ConfigError(f"train.attention is 'native' but the native kernel cannot run here: {why}; "
                                   "set train.attention to auto or masked")
-        manifest_path = self.data_dir / "manifest.json"
-        if not manifest_path.is_file():
-            raise DataError(f"no prepared data at {self.data_dir} (missing manifest.json); run `k1 prepare` first")
-        self.manifest = json.loads(manifest_path.read_text())
+        # the data the params describe (their data section, the manifest's hash recorded by every run), and a
+        # model that fits: checked before anything is allocated or written
+        self.manifest, self.data_sha256 = read_manifest(self.data_dir)
+        check_data_section(params.data, self.manifest, self.data_dir)
+        check_memory(self.model_cfg, self.train_cfg, len(self.specs), self.device)
         identity = self.train_cfg.identity(self.attention, self.run_batching)
         self.hashes = [run_hash(self.model_cfg, s, identity, self.manifest) for s in self.specs]
         self._load_data()
@@ -266,14 +273,35 @@ class RunGroup:
 
     # --- the protocol ----------------------------------------------------------------------
     def run(self, max_steps: int | None = None, progress: bool | None = None) -> list[dict | None]:
-        """Train every run to the end (or to `max_steps`); returns each run's metrics (None if stopped early)."""
+        """Train every run to the end (or to `max_steps`); returns each run's metrics (None if stopped early).
+        Each run folder is this process's while it runs (`own_run_folder`: a second process is refused)."""
+        if max_steps is not None:
+            Integer(1)(max_steps, "--max-steps")
+        with ExitStack() as folders:
+            for spec in self.specs:
+                folders.enter_context(own_run_folder(spec.out_dir))
+            return self._run_owned(max_steps, progress)
+
+    def _check_data(self, spec: RunSpec, metrics: dict[str, Any]) -> None:
+        """Refuse to train again, over a finished (or failed) run, on other data than it was trained on."""
+        recorded = metrics.get("data_manifest_sha256")
+        if recorded is not None and recorded != self.data_sha256:
+            raise DataError(f"{spec.out_dir} was trained on other data (its metrics.json records data manifest sha256 "
+                            f"{recorded[:12]}..., {self.data_dir / 'manifest.json'} has {self.data_sha256[:12]}...): "
+                            f"delete {spec.out_dir} to train it again on this data, or pass the --data it was "
+                            "trained on")
+
+    def _run_owned(self, max_steps: int | None, progress: bool | None) -> list[dict | None]:
         results: list[dict | None] = [None] * len(self.specs)
+        finished = {i: read_output_json(s.out_dir / "metrics.json", rerun_hint(s.out_dir))
+                    for i, s in enumerate(self.specs) if (s.out_dir / "metrics.json").exists()}
+        for i, done in finished.items():
+            self._check_data(self.specs[i], done)
         pending: dict[int, list[int]] = {}
         blobs: dict[int, dict | None] = {}
         for i, spec in enumerate(self.specs):
-            metrics_path = spec.out_dir / "metrics.json"
-            if metrics_path.exists():
-                done = read_output_json(metrics_path, rerun_hint(spec.out_dir))
+            if i in finished:
+                done = finished[i]
                 if done.get("config_hash") == self.hashes[i] and done.get("status") == "completed":
                     print(f"{spec.out_dir}: already complete (config hash {self.hashes[i]}); nothing to do")
                     results[i] = done
@@ -395,6 +423,8 @@ class RunGroup:
                                                     **({"agents_active": int(live[r].sum())} if model.has_slots else {})})
                 logs[r].step_rows.append(step_row(record, phase, s.phases[phase]))
             bar.update(1)
+            if len(failed) == R:  # nothing left to train (the caller says so)
+                break
             if (step + 1) % cfg.eval_interval == 0 or end_of_phase:
                 curve = self.evaluate(model, self.curve)
                 for r, s in enumerate(specs):
@@ -431,6 +461,8 @@ class RunGroup:
                         logs[r].wall_time_s += elapsed / R  # this run's share of the process
                         self._save(s, members[r], trainer, r, samplers[r], logs[r])
         bar.close()
+        if len(failed) == R:
+            return [failed[r] for r in range(R)]
         if trainer.step_count < total:
             print(f"stopped at step {trainer.step_count}/{total} (--max-steps); rerun to resume")
             return [failed.get(r) for r in range(R)]
@@ -450,6 +482,7 @@ class RunGroup:
     def _identity(self, spec: RunSpec, i: int) -> dict[str, Any]:
         return {"variant": spec.variant, "seed": spec.seed, "config_hash": self.hashes[i],
                 **({} if spec.init_seed is None else {"init_seed": spec.init_seed}),
+                "data_manifest_sha256": self.data_sha256,
                 "domains": list(dict.fromkeys(spec.phases)), "phases": list(spec.phases),
                 "method": plain(spec.method)}  # this run's effective settings (sweep/tuned runs differ)
 

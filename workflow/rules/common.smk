@@ -68,15 +68,16 @@ def _pick_params_file():
 
 
 def _load_params(path):
-    import yaml
+    """The params file as the k1 commands read it (the library's YAML reader: a duplicate key is an error)."""
+    from k1model.config import read_params_file
+    from k1model.errors import ConfigError
 
     if not Path(path).is_file():
         raise WorkflowError(f"params file not found: {path} (set it with --config params_file=FILE)")
-    with open(path, encoding="utf-8") as fh:
-        params = yaml.safe_load(fh)
-    if not isinstance(params, dict):
-        raise WorkflowError(f"params file {path} must hold a mapping of sections")
-    return params
+    try:
+        return read_params_file(path, required=())
+    except ConfigError as err:
+        raise WorkflowError(f"invalid params file {path}: {err}") from None
 
 
 def _dotted(path_items):

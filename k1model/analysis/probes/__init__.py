@@ -154,23 +154,39 @@ def probe_config(analysis: Mapping[str, Any] | None) -> AnalysisConfig:
 
 def attribute_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: str | Path,
                   device: str | None = None) -> dict[str, Any]:
-    """All probes of one finished run; writes RUN_DIR/attribution.json and returns its content."""
-    from k1model.data.loading import load_split
+    """All probes of one finished run; writes RUN_DIR/attribution.json and returns its content. The run folder
+    is this process's meanwhile (`own_run_folder`), and the data must be the data the run was trained on."""
+    from k1model.train.runfolder import own_run_folder
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"run directory {run_dir} does not exist; run `k1 train ... --out {run_dir}` first")
+    with own_run_folder(run_dir):
+        return _probe_run(params, data_dir, run_dir, device)
+
+
+def _probe_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: Path, device: str | None) -> dict[str, Any]:
+    from k1model.data.loading import check_data_section, load_split, read_manifest
     from k1model.data.sampling import BatchSampler, eval_batches
     from k1model.train.checkpoint import load_run_model
     from k1model.train.runtime import resolve_device
 
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    run_dir, data_dir = Path(run_dir), Path(data_dir)
-    if not run_dir.is_dir():
-        raise DataError(f"run directory {run_dir} does not exist; run `k1 train ... --out {run_dir}` first")
+    data_dir = Path(data_dir)
     params = load_params(params)
     cfg, train_cfg, model_cfg = params.analysis, params.train, params.model
+    manifest, data_sha256 = read_manifest(data_dir)
+    check_data_section(params.data, manifest, data_dir)
     dev = resolve_device(device or train_cfg.device)
     model, metrics = load_run_model(run_dir, params, device=str(dev))
     if metrics.get("status", "completed") != "completed":
         raise DataError(f"{run_dir / 'metrics.json'} has status {metrics.get('status')!r}: the run did not finish; "
                         "rerun `k1 train` for it")
+    recorded = metrics.get("data_manifest_sha256")  # (runs trained before it was recorded have none)
+    if recorded is not None and recorded != data_sha256:
+        raise DataError(f"{run_dir} was trained on other data (its metrics.json records data manifest sha256 "
+                        f"{recorded[:12]}..., {data_dir / 'manifest.json'} has {data_sha256[:12]}...): probing it on "
+                        "this data would measure something else; pass the --data it was trained on")
     steps = read_steps(run_dir / "steps.csv.gz")
     variant = get_variant(metrics["variant"])
     run_seed = int(metrics.get("seed", 0))
