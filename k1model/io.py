@@ -27,9 +27,9 @@ NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def write_error(err: OSError, path: str | os.PathLike | None = None) -> OutputWriteError | None:
-    """The one-line error for an OSError met while writing `path` (the error's own file name if it has one):
-    a full disk, a read-only folder, a permission denied; None for any other error."""
-    where = Path(err.filename) if err.filename else Path(path) if path is not None else None
+    """The one-line error for an OSError met while writing `path` (without one: the error's own file name): a
+    full disk, a read-only folder, a permission denied; None for any other error."""
+    where = Path(path) if path is not None else Path(err.filename) if err.filename else None
     shown = f" {where}" if where is not None else " an output"
     if err.errno in DISK_FULL:
         free = _free_space(where)

@@ -15,7 +15,7 @@ from k1model.data.documents import SPLIT_RULE, _make_splits
 from k1model.data.loading import recorded_config
 from k1model.data.sources import load_documents
 from k1model.errors import DataError
-from k1model.io import write_error, write_json
+from k1model.io import write_error, write_json, writing
 
 TOKENIZER: dict[str, Any] = {"kind": "utf8-bytes", "vocab_size": 256, "dtype": "uint8"}
 
@@ -89,8 +89,9 @@ def prepare(
     window = int(seq_len) + 1
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    with writing(out_dir):
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         os.chmod(tmp, 0o755)
         domains: dict[str, Any] = {}

@@ -37,7 +37,7 @@ def _owner(fd: int) -> str:
 def _lock(folder: Path) -> tuple[int, str]:
     """The locked file descriptor of `folder`'s lock file, and what the file said of a previous owner."""
     path = folder / LOCK_NAME
-    with writing(path):
+    with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
