@@ -17,7 +17,10 @@ optimiser rows, trust, RNGs, sampler positions, logs so far) in `RUN/resume.pt`,
 Runs found at different resume steps are trained in consecutive sub-groups. A run directory
 belongs to one config hash and one thread count; resuming anything else into it is refused. A run
 whose loss stops being finite is recorded as failed (failure.json, status "failed") while the
-others go on.
+others go on; when every run has failed, training stops. A run folder is one process's at a time
+(`train/runfolder.py`), and a run records the hash of its data manifest: training over it with other
+data is refused, as are params whose data section is not the prepared data's, and a model too big for
+the memory left (`train/memory.py`).
 """
 from __future__ import annotations
 
