@@ -93,21 +93,21 @@ def stage_outs(stage: str) -> list[str]:
 
 
 @needs_snakemake
-@pytest.mark.parametrize("stage", ["data", "runs", "analysis", "paper"])
-def test_every_file_a_dvc_stage_writes_is_one_of_its_outs(tmp_path, stage):
+def test_every_file_a_dvc_stage_writes_is_one_of_its_outs(tmp_path):
     """DVC deletes a stage's outs before rerunning it; a file the stage writes but does not declare (results/sweep,
     results/tuning, results/tuned) survives a params change and Snakemake (rerun by mtime) reuses it."""
     wd = copy_workflow(tmp_path / "wf")
     config = ("--config", "params_file=params/tiny.yaml", "outdir=.")
-    fake_outputs(wd, *config)  # what the other stages wrote (the inputs of this one)
-    proc = snakemake(wd, "--summary", "--cores", "1", *config, f"stage={stage}", "--", stage)
-    assert proc.returncode == 0, output(proc)[-3000:]
-    written = [line.split("\t")[0] for line in proc.stdout.splitlines()[1:] if line.strip()]
-    written = [w for w in written if w != stage]  # the target rule itself
-    assert written
-    outs = stage_outs(stage)
-    undeclared = [w for w in written if not any(w == o or w.startswith(o.rstrip("/") + "/") for o in outs)]
-    assert not undeclared, f"dvc.yaml stage {stage} does not declare {undeclared[:5]}"
+    fake_outputs(wd, *config)  # what the other stages wrote (the inputs of each)
+    for stage in ("data", "runs", "analysis", "paper"):
+        proc = snakemake(wd, "--summary", "--cores", "1", *config, f"stage={stage}", "--", stage)
+        assert proc.returncode == 0, output(proc)[-3000:]
+        written = [line.split("\t")[0] for line in proc.stdout.splitlines()[1:] if line.strip()]
+        written = [w for w in written if w != stage]  # the target rule itself
+        assert written, stage
+        outs = stage_outs(stage)
+        undeclared = [w for w in written if not any(w == o or w.startswith(o.rstrip("/") + "/") for o in outs)]
+        assert not undeclared, f"dvc.yaml stage {stage} does not declare {undeclared[:5]}"
 
 
 def test_dvc_stages_read_params_every_profile_has():
