@@ -36,6 +36,8 @@ EFFECTS = {
     "random_path": (0.10, 0.30),
     "dense": (0.18, 1.00),
 }
+#: variants whose fake runs grow and prune agents (the `plasticity` plugin)
+GROWING = ("k1_grow",)
 
 
 def agent_tree(branching: Sequence[int] = (2, 2)) -> list[dict[str, Any]]:
@@ -95,7 +97,9 @@ def write_fake_run(
     forgetting benchmark's random_path seed 1): flagged by the library's rule (`cl_metrics.divergence`)."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([seed, sum(map(ord, variant))])
+    # (the default domains keep the key of the single-order fakes; another order gets numbers of its own)
+    rng = np.random.default_rng([seed, sum(map(ord, variant))] + ([] if tuple(domains) == DOMAINS else
+                                                                   [sum(k * ord(c) for k, c in enumerate("-".join(domains)))]))
     agents = agent_tree(branching)
     names = [a["name"] for a in agents]
     children = _children(agents)
@@ -191,7 +195,26 @@ def write_fake_run(
                      "agents_changed_per_step": scalars["sparsity_agent_fraction"] * len(names)},
         "scalars": scalars, "divergence": divergence, "versions": {"python": "3.11", "torch": "2.x"}, "device": "cpu",
         "wall_time_s": wall,
+        "phases": list(domains), "validation": M.forgetting_summary(R * 1.01, R0),
     }
+    if variant in GROWING:  # structural plasticity (strategies/plasticity.py): one grown, one pruned agent
+        leaves = [a["name"] for a in agents if not children[a["name"]]]
+        grown = {"name": f"{leaves[0]}/g1", "level": agents[-1]["level"] + 1, "parent": leaves[0],
+                 "params": 50_000, "slot": True, "status": "active"}
+        metrics["agents"] = [dict(a, slot=False, status="pruned" if a["name"] == leaves[-1] else "active")
+                             for a in agents] + [grown]
+        metrics["update_counts"][grown["name"]] = steps_per_phase // 2
+        size = 50_000 * len(agents)
+        metrics["structure_sizes"] = [{"step": 0, "active_agents": len(agents), "active_agent_params": size},
+                                      {"step": steps_per_phase, "active_agents": len(agents) + 1,
+                                       "active_agent_params": size + 50_000},
+                                      {"step": 2 * steps_per_phase, "active_agents": len(agents),
+                                       "active_agent_params": size}]
+        metrics["structure_events"] = [{"step": steps_per_phase, "kind": "grow", "agents": [leaves[0]], "kept": True},
+                                       {"step": 2 * steps_per_phase, "kind": "prune", "agents": [leaves[-1]],
+                                        "kept": True},
+                                       {"step": 2 * steps_per_phase + 1, "kind": "merge", "agents": leaves[:2],
+                                        "kept": False}]
     if status != "completed":
         metrics["error"] = "non-finite loss nan at step 17"
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -271,3 +294,29 @@ def write_manifest(data_dir: str | Path, domains: Sequence[str] = DOMAINS) -> Pa
                 "versions": {"k1model": "0.1.0"}, "domains": doms}
     (data_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return data_dir / "manifest.json"
+
+
+def write_fake_study(params: str | Path, results: str | Path, *, diverged: tuple[str, int] | None = None,
+                     steps_per_phase: int = 10, eval_interval: int = 5) -> Path:
+    """A fake run for every run a params file plans (main comparison in every domain order, sweep, tuning,
+    tuned), attribution for the main runs, and the tuning choice (`k1 tune`): what `k1 aggregate` and
+    `k1 figures` read after the pipeline's training stage. `diverged`: (variant, seed) of the main
+    comparison, first order, whose loss blows up (see `write_fake_run`)."""
+    from k1model.config import load_params
+    from k1model.study.plan import plan_runs
+    from k1model.study.tuning import tune
+
+    results = Path(results)
+    plan = plan_runs(load_params(params))
+    first = plan[0].order
+    for part in ("runs", "sweep", "tuning"):
+        for r in (r for r in plan if r.part == part):
+            write_fake_run(results / r.path, r.variant, r.seed, domains=r.order, steps_per_phase=steps_per_phase,
+                           eval_interval=eval_interval, attribution=part == "runs",
+                           diverged=part == "runs" and r.order == first and (r.variant, r.seed) == diverged)
+    if any(r.part == "tuned" for r in plan):
+        tune(params, results, results / "tuning" / "chosen.json")
+        for r in (r for r in plan if r.part == "tuned"):
+            write_fake_run(results / r.path, r.variant, r.seed, domains=r.order, steps_per_phase=steps_per_phase,
+                           eval_interval=eval_interval, attribution=False)
+    return results

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from k1model.analysis.aggregate import aggregate
 from k1model.analysis.settings import load_analysis_config
 from k1model.report.tables import fmt_num, fmt_p
 
-FIGURES = ("learning_curves", "forgetting_heatmaps", "forgetting", "sparsity", "update_frequency",
+FIGURES = ("learning_curves", "r_matrices_prose-code-science", "forgetting_matrices_prose-code-science", "seen_bpb",
+           "stability_plasticity", "forgetting_updates", "forgetting", "sparsity", "update_frequency",
            "attribution_stability", "planted_faults", "responsibility_tree", "forgetting_domains", "decomposition")
 
 
@@ -97,7 +99,11 @@ def test_paper_sections_and_negative_results(built):
     assert "the LOO never changed a selection" in text
     assert "*Table 2: Forgetting per domain and domain order" in text
     assert "significantly lower" not in text
-    assert "../results/figures/forgetting_heatmaps.png" in text
+    assert "../results/figures/r_matrices_prose-code-science.png" in text
+    assert re.search(r"the R matrices \(bpb on domain j after phase i\): Figure (\d+) \(order prose → code → science\)",
+                     text)  # the text points to the figures, numbered as listed
+    number = int(re.search(r"R matrices \(bpb on domain j after phase i\): Figure (\d+)", text).group(1))
+    assert f"*Figure {number}: Mean R matrix per variant, domain order prose → code → science" in text
     assert "*Table 1: Language modelling and forgetting" in text
     assert "`analysis.bootstrap_resamples` | 400" in text  # hyperparameters from the params file
     prose_sha = hashlib.sha256(b"prose/train").hexdigest()[:12]

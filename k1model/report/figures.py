@@ -1,13 +1,14 @@
-"""Figures behind `k1 figures` (seaborn; PNG + PDF of each).
+"""Figures behind `k1 figures` (PNG at 300 dpi + PDF of each, at their printed size: `drawing.py`).
 
-Statistics-based panels (points with CIs) read `RESULTS/summary.json` and
-`RESULTS/tidy.csv`, so they show exactly the numbers of the tables; curves, R matrices
-and trees come from the run directories (`evals.csv`, `metrics.json`, `steps.csv.gz`).
-Figures are drawn on `matplotlib.figure.Figure` objects (no pyplot state, always the
-headless Agg canvas) and saved without timestamps, so re-running gives identical files.
+Statistics-based panels (points with intervals) read `RESULTS/summary.json` and `RESULTS/tidy.csv`,
+so they show exactly the numbers of the tables; curves, R matrices and trees come from the run
+directories (`evals.csv`, `metrics.json`, `steps.csv.gz`) of every domain order. Figures are drawn on
+`matplotlib.figure.Figure` objects (no pyplot state, always the headless Agg canvas) and saved
+without timestamps, so re-running gives identical files.
 
-Besides the figures, `FIGDIR/figures.json` lists every figure with its caption and the
-notes about panels that were skipped (e.g. attribution metrics absent); `k1 paper` uses it.
+Besides the figures, `FIGDIR/figures.json` lists every figure with its caption and printed size, and
+the notes about panels that were skipped (e.g. attribution metrics absent) or texts that collide
+(`text_layout.py`); `k1 paper` uses it. A figure per domain order is named `<kind>_<order>`.
 """
 from __future__ import annotations
 
@@ -25,18 +26,16 @@ import seaborn as sns
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from k1model.errors import DataError, K1Error
-from k1model.analysis.intervals import t_interval
-from k1model.io import read_output_table, rerun_hint, write_json
 from k1model.analysis.metric_info import metric_info
 from k1model.analysis.runs import read_run_file
 from k1model.analysis.settings import AnalysisSettings as AnalysisConfig
 from k1model.analysis.settings import load_analysis_config
-from k1model.report.drawing import RC as _RC
-from k1model.report.drawing import draw_tree as _draw_tree
-from k1model.report.drawing import palette as _palette
-from k1model.report.drawing import save_figure, tree_layout
-from k1model.report.drawing import short_name as _short
+from k1model.errors import DataError, K1Error
+from k1model.io import read_output_table, rerun_hint, write_json
+from k1model.report.drawing import (COLUMN_IN, PAGE_IN, Estimate, draw_tree, figure_legend, forest_height,
+                                    figure_style, forest_panel, metric_title, new_figure, order_handles, save_figure, short_name, tree_layout,
+                                    unit_label)
+from k1model.report.text_layout import describe_size, layout_problems
 
 __all__ = [
     "FORGETTING_METRICS",
@@ -45,184 +44,117 @@ __all__ = [
     "save_figure",
     "tree_layout",
     "load_evals",
-    "learning_curves",
-    "forgetting_heatmaps",
     "metric_points",
     "update_frequency_trees",
     "responsibility_tree",
     "make_figures",
+    "CAPTIONS",
 ]
 
 FORGETTING_METRICS = ("final_avg_bpb", "forgetting", "bwt", "fwt")
 SPARSITY_METRICS = ("sparsity_param_fraction", "sparsity_agent_fraction")
 STABILITY_METRICS = ("attr_grad_loo_spearman", "attr_window_rank_corr", "attr_resample_path_agreement",
                      "attr_randomisation_change", "attr_specialisation_nmi")
+RunKey = tuple[str, str, int]  # (variant, order, seed)
 
 
 # --------------------------------------------------------------------------- inputs
 
 
 def main_runs(results: Path, cfg: AnalysisConfig) -> list[tuple[Any, Path]]:
-    """(planned run, its directory) of the main comparison in the first domain order: curves and R
-    matrices of different orders are not averaged together (their phases differ)."""
+    """(planned run, its directory) of the main comparison, every domain order."""
     from k1model.study.plan import part_runs
 
-    first = "-".join(cfg.params.orders[0])
-    return [(r, results / r.path) for r in part_runs(cfg.params, "runs") if r.order_name == first]
+    return [(r, results / r.path) for r in part_runs(cfg.params, "runs")]
 
 
-def _read_metrics(runs: list[tuple[Any, Path]]) -> dict[tuple[str, int], dict[str, Any]]:
+def _read_metrics(runs: list[tuple[Any, Path]]) -> dict[RunKey, dict[str, Any]]:
     out = {}
     for run, d in runs:
         p = d / "metrics.json"
         if p.is_file():
             m = read_run_file(p)
             if m.get("status", "completed") == "completed":
-                out[(run.variant, run.seed)] = m
+                out[(run.variant, run.order_name, run.seed)] = m
     if not out:
         raise DataError(f"no completed runs (metrics.json) in {sorted({str(d.parent.parent) for _, d in runs})}")
     return out
 
 
 def load_evals(runs: list[tuple[Any, Path]], notes: list[str]) -> pd.DataFrame:
-    """All runs' evals.csv stacked with variant and seed columns (missing files noted)."""
+    """All runs' evals.csv stacked with variant, order and seed columns (missing files noted)."""
     frames = []
     for run, d in runs:
         p = d / "evals.csv"
         if not p.is_file():
             notes.append(f"learning curves: no {p}")
             continue
-        frames.append(read_output_table(p, rerun_hint(d)).assign(variant=run.variant, seed=run.seed))
+        frames.append(read_output_table(p, rerun_hint(d)).assign(variant=run.variant, order=run.order_name,
+                                                                  seed=run.seed))
     if not frames:
-        return pd.DataFrame(columns=["step", "phase_index", "phase", "domain", "bpb", "end_of_phase", "variant", "seed"])
+        return pd.DataFrame(columns=["step", "phase_index", "phase", "domain", "bpb", "end_of_phase", "variant",
+                                     "order", "seed"])
     return pd.concat(frames, ignore_index=True)
 
 
-# --------------------------------------------------------------------------- figures
-
-
-def learning_curves(evals: pd.DataFrame, cfg: AnalysisConfig) -> Figure | None:
-    """bpb per domain over training steps, mean ± CI band across seeds, phase boundaries dashed."""
-    if evals.empty:
-        return None
-    domains = list(dict.fromkeys(evals["domain"]))
-    fig = Figure(figsize=(3.6 * len(domains), 3.2), layout="constrained")
-    axes = fig.subplots(1, len(domains), sharey=False, squeeze=False)[0]
-    ends = (evals[evals.get("end_of_phase", 0) == 1].groupby("phase_index")["step"].max().sort_index()
-            if "end_of_phase" in evals else pd.Series(dtype=float))
-    phases = evals.drop_duplicates("phase_index").set_index("phase_index")["phase"].sort_index()
-    pal = _palette(cfg.variants)
-    for ax, dom in zip(axes, domains):
-        sub = evals[evals.domain == dom]
-        sns.lineplot(data=sub, x="step", y="bpb", hue="variant", hue_order=[v for v in cfg.variants if v in set(sub.variant)],
-                     palette=pal, errorbar=lambda x: t_interval(x, cfg.confidence), ax=ax, legend=ax is axes[-1])
-        starts = list(evals.groupby("phase_index")["step"].min().sort_index().to_numpy())
-        for b in ends.to_numpy()[:-1]:
-            ax.axvline(b, color="0.4", ls="--", lw=0.8)
-        for i, x0 in enumerate(starts):
-            if i < len(phases):
-                ax.text(x0, 1.0, f" {phases.iloc[i]}", transform=ax.get_xaxis_transform(), fontsize=7,
-                        va="bottom", ha="left", color="0.3")
-        ax.set_title(f"held-out {dom}", pad=12)
-        ax.set_ylabel("bpb (lower is better)")
-    if axes[-1].get_legend() is not None:
-        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    return fig
-
-
-def forgetting_heatmaps(run_metrics: Mapping[tuple[str, int], Mapping[str, Any]], cfg: AnalysisConfig,
-                        notes: list[str]) -> Figure | None:
-    """Mean R matrix per variant (rows: after phase i, columns: domain j), one shared colour scale."""
-    mats, domains = {}, None
-    for v in cfg.variants:
-        Rs = [np.asarray(m["R"], float) for (vv, _), m in run_metrics.items() if vv == v and "R" in m]
-        if not Rs:
-            notes.append(f"forgetting heatmap: no R matrix for {v}")
-            continue
-        mats[v] = np.mean(Rs, axis=0)
-        domains = domains or next(m.get("domains") for (vv, _), m in run_metrics.items() if vv == v)
-    if not mats:
-        return None
-    T = next(iter(mats.values())).shape[1]
-    domains = list(domains or [f"d{j}" for j in range(T)])
-    vmin = min(float(np.nanmin(m)) for m in mats.values())
-    vmax = max(float(np.nanmax(m)) for m in mats.values())
-    fig = Figure(figsize=(2.9 * len(mats) + 0.8, 2.9), layout="constrained")
-    axes = fig.subplots(1, len(mats), squeeze=False)[0]
-    for k, (ax, (v, R)) in enumerate(zip(axes, mats.items())):
-        sns.heatmap(R, ax=ax, annot=True, fmt=".2f", vmin=vmin, vmax=vmax, cmap="rocket_r", square=True,
-                    cbar=k == len(mats) - 1, cbar_kws={"label": "bpb"}, annot_kws={"fontsize": 7},
-                    xticklabels=domains, yticklabels=[f"after {d}" for d in domains[: R.shape[0]]])
-        ax.set_title(v)
-        ax.set_xlabel("evaluated on")
-        if k:
-            ax.set_yticklabels([])
-    return fig
+# --------------------------------------------------------------------------- per-variant statistics
 
 
 def metric_points(summary: Mapping[str, Any], tidy: pd.DataFrame, metrics: Sequence[str], cfg: AnalysisConfig,
                   notes: list[str], what: str) -> Figure | None:
-    """One panel per metric: per-variant mean with its t-interval (from summary.json) and the seeds."""
+    """One panel per metric, variants top to bottom: the mean with its interval (summary.json, black) and
+    every run (dots, one line per domain order)."""
     present = [m for m in metrics if any((summary.get(v, {}).get(m) or {}).get("n") for v in cfg.variants)]
     for m in metrics:
         if m not in present:
             notes.append(f"{what}: {m} absent or null in every run; panel skipped")
     if not present:
         return None
-    pal = _palette(cfg.variants)
+    rows = list(cfg.variants)
+    orders = ["-".join(o) for o in cfg.params.orders]
     ncols = min(4, len(present))
     nrows = math.ceil(len(present) / ncols)
-    fig = Figure(figsize=(3.0 * ncols + 0.4, 2.7 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, m in zip(axes, present):
-        info, _ = metric_info(m)
-        sub = tidy[(tidy.metric == m) & tidy.value.notna()]
-        order = list(cfg.variants)
-        # seed dots with a fixed jitter (seaborn's stripplot jitter draws from the global RNG: not reproducible)
-        jitter = np.random.default_rng(cfg.rng_seed)
-        for i, v in enumerate(order):
-            vals = sub.loc[sub.variant == v, "value"].to_numpy(float)
-            ax.scatter(i + jitter.uniform(-0.12, 0.12, vals.size), vals, s=14, color=pal[v], alpha=0.6,
-                       linewidths=0, zorder=3)
-        ax.set_xticks(range(len(order)), order)
-        for i, v in enumerate(order):
-            s = (summary.get(v) or {}).get(m) or {}
-            if not s.get("n"):
-                ax.text(i, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=7, color="0.4",
-                        in_layout=False)
-                continue
-            mean, lo, hi = s["mean"], s.get("ci_low"), s.get("ci_high")
-            yerr = None if lo is None else [[mean - lo], [hi - mean]]
-            ax.errorbar([i], [mean], yerr=yerr, fmt="o", color="black", ms=5, capsize=4, lw=1.2, zorder=5)
-        arrow = {"lower": "↓", "higher": "↑"}.get(info.direction, "")
-        ax.set_xlim(-0.5, len(order) - 0.5)
-        ax.ticklabel_format(axis="y", useOffset=False)
-        ys = sub.value.to_numpy(float)
-        if ys.size and np.ptp(ys) <= 1e-9 * max(1.0, float(np.abs(ys).max())):  # (near-)constant: no float-noise axis
-            c = float(ys.mean())
-            ax.set_ylim(c - 0.05 * max(abs(c), 0.02), c + 0.05 * max(abs(c), 0.02))
-        ax.set_title(f"{m.removeprefix('attr_')} {arrow}", fontsize=9)
-        ax.set_xlabel("")
-        ax.set_ylabel(info.unit)
-        ax.tick_params(axis="x", rotation=30)
-        lo_y, hi_y = ax.get_ylim()
-        if m in ("forgetting", "bwt", "fwt") and lo_y <= 0 <= hi_y:  # zero line only where it is in range
-            ax.axhline(0, color="0.5", lw=0.8, ls=":")
-    for ax in axes[len(present):]:
+    width = PAGE_IN if ncols > 2 else COLUMN_IN
+    fig = new_figure(width, forest_height(len(rows), nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    main = tidy[(tidy.get("part", "as_specified") == "as_specified") & tidy.value.notna()]
+    for k, (ax, m) in enumerate(zip(axes.ravel(), present)):
+        runs = main[main.metric == m].rename(columns={"variant": "row"})[["row", "value", "order"]]
+        stats = {v: ((summary.get(v) or {}).get(m) or {}) for v in rows}
+        est = {v: (s["mean"], _num(s.get("ci_low")), _num(s.get("ci_high"))) if s.get("n") else
+               (math.nan, math.nan, math.nan) for v, s in stats.items()}
+        forest_panel(ax, rows, [Estimate("mean", est)], runs, orders=orders, xlabel=unit_label(m),
+                     title=metric_title(m, (width - 0.9) / ncols), label_rows=k % ncols == 0, zero=m in ("forgetting", "bwt", "fwt"),
+                     floor=0.0 if metric_info(m)[0].unit == "bpb" and m not in ("bwt", "fwt", "forgetting") else None)
+    for ax in axes.ravel()[len(present):]:
         ax.set_visible(False)
-    fig.suptitle(f"{what}: mean and {cfg.confidence:.0%} t-interval across runs (dots: runs)", fontsize=9)
+    figure_legend(fig, [_estimate_handle(f"mean, {cfg.confidence:.0%} interval")] + order_handles(orders))
     return fig
 
 
-def update_frequency_trees(run_metrics: Mapping[tuple[str, int], Mapping[str, Any]], cfg: AnalysisConfig,
+def _num(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _estimate_handle(label: str, marker: str = "o", color: str = "black") -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=color, marker=marker, ms=4, lw=1.1, label=label)
+
+
+# --------------------------------------------------------------------------- trees
+
+
+def update_frequency_trees(run_metrics: Mapping[RunKey, Mapping[str, Any]], cfg: AnalysisConfig,
                            notes: list[str]) -> Figure | None:
-    """Per variant, the agent tree coloured by the fraction of steps each agent was updated (seed mean)."""
+    """Per variant, the agent tree coloured by the fraction of steps each agent was updated (mean over the
+    runs of every order)."""
     panels = {}
     for v in cfg.variants:
         freqs: dict[str, list[float]] = {}
-        union: dict[str, dict[str, Any]] = {}  # trees that changed differ between seeds: every agent any seed had
+        union: dict[str, dict[str, Any]] = {}  # trees that changed differ between runs: every agent any run had
         rank = {"active": 0, "merged": 1, "pruned": 2, "inactive": 3}
-        for (vv, _), m in run_metrics.items():
+        for (vv, _, _), m in run_metrics.items():
             if vv != v or "update_counts" not in m or not m.get("steps"):
                 continue
             for a in m.get("agents") or []:
@@ -237,23 +169,24 @@ def update_frequency_trees(run_metrics: Mapping[tuple[str, int], Mapping[str, An
         panels[v] = (agents, {n: float(np.mean(f)) for n, f in freqs.items()})
     if not panels:
         return None
-    n_leaves = max(sum(1 for a in ag if not any(b.get("parent") == a["name"] for b in ag)) for ag, _ in panels.values())
-    width = max(3.2, 0.45 * n_leaves + 0.8)
-    ncols = min(3 if width < 5 else 2 if width < 9 else 1, len(panels))  # keep the figure ≤ ~16 in wide
+    n_leaves = max(sum(1 for a in ag if a.get("status") != "inactive"
+                       and not any(b.get("parent") == a["name"] and b.get("status") != "inactive" for b in ag))
+                   for ag, _ in panels.values())
+    ncols = min(len(panels), 4 if n_leaves <= 5 else 3 if n_leaves <= 8 else 2 if n_leaves <= 12 else 1)
     nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(width * ncols + 0.8, (3.4 if n_leaves > 8 else 2.9) * nrows), layout="constrained")
+    fig = new_figure(PAGE_IN, 0.55 + nrows * (1.75 if n_leaves > 8 else 1.45))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     norm = Normalize(0.0, 1.0)
     cmap = sns.color_palette("viridis", as_cmap=True)
     sc = None
     for ax, (v, (agents, f)) in zip(axes, panels.items()):
-        labels = {n: f"{_short(n)}\n{f.get(n, math.nan):.0%}" for n in f}
-        sc = _draw_tree(ax, agents, f, norm, cmap, labels)
-        ax.set_title(v)
+        labels = {n: f"{short_name(n)}\n{f.get(n, math.nan):.0%}" for n in f}
+        sc = draw_tree(ax, agents, f, norm, cmap, labels)
+        ax.set_title(v, fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    fig.colorbar(sc, ax=list(axes[: len(panels)]), label="fraction of steps updated",
-                 shrink=min(0.8, 0.2 + 1.2 / nrows), aspect=25)
+    fig.colorbar(sc, ax=list(axes[: len(panels)]), label="fraction of steps updated", location="bottom",
+                 shrink=0.5, aspect=40)
     return fig
 
 
@@ -279,50 +212,90 @@ def responsibility_tree(run: Path, agents: Sequence[Mapping[str, Any]], notes: l
     path_names = [p.strip() for p in str(last.get("path") or "").split(" > ") if p.strip()]
     finite = [g for g in grads.values() if math.isfinite(g)]
     norm = Normalize(min(finite) if finite else 0.0, max(finite) if finite else 1.0)
-    labels = {n: f"{_short(n)}\n{100 * float(scales.get(n, 0.0)):.0f}%" for n in names}
-    n_leaves = sum(1 for a in agents if not any(b.get("parent") == a["name"] for b in agents))
-    fig = Figure(figsize=(max(4.5, 0.5 * n_leaves + 1.5), 3.4), layout="constrained")
+    labels = {n: f"{short_name(n)}\n{100 * float(scales.get(n, 0.0)):.0f}%" for n in names}
+    n_leaves = sum(1 for a in agents if a.get("status") != "inactive"
+                   and not any(b.get("parent") == a["name"] and b.get("status") != "inactive" for b in agents))
+    fig = new_figure(COLUMN_IN if n_leaves <= 6 else PAGE_IN, 2.5)
     ax = fig.subplots()
-    sc = _draw_tree(ax, agents, grads, norm, sns.color_palette("mako_r", as_cmap=True), labels,
-                    highlight=path_names, culprit=culprit)
+    sc = draw_tree(ax, agents, grads, norm, sns.color_palette("mako_r", as_cmap=True), labels,
+                   highlight=path_names, culprit=culprit)
     fig.colorbar(sc, ax=ax, label="gradient score ‖g_k‖", shrink=0.8)
     step = int(last["step"]) if "step" in last.index else -1
-    ax.set_title(f"step {step} ({last.get('domain', '')}): culprit {culprit or 'none'}; labels: update % this step",
-                 fontsize=9)
-    return fig, f"{run.parent.name}/{run.name} step {step}"
+    ax.set_title(f"step {step} ({last.get('domain', '')}), culprit: {short_name(culprit) if culprit else 'none'}",
+                 fontsize=7)
+    return fig, f"{run.parent.parent.name}/{run.parent.name}/{run.name} (domain order {run.parent.parent.name}), step {step}"
 
 
 # --------------------------------------------------------------------------- the command
 
-_CAPTIONS = {
-    "learning_curves": "Held-out bpb per domain during training (mean and {ci} t-interval band across seeds); "
-                       "dashed lines: phase boundaries.",
-    "forgetting_heatmaps": "Mean R matrix per variant: bpb on each domain (columns) after each phase (rows).",
-    "forgetting": "Final average bpb, forgetting, BWT and FWT per variant: mean with {ci} t-interval; dots are runs.",
-    "sparsity": "Measured update sparsity per variant (fraction of agent parameters / agents changed per step).",
-    "update_frequency": "Per-agent update frequency (fraction of steps with scale > 0), averaged over seeds.",
-    "attribution_stability": "Attribution stability metrics per variant: mean with {ci} t-interval.",
-    "planted_faults": "Planted-fault attribution accuracy per variant: mean with {ci} t-interval.",
+#: every figure's caption ({ci}: the confidence level; {run}: the run drawn; {order}: the domain order of a
+#: per-order figure; {orders}: all orders). figures.json and the paper carry them; workflow/report/figures.rst
+#: has the Snakemake report's copy (tests/test_figures.py checks they name the same figures).
+CAPTIONS = {
+    "learning_curves": "Held-out bpb per domain (columns) during training, one row per domain order ({orders}): "
+                       "mean over seeds with its {ci} interval band (cut at 0 bpb); dashed lines: phase "
+                       "boundaries, with the domain trained in each phase written above it. Means beyond the "
+                       "axis (a diverged run) are marked ▲ on its edge.",
+    "r_matrices": "Mean R matrix per variant, domain order {order}: held-out bpb on each domain (columns) after "
+                  "each phase (rows), domains in training order; the colour scale spans the 2nd–98th percentile "
+                  "of all cells.",
+    "forgetting_matrices": "Forgetting view of the R matrices, domain order {order}: R[i][j] − R[j][j], the bpb "
+                           "a domain lost (red) or gained (blue) after each later phase i since its own phase j "
+                           "(mean over seeds; from tables/forgetting_phases.csv).",
+    "seen_bpb": "Average held-out bpb over the domains seen so far (mean of R[i][j] for j ≤ i) after each phase, "
+                "per domain order ({orders}): mean over seeds with its {ci} interval.",
+    "stability_plasticity": "Stability against plasticity: every run's forgetting against its mean R[j][j] (bpb "
+                            "right after each domain's own phase; left) and against its final average bpb "
+                            "(right); faint markers: runs of both orders; crosses: each variant's mean with {ci} "
+                            "intervals in both directions. mean R[j][j] = final average bpb − (T − 1)/T · BWT.",
+    "forgetting_updates": "Forgetting against the number of agent updates per run (Σ over agents of the steps in "
+                          "which the agent was updated; log scale): runs of every order (faint) and each "
+                          "variant's mean with {ci} intervals.",
+    "forgetting": "Final average bpb, forgetting, BWT and FWT per variant: mean with its {ci} interval (black) "
+                  "and every run (dots; one line per domain order: {orders}).",
+    "sparsity": "Measured update sparsity per variant (fraction of agent parameters / agents changed per step): "
+                "mean with its {ci} interval and every run.",
+    "update_frequency": "Per-agent update frequency (fraction of steps with scale > 0), averaged over the runs "
+                        "of every domain order; green ring: grown agent, x: pruned, +: merged.",
+    "attribution_stability": "Attribution stability metrics per variant: mean with its {ci} interval and every "
+                             "run (one line per domain order).",
+    "planted_faults": "Planted-fault attribution accuracy per variant: mean with its {ci} interval and every run "
+                      "(one line per domain order).",
     "responsibility_tree": "Responsibility tree at the last training step of {run}: colour = gradient score, "
                            "label = update scale, red ring = culprit, red edges = error path.",
-    "sensitivity": "Sensitivity sweep: each metric against each factor's value, one factor at a time around the "
-                   "profile's settings (mean and {ci} CI over the sweep seeds; dashed: dense).",
-    "structure": "Structural plasticity (k1_grow, first domain order): agent weights of each run's live tree over "
-                 "training (dashed: the fixed tree of k1_full), kept and rolled-back events per run, and one run's "
-                 "final tree (green ring: grown, x: pruned, +: merged; colour and label: fraction of steps updated).",
-    "tuned_vs_specified": "Forgetting and final bpb of every variant at the profile's settings and at its tuned "
-                          "settings (mean and {ci} CI).",
-    "forgetting_domains": "Forgetting of each domain (final − best earlier bpb) per domain order and variant "
-                          "(mean and {ci} t-interval over seeds); dashed: the validity margin the reference "
+    "sensitivity": "Sensitivity sweep: each metric against each factor's setting, one factor at a time around the "
+                   "profile's settings, domain order {order} (mean and {ci} interval over the sweep seeds; lines "
+                   "only along numeric factors; dotted: the base setting).",
+    "structure": "Structural plasticity (every growing variant, every domain order): agent weights of each run's "
+                 "live tree over training (dashed: the fixed tree of k1_full), kept and rolled-back events per run, "
+                 "and the final tree of {run} (green ring: grown, x: pruned, +: merged; colour and label: fraction of "
+                 "steps updated).",
+    "tuned_vs_specified": "Forgetting and final average bpb of every variant at the profile's settings and at its "
+                          "tuned settings (mean and {ci} interval over seeds × orders).",
+    "forgetting_domains": "Forgetting of each domain (final − best earlier bpb) per domain order (rows) and "
+                          "variant (mean and {ci} interval over seeds); dashed: the validity margin the reference "
                           "({run}, outlined) must reach for a forgetting claim to be testable.",
-    "decomposition": "Where forgetting lives: bpb lost on earlier domains since their own phase (BWT), and what "
-                     "putting back the shared weights or the agents of that phase end recovers (swap test; mean "
-                     "and {ci} t-interval).",
+    "decomposition": "Where forgetting lives, per variant: the bpb lost on earlier domains since their own phase "
+                     "(BWT), and what putting back the shared weights or the agents of that phase's end recovers "
+                     "(swap test), in bpb (not shares: the two need not add up to the loss); mean with its {ci} "
+                     "interval and every run (one line per domain order).",
 }
+
+
+def caption(name: str, **fields: str) -> str:
+    """The caption of figure `name` (a per-order figure `<kind>_<order>` uses its kind's)."""
+    kind = next((k for k in CAPTIONS if name == k or name.startswith(k + "_")), name)
+    return CAPTIONS[kind].format(**fields)
 
 
 def make_figures(params: str | Path | Mapping[str, Any], results: str | Path, out: str | Path) -> dict[str, Any]:
     """Draw every figure into `out`; returns {"files": [...], "figures": {name: ...}, "notes": [...]}."""
+    from k1model.method.variants import VARIANTS
+    from k1model.report import cl_figures as CL
+    from k1model.report.forgetting_figures import decomposition_figure, forgetting_domains
+    from k1model.report.structure_figures import structure_figure
+    from k1model.report.study_figures import sensitivity, tuned_vs_specified
+
     cfg = load_analysis_config(params)
     results, out = Path(results), Path(out)
     runs = main_runs(results, cfg)
@@ -333,14 +306,30 @@ def make_figures(params: str | Path | Mapping[str, Any], results: str | Path, ou
     tidy = pd.read_csv(results / "tidy.csv")
     run_metrics = _read_metrics(runs)
     notes: list[str] = []
-    ci = f"{cfg.confidence:.0%}"
-    figs: dict[str, tuple[Figure | None, str]] = {}
-    with sns.axes_style("whitegrid"), matplotlib.rc_context(_RC):
-        figs["learning_curves"] = (learning_curves(load_evals(runs, notes), cfg), "")
-        figs["forgetting_heatmaps"] = (forgetting_heatmaps(run_metrics, cfg, notes), "")
-        figs["forgetting"] = (metric_points(summary, tidy, FORGETTING_METRICS, cfg, notes, "forgetting"), "")
-        figs["sparsity"] = (metric_points(summary, tidy, SPARSITY_METRICS, cfg, notes, "sparsity"), "")
-        figs["update_frequency"] = (update_frequency_trees(run_metrics, cfg, notes), "")
+    orders = ["-".join(o) for o in cfg.params.orders]
+    variants = list(cfg.variants)
+    conf = cfg.confidence
+    fields = {"ci": f"{conf:.0%}", "orders": "; ".join(CL.order_label(o) for o in orders), "run": "", "order": ""}
+    figs: dict[str, tuple[Figure | None, dict[str, str]]] = {}
+    with figure_style():
+        figs["learning_curves"] = (CL.learning_curves(load_evals(runs, notes), variants, orders, conf), {})
+        phases_csv = results / "tables" / "forgetting_phases.csv"
+        phases = pd.read_csv(phases_csv) if phases_csv.is_file() else None
+        for order in orders:
+            mats, domains = CL.mean_r_matrices(run_metrics, variants, order, notes)
+            named = {"order": CL.order_label(order)}
+            figs[f"r_matrices_{order}"] = (CL.r_matrix_figure(mats, domains, order, diverging=False)
+                                           if mats else None, named)
+            figs[f"forgetting_matrices_{order}"] = (CL.forgetting_matrices(phases, variants, order)
+                                                    if phases is not None else None, named)
+        if phases is None:
+            notes.append(f"forgetting matrices: no {phases_csv} (written by `k1 aggregate`)")
+        figs["seen_bpb"] = (CL.seen_bpb(run_metrics, variants, orders, conf), {})
+        figs["stability_plasticity"] = (CL.stability_plasticity(tidy, variants, conf), {})
+        figs["forgetting_updates"] = (CL.forgetting_vs_updates(run_metrics, variants, conf), {})
+        figs["forgetting"] = (metric_points(summary, tidy, FORGETTING_METRICS, cfg, notes, "forgetting"), {})
+        figs["sparsity"] = (metric_points(summary, tidy, SPARSITY_METRICS, cfg, notes, "sparsity"), {})
+        figs["update_frequency"] = (update_frequency_trees(run_metrics, cfg, notes), {})
         attr = sorted(set(tidy.metric[tidy.metric.str.startswith("attr_")]))
         stab = [m for m in STABILITY_METRICS if m in attr] + [
             m for m in attr if metric_info(m)[0].group == "attribution" and m not in STABILITY_METRICS
@@ -349,50 +338,47 @@ def make_figures(params: str | Path | Mapping[str, Any], results: str | Path, ou
         if not attr:
             notes.append("attribution: no attr_* metrics in tidy.csv (no attribution.json); attribution figures skipped")
         figs["attribution_stability"] = (metric_points(summary, tidy, stab, cfg, notes, "attribution stability")
-                                         if stab else None, "")
+                                         if stab else None, {})
         figs["planted_faults"] = (metric_points(summary, tidy, faults, cfg, notes, "planted faults")
-                                  if faults else None, "")
+                                  if faults else None, {})
         if attr and not faults:
             notes.append("planted faults: no attr_fault_* metrics; figure skipped")
-        ref = "k1_full" if "k1_full" in cfg.variants else cfg.variants[0]
-        key = (ref, cfg.seeds[0])
-        dirs = {(r.variant, r.seed): d for r, d in runs}
+        ref = "k1_full" if "k1_full" in variants else variants[0]
+        key = (ref, orders[0], cfg.seeds[0])
+        dirs = {(r.variant, r.order_name, r.seed): d for r, d in runs}
         if key in run_metrics and run_metrics[key].get("agents"):
-            figs["responsibility_tree"] = responsibility_tree(dirs[key], run_metrics[key]["agents"], notes)
+            fig, run = responsibility_tree(dirs[key], run_metrics[key]["agents"], notes)
+            figs["responsibility_tree"] = (fig, {"run": run})
         else:
-            notes.append(f"responsibility tree: run {ref}/seed{cfg.seeds[0]} missing or without agents")
-            figs["responsibility_tree"] = (None, "")
-        from k1model.method.variants import VARIANTS
-        from k1model.report.structure_figures import structure_figure
-        from k1model.report.study_figures import sensitivity, tuned_vs_specified
-
-        first_order = "-".join(cfg.params.orders[0])
-        growing = [(v, s, first_order, m) for (v, s), m in sorted(run_metrics.items())
-                   if "plasticity" in VARIANTS[v].plugins]
-        fixed = [m["scalars"].get("active_agent_params") for (v, _), m in run_metrics.items() if v == "k1_full"]
+            notes.append(f"responsibility tree: run {ref}/{orders[0]}/seed{cfg.seeds[0]} missing or without agents")
+        growing = [(v, s, o, m) for (v, o, s), m in sorted(run_metrics.items(), key=lambda kv: (
+            kv[0][0], orders.index(kv[0][1]) if kv[0][1] in orders else 0, kv[0][2]))
+            if "plasticity" in VARIANTS[v].plugins]
+        fixed = [m["scalars"].get("active_agent_params") for (v, _, _), m in run_metrics.items() if v == "k1_full"]
         fixed = [f for f in fixed if f is not None]
-        figs["structure"] = (structure_figure(growing, float(np.mean(fixed)) if fixed else None, notes), "")
-
-        figs["sensitivity"] = (sensitivity(summary["sweep"], cfg.confidence) if "sweep" in summary else None, "")
-        figs["tuned_vs_specified"] = (tuned_vs_specified(summary, cfg.variants, cfg.confidence), "")
-        from k1model.report.forgetting_figures import decomposition_figure, forgetting_domains
-
+        fig, run = structure_figure(growing, float(np.mean(fixed)) if fixed else None, orders, notes)
+        figs["structure"] = (fig, {"run": run})
+        sweep = summary.get("sweep")
+        figs["sensitivity"] = (sensitivity(sweep, conf) if sweep else None,
+                               {"order": CL.order_label(str((sweep or {}).get("order") or orders[0]))})
+        figs["tuned_vs_specified"] = (tuned_vs_specified(summary, variants, conf), {})
         domains_csv = results / "tables" / "forgetting_domains.csv"
         validity = summary.get("validity") or {}
-        figs["forgetting_domains"] = (forgetting_domains(pd.read_csv(domains_csv), cfg.variants, validity.get("margin"),
-                                                         validity.get("reference"))
-                                      if domains_csv.is_file() else None, validity.get("reference", ""))
-        figs["decomposition"] = (decomposition_figure(summary, cfg.variants), "")
+        figs["forgetting_domains"] = (forgetting_domains(pd.read_csv(domains_csv), variants, validity.get("margin"),
+                                                         validity.get("reference"), orders)
+                                      if domains_csv.is_file() else None, {"run": str(validity.get("reference", ""))})
+        figs["decomposition"] = (decomposition_figure(summary, tidy, variants, orders, conf), {})
         files: list[Path] = []
         index: dict[str, Any] = {}
         out.mkdir(parents=True, exist_ok=True)
         for name, (fig, extra) in figs.items():
             if fig is None:
                 continue
-            written = save_figure(fig, out, name)
-            files += written
-            index[name] = {"png": f"{name}.png", "pdf": f"{name}.pdf",
-                           "caption": _CAPTIONS[name].format(ci=ci, run=extra)}
+            for problem in layout_problems(fig):
+                notes.append(f"{name}: {problem}")
+            files += save_figure(fig, out, name)
+            index[name] = {"png": f"{name}.png", "pdf": f"{name}.pdf", "size": describe_size(fig),
+                           "caption": caption(name, **{**fields, **extra})}
     write_json(out / "figures.json", {"figures": index, "notes": notes})
     files.append(out / "figures.json")
     return {"files": [str(p) for p in files], "figures": index, "notes": notes}

@@ -1,76 +1,102 @@
 """Figures of the forgetting question: which domain is forgotten (per domain order), and which part of
 the model carries the forgetting (the swap test of `train/decomposition.py`). Both read only what
-`k1 aggregate` wrote (tables/forgetting_domains.csv, summary.json)."""
+`k1 aggregate` wrote (tables/forgetting_domains.csv, summary.json, tidy.csv)."""
 from __future__ import annotations
 
+import math
+import textwrap
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from k1model.report.drawing import palette
+from k1model.report.drawing import (PAGE_IN, Estimate, figure_legend, forest_height, forest_panel, mark_beyond, new_figure,
+                                    order_handles, robust_limits, variant_handles, variant_style)
 
-#: the decomposition figure's bars: (metric, label)
-DECOMPOSITION_BARS = (("bwt", "lost since own phase (BWT)"), ("forgetting_shared", "carried by shared weights"),
-                      ("forgetting_agents", "carried by agents"))
+#: the decomposition figure's panels: (metric, title)
+DECOMPOSITION_BARS = (("bwt", "lost since own phase (BWT)"),
+                      ("forgetting_shared", "recovered by restoring the shared weights"),
+                      ("forgetting_agents", "recovered by restoring the agents"))
 
 
 def forgetting_domains(domains: pd.DataFrame, variants: Sequence[str], margin: float | None,
-                       reference: str | None) -> Figure | None:
-    """Per domain order: every variant's forgetting of each domain (mean, t-interval), the validity margin."""
+                       reference: str | None, orders: Sequence[str] = ()) -> Figure | None:
+    """One row per domain order: every variant's forgetting of each domain (mean, interval), the
+    validity margin, the reference outlined."""
     final = domains[domains.forgetting.notna()]
     if final.empty:
         return None
-    orders = list(dict.fromkeys(final.order))
+    present = list(dict.fromkeys(final.order))
+    orders = [o for o in orders if o in present] + [o for o in present if o not in orders]
     variants = [v for v in variants if v in set(final.variant)]
-    pal = palette(variants)
-    fig = Figure(figsize=(max(5.0, 3.2 * len(orders)) + 1.5, 3.4))
-    axes = fig.subplots(1, len(orders), squeeze=False, sharey=True)[0]
+    n_domains = final.groupby("order").domain.nunique().max()
+    side_by_side = len(orders) <= 4 and n_domains * len(variants) * len(orders) <= 24  # else one row per order
+    legend = 0.17 * math.ceil(len(variants) / 6)
+    fig = new_figure(PAGE_IN, 0.5 + (2.0 if side_by_side else 1.75 * len(orders)) + legend)
+    axes = (fig.subplots(1, len(orders), squeeze=False, sharey=True)[0] if side_by_side else
+            fig.subplots(len(orders), 1, squeeze=False)[:, 0])
+    # means only (no runs here), and a mean is always on the axis; whiskers beyond it are cut and marked
+    limits = robust_limits([], keep=list(final.forgetting) + [0.0] + ([margin] if margin is not None else []))
     width = 0.8 / max(len(variants), 1)
     for ax, order in zip(axes, orders):
         sub = final[final.order == order]
         names = list(dict.fromkeys(sub.sort_values("position").domain))
         for i, v in enumerate(variants):
             rows = sub[sub.variant == v].set_index("domain").reindex(names)
+            st = variant_style(v)
             x = np.arange(len(names)) + (i - (len(variants) - 1) / 2) * width
             mean = rows.forgetting.to_numpy(float)
-            err = np.vstack([mean - rows.forgetting_ci_low.to_numpy(float), rows.forgetting_ci_high.to_numpy(float) - mean])
-            ax.bar(x, mean, width, color=pal[v], label=v, edgecolor="black" if v == reference else "none",
-                   linewidth=0.8)
-            ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="none", ecolor="black", elinewidth=0.6, capsize=1.5)
-        ax.axhline(0.0, color="black", linewidth=0.6)
+            lo = np.maximum(rows.forgetting_ci_low.to_numpy(float), limits[0])
+            hi = np.minimum(rows.forgetting_ci_high.to_numpy(float), limits[1])
+            ax.vlines(x, lo, hi, color=st.color, lw=0.8)
+            inside = (mean >= limits[0]) & (mean <= limits[1])
+            ax.plot(x[inside], mean[inside], linestyle="none", marker=st.marker, color=st.color, ms=3.6,
+                    mec="black" if v == reference else "white", mew=0.8 if v == reference else 0.3)
+            mark_beyond(ax, x, mean, limits, color=st.color)
+        ax.axhline(0.0, color="black", linewidth=0.5)
         if margin is not None:
-            ax.axhline(margin, color="grey", linestyle="--", linewidth=0.8)
-        ax.set_xticks(np.arange(len(names)), [f"{n}\n(phase {k + 1})" for k, n in enumerate(names)])
-        ax.set_title(order)
-    axes[0].set_ylabel("forgetting (bpb; final − best earlier)")
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
+            ax.axhline(margin, color="0.4", linestyle="--", linewidth=0.7)
+        for b in np.arange(len(names) - 1) + 0.5:
+            ax.axvline(b, color="0.85", lw=0.5)
+        ax.set_xticks(np.arange(len(names)), [f"{n} (phase {k + 1})" for k, n in enumerate(names)])
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.grid(axis="x", visible=False)
+        ax.set_ylim(*limits)
+        ax.set_title(f"domain order {order.replace('-', ' → ')}", fontsize=7)
+        if ax is axes[0] or not side_by_side:
+            ax.set_ylabel("forgetting (bpb)\nfinal − best earlier")
+    handles = variant_handles(variants, lines=False)
+    if margin is not None:
+        handles.append(Line2D([], [], color="0.4", ls="--", lw=0.7, label=f"validity margin ({reference})"))
+    figure_legend(fig, handles, ncol=6)
     return fig
 
 
-def decomposition_figure(summary: Mapping[str, Any], variants: Sequence[str]) -> Figure | None:
-    """Per variant: the bpb lost on earlier domains and what the shared weights and the agents each carry."""
-    shown = [v for v in variants if (summary.get(v) or {}).get("forgetting_shared", {}).get("n")]
+def decomposition_figure(summary: Mapping[str, Any], tidy: pd.DataFrame, variants: Sequence[str],
+                         orders: Sequence[str], confidence: float) -> Figure | None:
+    """Per variant (rows): the bpb lost on earlier domains, and what restoring the shared weights or the
+    agents recovers, each with its interval and the runs; absolute bpb, never shares of the loss."""
+    shown = [v for v in variants if ((summary.get(v) or {}).get("forgetting_shared") or {}).get("n")]
     if not shown:
         return None
-    fig = Figure(figsize=(max(5.0, 0.75 * len(shown) + 2.5), 3.4))
-    ax = fig.subplots()
-    width = 0.8 / len(DECOMPOSITION_BARS)
-    colours = ("0.55", "#d55e00", "#0072b2")
-    for i, ((metric, label), colour) in enumerate(zip(DECOMPOSITION_BARS, colours)):
-        st = [summary[v].get(metric) or {} for v in shown]
-        mean = np.array([s.get("mean", np.nan) for s in st], float)
-        lo = np.array([np.nan if s.get("ci_low") is None else s["ci_low"] for s in st], float)
-        hi = np.array([np.nan if s.get("ci_high") is None else s["ci_high"] for s in st], float)
-        x = np.arange(len(shown)) + (i - 1) * width
-        ax.bar(x, mean, width, color=colour, label=label)
-        ax.errorbar(x, mean, yerr=np.nan_to_num(np.vstack([mean - lo, hi - mean])), fmt="none", ecolor="black",
-                    elinewidth=0.6, capsize=1.5)
-    ax.axhline(0.0, color="black", linewidth=0.6)
-    ax.set_xticks(np.arange(len(shown)), shown, rotation=30, ha="right")
-    ax.set_ylabel("bpb, mean over earlier domains")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
+    fig = new_figure(PAGE_IN, forest_height(len(shown)))
+    axes = fig.subplots(1, len(DECOMPOSITION_BARS), sharey=False)
+    main = tidy[(tidy.get("part", "as_specified") == "as_specified") & tidy.value.notna()]
+    for k, (ax, (metric, title)) in enumerate(zip(axes, DECOMPOSITION_BARS)):
+        runs = main[(main.metric == metric) & main.variant.isin(shown)].rename(columns={"variant": "row"})
+        est = {}
+        for v in shown:
+            s = (summary.get(v) or {}).get(metric) or {}
+            est[v] = (float(s.get("mean", math.nan)), _num(s.get("ci_low")), _num(s.get("ci_high")))
+        forest_panel(ax, shown, [Estimate("mean", est)], runs[["row", "value", "order"]], orders=orders,
+                     xlabel="bpb (mean over earlier domains)", title=textwrap.fill(title, 26), label_rows=k == 0,
+                     zero=True)
+    figure_legend(fig, [Line2D([], [], color="black", marker="o", ms=4, lw=1.1,
+                               label=f"mean, {confidence:.0%} interval")] + order_handles(orders))
     return fig
+
+
+def _num(x: Any) -> float:
+    return math.nan if x is None else float(x)

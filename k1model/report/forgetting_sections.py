@@ -124,3 +124,34 @@ def loo_section(nums: Numbers, variants: list[str]) -> str:
                      "not of the implementation, and it is why runs at different `loo_interval` can be "
                      "identical.\n")
     return "\n".join(lines) + "\n"
+
+
+#: the continual-learning figures the paper points to, in the order of the sentence (figure kind, what it shows)
+CL_FIGURES: tuple[tuple[str, str], ...] = (
+    ("learning_curves", "the learning curves of every domain order"),
+    ("r_matrices", "the R matrices (bpb on domain j after phase i)"),
+    ("forgetting_matrices", "their forgetting view, R[i][j] − R[j][j]"),
+    ("seen_bpb", "the average bpb over the domains seen so far after each phase"),
+    ("stability_plasticity", "stability against plasticity (each run's forgetting against its mean R[j][j] and "
+                             "against its final average bpb)"),
+    ("forgetting_updates", "forgetting against the number of agent updates"),
+)
+
+
+def figures_paragraph(figures: dict[str, Any]) -> str:
+    """Where the continual-learning figures are: "Figure n" as numbered in the paper's figure list
+    (figures.json order); a per-order figure is named `<kind>_<order>` and listed with its order."""
+    numbers = {name: k for k, name in enumerate(figures, start=1)}
+    parts = []
+    for kind, what in CL_FIGURES:
+        if kind in numbers:
+            parts.append(f"{what} are Figure {numbers[kind]}" if kind == "learning_curves" else
+                         f"{what}: Figure {numbers[kind]}")
+            continue
+        per_order = [(name[len(kind) + 1:], k) for name, k in numbers.items() if name.startswith(kind + "_")]
+        if per_order:
+            parts.append(f"{what}: " + ", ".join(f"Figure {k} (order {o.replace('-', ' → ')})" for o, k in per_order))
+    if not parts:
+        return ""
+    text = "; ".join(parts)
+    return f"**Continual-learning figures.** {text[0].upper() + text[1:]}. Every caption names the domain order it draws.\n"

@@ -33,7 +33,8 @@ from k1model.report.claims import CLAIMS, STATUSES, Claim, Numbers, _claim_sente
 from k1model.report.design_sections import (design_paragraph, divergence_section, properties_section,
                                             statistics_paragraph)
 from k1model.report.design_sections import limitations as design_limitations
-from k1model.report.forgetting_sections import decomposition_section, loo_section, validity_section
+from k1model.report.forgetting_sections import (decomposition_section, figures_paragraph, loo_section,
+                                                validity_section)
 from k1model.report.study_sections import (baselines_paragraph, budget_paragraph, idle_by_rule, orders_section,
                                            sweep_section, tuned_section, variants_paragraph)
 from k1model.report.sections import (_data_section, _embed_table, _flatten, _kv_table, _n_agents, _rel,
@@ -232,11 +233,12 @@ def render_paper(params: str | Path | Mapping[str, Any], results: str | Path, da
     L.append("")
     L.append(decomposition_section(nums, variants, cfg))
     L.append(loo_section(nums, variants))
-    L += study_text
     fig_index_path = results / "figures" / "figures.json"
     figures = {}
     if fig_index_path.is_file():
         figures = json.loads(fig_index_path.read_text(encoding="utf-8")).get("figures", {})
+    L.append(figures_paragraph(figures))
+    L += study_text
     extra = [("structure", "Structural plasticity")] if growing_variants(variants) else []
     present = [(n, h) for n, h in RESULT_TABLES + STUDY_TABLES + tuple(extra)
                if (results / "tables" / f"{n}.md").is_file()]

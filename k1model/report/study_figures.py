@@ -3,55 +3,95 @@ tuned comparison beside the as-specified one. Read only summary.json."""
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from k1model.report.drawing import palette as _palette
+from k1model.report.drawing import (PAGE_IN, COLUMN_IN, Estimate, figure_legend, forest_height, forest_panel,
+                                    metric_title, new_figure, unit_label, variant_handles, variant_style)
 from k1model.study.design import format_value
 
 SENSITIVITY_METRICS = ("forgetting", "final_avg_bpb", "idle_step_fraction")
 
 
+def _stat(cell: Mapping[str, Any], key: str) -> float:
+    value = cell.get(key)
+    return math.nan if value is None else float(value)
+
+
 def sensitivity(sweep: Mapping[str, Any], confidence: float) -> Figure | None:
-    """Per swept factor (rows) and metric (columns): each variant's mean and CI band against the
-    factor's value (the base value at the base point); `dense` drawn as the reference."""
+    """Per swept factor (rows) and metric (columns): each variant's mean and interval at each of the
+    factor's settings (the base setting included). Numeric factors: lines along the value, with the
+    interval as a band; categorical factors: points side by side, never joined."""
     factors = list(sweep["factors"])
     if not factors or sweep["design"] != "one_at_a_time":
         return None
     variants = list(sweep["variants"])
-    pal = _palette(variants)
-    fig = Figure(figsize=(3.3 * len(SENSITIVITY_METRICS), 2.5 * len(factors)), layout="constrained")
+    fig = new_figure(PAGE_IN, 0.45 + 1.55 * len(factors) + 0.2)
     axes = fig.subplots(len(factors), len(SENSITIVITY_METRICS), squeeze=False)
     for i, factor in enumerate(factors):
         names = ["base"] + [p["name"] for p in sweep["points"] if p["factor"] == factor]
         values = [sweep["base"][factor]] + [p["overrides"][factor] for p in sweep["points"] if p["factor"] == factor]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         order = np.argsort(values) if numeric else np.arange(len(values))
-        xs = np.asarray(values, float)[order] if numeric else np.arange(len(values))
-        labels = [format_value(values[k]) for k in order]
+        xs = np.asarray(values, float)[order] if numeric else np.arange(len(values), dtype=float)
+        labels = [textwrap.fill(format_value(values[k]).replace("_", " "), 13) + ("\n(base)" if k == 0 else "")
+                  for k in order]
+        base_x = xs[list(order).index(0)]
         for j, metric in enumerate(SENSITIVITY_METRICS):
             ax = axes[i, j]
-            for v in variants:
+            measured = False
+            for n, v in enumerate(variants):
                 st = [sweep["cells"].get(names[k], {}).get(v, {}).get(metric, {}) for k in order]
-                mean = np.array([s.get("mean") if s.get("mean") is not None else np.nan for s in st], float)
-                lo = np.array([s.get("ci_low") if s.get("ci_low") is not None else np.nan for s in st], float)
-                hi = np.array([s.get("ci_high") if s.get("ci_high") is not None else np.nan for s in st], float)
-                style = dict(color="0.3", ls="--") if v == "dense" else dict(color=pal[v])
-                ax.plot(xs, mean, marker="o", ms=3, label=v, **style)
-                ax.fill_between(xs, lo, hi, alpha=0.2, color=style["color"], lw=0)
+                mean = np.array([_stat(s, "mean") for s in st])
+                lo = np.array([_stat(s, "ci_low") for s in st])
+                hi = np.array([_stat(s, "ci_high") for s in st])
+                style = variant_style(v)
+                measured |= bool(np.isfinite(mean).any())
+                if numeric:
+                    ax.plot(xs, mean, color=style.color, ls=style.linestyle, marker=style.marker, ms=3, lw=0.9)
+                    ax.fill_between(xs, lo, hi, alpha=0.15, color=style.color, lw=0)
+                else:
+                    dx = 0.12 * (n - (len(variants) - 1) / 2)
+                    err = np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)])
+                    ax.errorbar(xs + dx, mean, yerr=err, fmt=style.marker, color=style.color, ms=3.5, capsize=1.5,
+                                elinewidth=0.8, mec="white", mew=0.3)
+            if not measured:
+                ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center", fontsize=6.5,
+                        color="0.4")
+                ax.set_yticks([])
             if numeric and all(x > 0 for x in xs) and max(xs) / min(xs) > 20:
                 ax.set_xscale("log")
-            if not numeric:
+            if numeric:
                 ax.set_xticks(xs, labels)
-            ax.set_title(f"{metric} vs {factor}", fontsize=8)
-            ax.axvline(xs[list(order).index(0)], color="0.7", lw=0.8, ls=":")  # the base setting
-            if i == 0 and j == len(SENSITIVITY_METRICS) - 1:
-                ax.legend(fontsize=7, frameon=False)
-    fig.suptitle(f"Sensitivity (one factor at a time; mean and {confidence:.0%} CI over sweep seeds; "
-                 "dotted: base setting; dashed: dense)", fontsize=9)
+                ax.axvline(base_x, color="0.6", lw=0.7, ls=":")
+                ax.set_xlim(*_padded(xs, log=ax.get_xscale() == "log"))
+            else:
+                ax.set_xticks(xs, labels)
+                ax.set_xlim(-0.5, len(xs) - 0.5)
+                ax.grid(axis="x", visible=False)
+            ax.minorticks_off()
+            ax.set_xlabel(f"setting of {factor}")
+            if i == 0:
+                ax.set_title(metric_title(metric))
+            ax.set_ylabel(unit_label(metric))
+            if metric == "forgetting":
+                lo_y, hi_y = ax.get_ylim()
+                if lo_y < 0 < hi_y:
+                    ax.axhline(0, color="0.5", lw=0.6, ls=":")
+    figure_legend(fig, variant_handles(variants))
     return fig
+
+
+def _padded(xs: np.ndarray, log: bool) -> tuple[float, float]:
+    lo, hi = float(np.min(xs)), float(np.max(xs))
+    if log:
+        return lo / 1.3, hi * 1.3
+    pad = 0.08 * (hi - lo) if hi > lo else 0.1 * max(abs(hi), 1.0)
+    return lo - pad, hi + pad
 
 
 def tuned_vs_specified(summary: Mapping[str, Any], variants: Sequence[str], confidence: float) -> Figure | None:
@@ -60,22 +100,19 @@ def tuned_vs_specified(summary: Mapping[str, Any], variants: Sequence[str], conf
     shown = [v for v in variants if v in tuned and isinstance(tuned[v], dict) and v in summary]
     if not shown:
         return None
-    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    fig = new_figure(COLUMN_IN, forest_height(len(shown)) + 0.1)
     axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("forgetting", "final_avg_bpb")):
-        for k, (label, doc, dx, color) in enumerate((("as specified", summary, -0.15, "0.4"),
-                                                     ("tuned", tuned, 0.15, "tab:blue"))):
-            for i, v in enumerate(shown):
+    for k, (ax, metric) in enumerate(zip(axes, ("forgetting", "final_avg_bpb"))):
+        series = []
+        for label, doc, offset, marker, color in (("as specified", summary, -0.13, "o", "0.35"),
+                                                  ("tuned", tuned, 0.13, "D", "#0072B2")):
+            values = {}
+            for v in shown:
                 st = (doc.get(v) or {}).get(metric) or {}
-                if st.get("mean") is None:
-                    continue
-                err = None if st.get("ci_low") is None else [[st["mean"] - st["ci_low"]], [st["ci_high"] - st["mean"]]]
-                ax.errorbar([i + dx], [st["mean"]], yerr=err, fmt="o", color=color, ms=4, capsize=3,
-                            label=label if i == 0 else None)
-        ax.set_xticks(range(len(shown)), shown, rotation=35, fontsize=7)
-        ax.set_title(f"{metric} (lower is better)", fontsize=9)
-        if metric == "forgetting" and math.isfinite(0.0):
-            ax.axhline(0, color="0.7", lw=0.8, ls=":")
-        ax.legend(fontsize=7, frameon=False)
-    fig.suptitle(f"As specified vs tuned (mean and {confidence:.0%} t-interval)", fontsize=9)
+                values[v] = (_stat(st, "mean"), _stat(st, "ci_low"), _stat(st, "ci_high"))
+            series.append(Estimate(label, values, marker=marker, color=color, offset=offset))
+        forest_panel(ax, shown, series, None, xlabel=unit_label(metric), title=metric_title(metric, 1.3),
+                     label_rows=k == 0, zero=metric == "forgetting", floor=0.0 if metric == "final_avg_bpb" else None)
+    figure_legend(fig, [Line2D([], [], color=e.color, marker=e.marker, ms=4, lw=1.1, label=f"{e.label}, mean and "
+                               f"{confidence:.0%} interval") for e in series], ncol=1)
     return fig
