@@ -230,7 +230,9 @@ def test_outliers_are_judged_within_their_group_and_limits_keep_the_estimates():
     assert not D.outliers(values[:4] + values[5:], groups[:4] + groups[5:]).any()
     lo, hi = D.robust_limits(values, groups=groups)
     assert -0.1 < lo < 0.1 and 0.95 < hi < 1.1  # the diverged run does not set the axis
-    lo, hi = D.robust_limits(values, groups=groups, keep=[-0.3])  # a mean it pulled down stays on it
+    lo, hi = D.robust_limits(values, groups=groups, keep=[-0.3])  # a mean to keep stays on it
     assert lo < -0.3
+    # ... but a mean the diverged run dragged outside the rest of its row is marked, not kept
+    assert D.kept_means(values, groups, [("random_path", -0.3), ("k1_full", 0.92), ("joint", 5.0)]) == [0.92, 5.0]
     assert not D.outliers([1.0] * 6).any() and D.robust_limits([1.0] * 6)[0] < 1.0 < D.robust_limits([1.0] * 6)[1]
     assert D.robust_limits([0.0, 0.5, 1.0], floor=0.0)[0] == 0.0  # padding never crosses the floor

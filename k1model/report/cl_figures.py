@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from k1model.analysis.stats import describe
-from k1model.report.drawing import (COLUMN_IN, PAGE_IN, figure_legend, fmt_value, mark_beyond, new_figure,
+from k1model.report.drawing import (COLUMN_IN, PAGE_IN, figure_legend, fmt_value, kept_means, mark_beyond, new_figure,
                                     robust_limits, variant_handles, variant_style, xy_intervals)
 
 RunKey = tuple[str, str, int]  # (variant, order, seed)
@@ -257,8 +257,11 @@ def _scatter_panel(ax: Any, runs: pd.DataFrame, x: str, y: str, variants: Sequen
         ax.xaxis.set_major_formatter(LogFormatterSciNotation())
         ax.xaxis.set_minor_formatter(NullFormatter())  # no labels on minor ticks: they collide on a short range
     table = _xy_table(runs, x, y, variants, confidence)
-    xlim = (None if log_x else robust_limits(runs[x], groups=runs.variant, keep=table.get("x", []), floor=x_floor))
-    ylim = robust_limits(runs[y], groups=runs.variant, keep=table.get("y", []))
+    keep_x = kept_means(runs[x], runs.variant, list(zip(table.get("method", []), table.get("x", []))))
+    keep_y = kept_means(runs[y], runs.variant, list(zip(table.get("method", []), table.get("y", []))))
+    xlim = None if log_x else robust_limits(runs[x], groups=runs.variant, keep=keep_x, floor=x_floor)
+    ylim = robust_limits(runs[y], groups=runs.variant, keep=keep_y)
+    means = table.set_index("method") if not table.empty else pd.DataFrame(columns=["x", "y"])
     for v in variants:
         sub = runs[runs.variant == v]
         st = variant_style(v)
@@ -267,10 +270,13 @@ def _scatter_panel(ax: Any, runs: pd.DataFrame, x: str, y: str, variants: Sequen
             inside &= (sub[x] >= xlim[0]) & (sub[x] <= xlim[1])
         ax.scatter(sub[x][inside], sub[y][inside], marker=st.marker, s=7, color=st.color, alpha=0.35, linewidths=0,
                    zorder=2)
-        at_x = sub[x] if xlim is None else sub[x].clip(*xlim)  # a run beyond both axes: marked at the corner
-        mark_beyond(ax, at_x, sub[y], ylim, color=st.color)
-        if xlim is not None:
-            mark_beyond(ax, sub[y].clip(*ylim), sub[x], xlim, axis="x", color=st.color)
+        # runs (and a mean one of them dragged) beyond an axis: marked on its edge, one label per side
+        xs = np.append(sub[x].to_numpy(float), means.x.get(v, np.nan))
+        ys = np.append(sub[y].to_numpy(float), means.y.get(v, np.nan))
+        mark_beyond(ax, xs if xlim is None else np.clip(xs, *xlim), ys, ylim, color=st.color)
+        if xlim is not None:  # (a run beyond both axes is marked once, on the y axis' edge)
+            on_y = (ys >= ylim[0]) & (ys <= ylim[1])
+            mark_beyond(ax, ys[on_y], xs[on_y], xlim, axis="x", color=st.color)
     if not table.empty:
         xy_intervals(ax, table, label_points=False)
     ax.set_ylim(*ylim)

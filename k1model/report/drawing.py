@@ -154,12 +154,11 @@ def save_figure(fig: Figure, figdir: Path, name: str) -> list[Path]:
 # --------------------------------------------------------------------------- limits set by the data
 
 
-def outliers(values: Any, groups: Any = None, k: float = 6.0) -> np.ndarray:
+def outliers(values: Any, groups: Any = None, k: float = 8.0) -> np.ndarray:
     """Which values lie far from the rest of their group (`groups`: a label per value, or a DataFrame of
-    labels; e.g. the runs of one variant): more than k = 6
-    robust standard deviations (1.4826 × the median absolute deviation from the group medians, pooled
-    over the groups, at least half their mean absolute deviation) from their group's median. Differences between groups are never outliers; a run
-    that diverged is. Constant data have none."""
+    labels; e.g. the runs of one variant): more than k = 8 robust standard deviations from their group's
+    median, the scale read off the residuals pooled over the groups. Differences between groups are never
+    outliers; a run that diverged is. Constant data have none."""
     v = np.asarray(values, dtype=float).ravel()
     finite = np.isfinite(v)
     if finite.sum() < 3:
@@ -171,12 +170,31 @@ def outliers(values: Any, groups: Any = None, k: float = 6.0) -> np.ndarray:
     else:
         keys = [np.asarray(groups).ravel()]
     median = pd.Series(v).groupby(keys).transform("median").to_numpy(float)
-    r = np.abs(v - median)
-    # the MAD, but never below half the mean absolute deviation: small groups put many zeros among the residuals
-    scale = max(1.4826 * float(np.median(r[finite])), 0.5 * float(np.mean(r[finite])))
+    ok = finite & np.isfinite(median)
+    if not ok.any():
+        return np.zeros(v.size, bool)
+    r = np.where(ok, np.abs(v - median), 0.0)
+    # the scale: a normal one from the 50th, 75th and 90th percentiles of |residual|, the largest (the MAD
+    # alone is 0 when most values tie: fractions of 7 agents, groups of two runs); a few outliers move none
+    scale = max(float(np.quantile(r[ok], q)) / z for q, z in ((0.5, 0.6745), (0.75, 1.1503), (0.9, 1.6449)))
     if scale <= 1e-12 * max(1.0, float(np.abs(v[finite]).max())):
         return np.zeros(v.size, bool)
-    return finite & (r > k * scale)
+    return ok & (r > k * scale)
+
+
+def kept_means(values: Any, groups: Any, means: Sequence[tuple[Any, float]]) -> list[float]:
+    """The means an axis must hold: those within the range of their own group's values once the
+    outliers are set aside (a mean an outlying run dragged outside it is marked instead), and those
+    of groups without values."""
+    v = np.asarray(values, dtype=float).ravel()
+    g = np.asarray(groups).ravel()
+    core = np.isfinite(v) & ~outliers(v, g) if v.size else np.zeros(0, bool)
+    keep = []
+    for group, mean in means:
+        own = v[core & (g == group)] if v.size else v
+        if own.size == 0 or own.min() <= mean <= own.max():
+            keep.append(mean)
+    return keep
 
 
 def robust_limits(values: Any, *, groups: Any = None, keep: Any = (), floor: float | None = None,
@@ -308,12 +326,14 @@ def forest_panel(ax: Any, rows: Sequence[str], estimates: Sequence[Estimate], ru
     the data; runs, estimates and whiskers beyond them marked on the edge. Rows are `FOREST_ROW_IN` tall."""
     index = {r: i for i, r in enumerate(rows)}
     runs = runs[runs["row"].isin(index)] if runs is not None else None
-    means = [v[0] for e in estimates for v in e.values.values()]
-    # the axis holds the runs and the intervals but their outliers (within each row), and every mean
+    # the axis holds the runs and the intervals but their outliers (within each row), and the means an
+    # outlier did not drag away from the rest of their row
     bounds = [(row, b) for e in estimates for row, v in e.values.items() if row in index for b in v[1:]]
     data = pd.concat([runs[["row", "value"]] if runs is not None else None,
                       pd.DataFrame(bounds, columns=["row", "value"])], ignore_index=True)
-    limits = robust_limits(data["value"], groups=data["row"].astype(str), keep=means, floor=floor)
+    means = [(row, v[0]) for e in estimates for row, v in e.values.items() if row in index]
+    keep = kept_means(runs["value"] if runs is not None else [], runs["row"] if runs is not None else [], means)
+    limits = robust_limits(data["value"], groups=data["row"].astype(str), keep=keep, floor=floor)
     lines = list(orders) or [None]
     at = np.linspace(0.08, 0.36, len(lines)) if len(lines) > 1 else np.array([0.2])  # a line of runs per order
     if runs is not None and not runs.empty:

@@ -231,36 +231,42 @@ def responsibility_tree(run: Path, agents: Sequence[Mapping[str, Any]], notes: l
 #: every figure's caption ({ci}: the confidence level; {run}: the run drawn; {order}: the domain order of a
 #: per-order figure; {orders}: all orders). figures.json and the paper carry them; workflow/report/figures.rst
 #: has the Snakemake report's copy (tests/test_figures.py checks they name the same figures).
+#: how values beyond an axis are shown (robust_limits / mark_beyond), said in the captions of figures with runs
+BEYOND = (" A triangle on an axis' edge marks runs (or a mean one of them dragged) beyond it: the axis is set by the "
+          "other runs, and the most extreme value is written beside it with how many there are.")
 CAPTIONS = {
     "learning_curves": "Held-out bpb per domain (columns) during training, one row per domain order ({orders}): "
                        "mean over seeds with its {ci} interval band (cut at 0 bpb); dashed lines: phase "
                        "boundaries, with the domain trained in each phase written above it. Means beyond the "
                        "axis (a diverged run) are marked ▲ on its edge.",
     "r_matrices": "Mean R matrix per variant, domain order {order}: held-out bpb on each domain (columns) after "
-                  "each phase (rows), domains in training order; the colour scale spans the 2nd–98th percentile "
-                  "of all cells.",
+                  "each phase (rows), domains in training order (mean over seeds); one colour scale for all "
+                  "panels, set by the cells but the outlying ones, which saturate (their numbers are written).",
     "forgetting_matrices": "Forgetting view of the R matrices, domain order {order}: R[i][j] − R[j][j], the bpb "
                            "a domain lost (red) or gained (blue) after each later phase i since its own phase j "
-                           "(mean over seeds; from tables/forgetting_phases.csv).",
+                           "(mean over seeds; from tables/forgetting_phases.csv); outlying cells saturate the "
+                           "colour scale.",
     "seen_bpb": "Average held-out bpb over the domains seen so far (mean of R[i][j] for j ≤ i) after each phase, "
                 "per domain order ({orders}): mean over seeds with its {ci} interval.",
     "stability_plasticity": "Stability against plasticity: every run's forgetting against its mean R[j][j] (bpb "
                             "right after each domain's own phase; left) and against its final average bpb "
-                            "(right); faint markers: runs of both orders; crosses: each variant's mean with {ci} "
-                            "intervals in both directions. mean R[j][j] = final average bpb − (T − 1)/T · BWT.",
+                            "(right); faint markers: the runs of every order ({orders}); crosses: each variant's "
+                            "mean with {ci} intervals in both directions. mean R[j][j] = final average bpb − "
+                            "(T − 1)/T · BWT." + BEYOND,
     "forgetting_updates": "Forgetting against the number of agent updates per run (Σ over agents of the steps in "
-                          "which the agent was updated; log scale): runs of every order (faint) and each "
-                          "variant's mean with {ci} intervals.",
+                          "which the agent was updated; a log axis where the counts span an order of magnitude): "
+                          "the runs of every order ({orders}; faint) and each variant's mean with {ci} intervals."
+                          + BEYOND,
     "forgetting": "Final average bpb, forgetting, BWT and FWT per variant: mean with its {ci} interval (black) "
-                  "and every run (dots; one line per domain order: {orders}).",
+                  "and every run (dots; one line per domain order: {orders})." + BEYOND,
     "sparsity": "Measured update sparsity per variant (fraction of agent parameters / agents changed per step): "
-                "mean with its {ci} interval and every run.",
+                "mean with its {ci} interval and every run (one line per domain order)." + BEYOND,
     "update_frequency": "Per-agent update frequency (fraction of steps with scale > 0), averaged over the runs "
                         "of every domain order; green ring: grown agent, x: pruned, +: merged.",
     "attribution_stability": "Attribution stability metrics per variant: mean with its {ci} interval and every "
-                             "run (one line per domain order).",
+                             "run (one line per domain order)." + BEYOND,
     "planted_faults": "Planted-fault attribution accuracy per variant: mean with its {ci} interval and every run "
-                      "(one line per domain order).",
+                      "(one line per domain order)." + BEYOND,
     "responsibility_tree": "Responsibility tree at the last training step of {run}: colour = gradient score, "
                            "label = update scale, red ring = culprit, red edges = error path.",
     "sensitivity": "Sensitivity sweep: each metric against each factor's setting, one factor at a time around the "
@@ -272,29 +278,123 @@ CAPTIONS = {
                  "steps updated).",
     "tuned_vs_specified": "Forgetting and final average bpb of every variant at the profile's settings and at its "
                           "tuned settings (mean and {ci} interval over seeds × orders).",
-    "forgetting_domains": "Forgetting of each domain (final − best earlier bpb) per domain order (rows) and "
+    "forgetting_domains": "Forgetting of each domain (final − best earlier bpb) per domain order (panels) and "
                           "variant (mean and {ci} interval over seeds); dashed: the validity margin the reference "
-                          "({run}, outlined) must reach for a forgetting claim to be testable.",
+                          "({run}, larger marker) must reach for a forgetting claim to be testable; intervals beyond the "
+                          "axis are cut.",
     "decomposition": "Where forgetting lives, per variant: the bpb lost on earlier domains since their own phase "
                      "(BWT), and what putting back the shared weights or the agents of that phase's end recovers "
                      "(swap test), in bpb (not shares: the two need not add up to the loss); mean with its {ci} "
-                     "interval and every run (one line per domain order).",
+                     "interval and every run (one line per domain order)." + BEYOND,
 }
 
 
 def caption(name: str, **fields: str) -> str:
     """The caption of figure `name` (a per-order figure `<kind>_<order>` uses its kind's)."""
-    kind = next((k for k in CAPTIONS if name == k or name.startswith(k + "_")), name)
-    return CAPTIONS[kind].format(**fields)
+    return CAPTIONS[_kind(name)].format(**fields)
+
+
+def run_figures(runs: list[tuple[Any, Path]], cfg: AnalysisConfig, notes: list[str]
+                ) -> dict[str, tuple[Figure | None, dict[str, str]]]:
+    """The figures drawn from the run directories: curves, R matrices, trees, structure."""
+    from k1model.method.variants import VARIANTS
+    from k1model.report import cl_figures as CL
+    from k1model.report.structure_figures import structure_figure
+
+    run_metrics = _read_metrics(runs)
+    orders = ["-".join(o) for o in cfg.params.orders]
+    variants, conf = list(cfg.variants), cfg.confidence
+    figs: dict[str, tuple[Figure | None, dict[str, str]]] = {}
+    figs["learning_curves"] = (CL.learning_curves(load_evals(runs, notes), variants, orders, conf), {})
+    for order in orders:
+        mats, domains = CL.mean_r_matrices(run_metrics, variants, order, notes)
+        figs[f"r_matrices_{order}"] = (CL.r_matrix_figure(mats, domains, order, diverging=False) if mats else None,
+                                       {"order": CL.order_label(order)})
+    figs["seen_bpb"] = (CL.seen_bpb(run_metrics, variants, orders, conf), {})
+    figs["forgetting_updates"] = (CL.forgetting_vs_updates(run_metrics, variants, conf), {})
+    figs["update_frequency"] = (update_frequency_trees(run_metrics, cfg, notes), {})
+    ref = "k1_full" if "k1_full" in variants else variants[0]
+    key = (ref, orders[0], cfg.seeds[0])
+    dirs = {(r.variant, r.order_name, r.seed): d for r, d in runs}
+    if key in run_metrics and run_metrics[key].get("agents"):
+        fig, run = responsibility_tree(dirs[key], run_metrics[key]["agents"], notes)
+        figs["responsibility_tree"] = (fig, {"run": run})
+    else:
+        notes.append(f"responsibility tree: run {ref}/{orders[0]}/seed{cfg.seeds[0]} missing or without agents")
+    growing = [(v, s, o, m) for (v, o, s), m in sorted(run_metrics.items(), key=lambda kv: (
+        kv[0][0], orders.index(kv[0][1]) if kv[0][1] in orders else 0, kv[0][2]))
+        if "plasticity" in VARIANTS[v].plugins]
+    fixed = [m["scalars"].get("active_agent_params") for (v, _, _), m in run_metrics.items() if v == "k1_full"]
+    fixed = [f for f in fixed if f is not None]
+    fig, run = structure_figure(growing, float(np.mean(fixed)) if fixed else None, orders, notes)
+    figs["structure"] = (fig, {"run": run})
+    return figs
+
+
+def table_figures(results: Path, summary: Mapping[str, Any], tidy: pd.DataFrame, cfg: AnalysisConfig,
+                  notes: list[str]) -> dict[str, tuple[Figure | None, dict[str, str]]]:
+    """The figures drawn from what `k1 aggregate` wrote (summary.json, tidy.csv, tables/)."""
+    from k1model.report import cl_figures as CL
+    from k1model.report.forgetting_figures import decomposition_figure, forgetting_domains
+    from k1model.report.study_figures import sensitivity, tuned_vs_specified
+
+    orders = ["-".join(o) for o in cfg.params.orders]
+    variants, conf = list(cfg.variants), cfg.confidence
+    figs: dict[str, tuple[Figure | None, dict[str, str]]] = {}
+    phases_csv = results / "tables" / "forgetting_phases.csv"
+    if phases_csv.is_file():
+        phases = pd.read_csv(phases_csv)
+        for order in orders:
+            figs[f"forgetting_matrices_{order}"] = (CL.forgetting_matrices(phases, variants, order),
+                                                    {"order": CL.order_label(order)})
+    else:
+        notes.append(f"forgetting matrices: no {phases_csv} (written by `k1 aggregate`)")
+    figs["stability_plasticity"] = (CL.stability_plasticity(tidy, variants, conf), {})
+    figs["forgetting"] = (metric_points(summary, tidy, FORGETTING_METRICS, cfg, notes, "forgetting"), {})
+    figs["sparsity"] = (metric_points(summary, tidy, SPARSITY_METRICS, cfg, notes, "sparsity"), {})
+    attr = sorted(set(tidy.metric[tidy.metric.str.startswith("attr_")]))
+    stab = [m for m in STABILITY_METRICS if m in attr] + [
+        m for m in attr if metric_info(m)[0].group == "attribution" and m not in STABILITY_METRICS
+        and m != "attr_specialisation_p"]
+    faults = [m for m in attr if metric_info(m)[0].group == "faults"]
+    if not attr:
+        notes.append("attribution: no attr_* metrics in tidy.csv (no attribution.json); attribution figures skipped")
+    figs["attribution_stability"] = (metric_points(summary, tidy, stab, cfg, notes, "attribution stability")
+                                     if stab else None, {})
+    figs["planted_faults"] = (metric_points(summary, tidy, faults, cfg, notes, "planted faults")
+                              if faults else None, {})
+    if attr and not faults:
+        notes.append("planted faults: no attr_fault_* metrics; figure skipped")
+    sweep = summary.get("sweep")
+    figs["sensitivity"] = (sensitivity(sweep, conf) if sweep else None,
+                           {"order": CL.order_label(str((sweep or {}).get("order") or orders[0]))})
+    figs["tuned_vs_specified"] = (tuned_vs_specified(summary, variants, conf), {})
+    domains_csv = results / "tables" / "forgetting_domains.csv"
+    validity = summary.get("validity") or {}
+    figs["forgetting_domains"] = (forgetting_domains(pd.read_csv(domains_csv), variants, validity.get("margin"),
+                                                     validity.get("reference"), orders)
+                                  if domains_csv.is_file() else None, {"run": str(validity.get("reference", ""))})
+    figs["decomposition"] = (decomposition_figure(summary, tidy, variants, orders, conf), {})
+    return figs
+
+
+#: the order figures are listed in (figures.json, the paper): the continual-learning figures first
+FIGURE_ORDER = ("learning_curves", "r_matrices", "forgetting_matrices", "seen_bpb", "stability_plasticity",
+                "forgetting_updates", "forgetting", "forgetting_domains", "decomposition", "sparsity",
+                "update_frequency", "attribution_stability", "planted_faults", "responsibility_tree", "structure",
+                "sensitivity", "tuned_vs_specified")
+
+
+def _kind(name: str) -> str:
+    return next((k for k in CAPTIONS if name == k), None) or next(k for k in CAPTIONS if name.startswith(k + "_"))
 
 
 def make_figures(params: str | Path | Mapping[str, Any], results: str | Path, out: str | Path) -> dict[str, Any]:
-    """Draw every figure into `out`; returns {"files": [...], "figures": {name: ...}, "notes": [...]}."""
-    from k1model.method.variants import VARIANTS
-    from k1model.report import cl_figures as CL
-    from k1model.report.forgetting_figures import decomposition_figure, forgetting_domains
-    from k1model.report.structure_figures import structure_figure
-    from k1model.report.study_figures import sensitivity, tuned_vs_specified
+    """Draw every figure into `out`; returns {"files": [...], "figures": {name: ...}, "notes": [...]}.
+
+    Results without run directories (a profile whose committed outputs are the tables alone) get the
+    figures their tables allow, and a note naming the ones skipped."""
+    from k1model.report.cl_figures import order_label
 
     cfg = load_analysis_config(params)
     results, out = Path(results), Path(out)
@@ -304,70 +404,19 @@ def make_figures(params: str | Path | Mapping[str, Any], results: str | Path, ou
             raise K1Error(f"{p} not found; run `k1 aggregate` first")
     summary = json.loads((results / "summary.json").read_text(encoding="utf-8"))
     tidy = pd.read_csv(results / "tidy.csv")
-    run_metrics = _read_metrics(runs)
     notes: list[str] = []
     orders = ["-".join(o) for o in cfg.params.orders]
-    variants = list(cfg.variants)
-    conf = cfg.confidence
-    fields = {"ci": f"{conf:.0%}", "orders": "; ".join(CL.order_label(o) for o in orders), "run": "", "order": ""}
-    figs: dict[str, tuple[Figure | None, dict[str, str]]] = {}
+    fields = {"ci": f"{cfg.confidence:.0%}", "orders": "; ".join(order_label(o) for o in orders), "run": "",
+              "order": ""}
     with figure_style():
-        figs["learning_curves"] = (CL.learning_curves(load_evals(runs, notes), variants, orders, conf), {})
-        phases_csv = results / "tables" / "forgetting_phases.csv"
-        phases = pd.read_csv(phases_csv) if phases_csv.is_file() else None
-        for order in orders:
-            mats, domains = CL.mean_r_matrices(run_metrics, variants, order, notes)
-            named = {"order": CL.order_label(order)}
-            figs[f"r_matrices_{order}"] = (CL.r_matrix_figure(mats, domains, order, diverging=False)
-                                           if mats else None, named)
-            figs[f"forgetting_matrices_{order}"] = (CL.forgetting_matrices(phases, variants, order)
-                                                    if phases is not None else None, named)
-        if phases is None:
-            notes.append(f"forgetting matrices: no {phases_csv} (written by `k1 aggregate`)")
-        figs["seen_bpb"] = (CL.seen_bpb(run_metrics, variants, orders, conf), {})
-        figs["stability_plasticity"] = (CL.stability_plasticity(tidy, variants, conf), {})
-        figs["forgetting_updates"] = (CL.forgetting_vs_updates(run_metrics, variants, conf), {})
-        figs["forgetting"] = (metric_points(summary, tidy, FORGETTING_METRICS, cfg, notes, "forgetting"), {})
-        figs["sparsity"] = (metric_points(summary, tidy, SPARSITY_METRICS, cfg, notes, "sparsity"), {})
-        figs["update_frequency"] = (update_frequency_trees(run_metrics, cfg, notes), {})
-        attr = sorted(set(tidy.metric[tidy.metric.str.startswith("attr_")]))
-        stab = [m for m in STABILITY_METRICS if m in attr] + [
-            m for m in attr if metric_info(m)[0].group == "attribution" and m not in STABILITY_METRICS
-            and m != "attr_specialisation_p"]
-        faults = [m for m in attr if metric_info(m)[0].group == "faults"]
-        if not attr:
-            notes.append("attribution: no attr_* metrics in tidy.csv (no attribution.json); attribution figures skipped")
-        figs["attribution_stability"] = (metric_points(summary, tidy, stab, cfg, notes, "attribution stability")
-                                         if stab else None, {})
-        figs["planted_faults"] = (metric_points(summary, tidy, faults, cfg, notes, "planted faults")
-                                  if faults else None, {})
-        if attr and not faults:
-            notes.append("planted faults: no attr_fault_* metrics; figure skipped")
-        ref = "k1_full" if "k1_full" in variants else variants[0]
-        key = (ref, orders[0], cfg.seeds[0])
-        dirs = {(r.variant, r.order_name, r.seed): d for r, d in runs}
-        if key in run_metrics and run_metrics[key].get("agents"):
-            fig, run = responsibility_tree(dirs[key], run_metrics[key]["agents"], notes)
-            figs["responsibility_tree"] = (fig, {"run": run})
+        figs = table_figures(results, summary, tidy, cfg, notes)
+        if any(d.is_dir() for _, d in runs):
+            figs.update(run_figures(runs, cfg, notes))
         else:
-            notes.append(f"responsibility tree: run {ref}/{orders[0]}/seed{cfg.seeds[0]} missing or without agents")
-        growing = [(v, s, o, m) for (v, o, s), m in sorted(run_metrics.items(), key=lambda kv: (
-            kv[0][0], orders.index(kv[0][1]) if kv[0][1] in orders else 0, kv[0][2]))
-            if "plasticity" in VARIANTS[v].plugins]
-        fixed = [m["scalars"].get("active_agent_params") for (v, _, _), m in run_metrics.items() if v == "k1_full"]
-        fixed = [f for f in fixed if f is not None]
-        fig, run = structure_figure(growing, float(np.mean(fixed)) if fixed else None, orders, notes)
-        figs["structure"] = (fig, {"run": run})
-        sweep = summary.get("sweep")
-        figs["sensitivity"] = (sensitivity(sweep, conf) if sweep else None,
-                               {"order": CL.order_label(str((sweep or {}).get("order") or orders[0]))})
-        figs["tuned_vs_specified"] = (tuned_vs_specified(summary, variants, conf), {})
-        domains_csv = results / "tables" / "forgetting_domains.csv"
-        validity = summary.get("validity") or {}
-        figs["forgetting_domains"] = (forgetting_domains(pd.read_csv(domains_csv), variants, validity.get("margin"),
-                                                         validity.get("reference"), orders)
-                                      if domains_csv.is_file() else None, {"run": str(validity.get("reference", ""))})
-        figs["decomposition"] = (decomposition_figure(summary, tidy, variants, orders, conf), {})
+            notes.append(f"no run directories under {results / 'runs'}: the figures drawn from the runs (learning "
+                         "curves, R matrices, average bpb over the domains seen, forgetting against agent updates, "
+                         "trees, structure) are skipped")
+        figs = dict(sorted(figs.items(), key=lambda kv: FIGURE_ORDER.index(_kind(kv[0]))))
         files: list[Path] = []
         index: dict[str, Any] = {}
         out.mkdir(parents=True, exist_ok=True)

@@ -37,8 +37,11 @@ def forgetting_domains(domains: pd.DataFrame, variants: Sequence[str], margin: f
     fig = new_figure(PAGE_IN, 0.5 + (2.0 if side_by_side else 1.75 * len(orders)) + legend)
     axes = (fig.subplots(1, len(orders), squeeze=False, sharey=True)[0] if side_by_side else
             fig.subplots(len(orders), 1, squeeze=False)[:, 0])
-    # means only (no runs here), and a mean is always on the axis; whiskers beyond it are cut and marked
-    limits = robust_limits([], keep=list(final.forgetting) + [0.0] + ([margin] if margin is not None else []))
+    # (means and intervals only, no runs here) every mean, the intervals but the outlying ones (per variant)
+    bounds = pd.concat([final[["variant", "forgetting_ci_low"]].set_axis(["variant", "value"], axis=1),
+                        final[["variant", "forgetting_ci_high"]].set_axis(["variant", "value"], axis=1)])
+    limits = robust_limits(bounds.value, groups=bounds.variant,
+                           keep=list(final.forgetting) + [0.0] + ([margin] if margin is not None else []))
     width = 0.8 / max(len(variants), 1)
     for ax, order in zip(axes, orders):
         sub = final[final.order == order]
@@ -52,8 +55,8 @@ def forgetting_domains(domains: pd.DataFrame, variants: Sequence[str], margin: f
             hi = np.minimum(rows.forgetting_ci_high.to_numpy(float), limits[1])
             ax.vlines(x, lo, hi, color=st.color, lw=0.8)
             inside = (mean >= limits[0]) & (mean <= limits[1])
-            ax.plot(x[inside], mean[inside], linestyle="none", marker=st.marker, color=st.color, ms=3.6,
-                    mec="black" if v == reference else "white", mew=0.8 if v == reference else 0.3)
+            ax.plot(x[inside], mean[inside], linestyle="none", marker=st.marker, color=st.color,
+                    ms=5.5 if v == reference else 3.6, mec="white", mew=0.3)
             mark_beyond(ax, x, mean, limits, color=st.color)
         ax.axhline(0.0, color="black", linewidth=0.5)
         if margin is not None:
