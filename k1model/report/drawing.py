@@ -11,7 +11,7 @@ journal layouts), at most `MAX_HEIGHT_IN` tall, 6.5–8 pt text (`RC`), saved at
 style come from, so a variant looks the same in every figure whatever else is drawn beside it. The
 core variants are pinned in `VARIANT_STYLES` (Paul Tol's colour-blind-safe "muted" scheme plus black
 and grey, with a marker and a line style per family: K-1 solid, ablations dashed, baselines
-dash-dotted, the joint upper reference dotted, so no two differ by colour alone). A variant added
+dash-dotted, the joint upper reference dotted, so no two are told apart by colour alone). A variant added
 later (a registered strategy, a control such as `throttled`) gets a style from `EXTRA_STYLES`
 (Okabe–Ito colours × markers, dotted) picked by a hash of its name, collisions resolved in name order
 over the registry: stable between figures and runs, distinct from every other variant. Pin it in
@@ -108,8 +108,12 @@ def variant_style(variant: str) -> Style:
         return VARIANT_STYLES[variant]
     from k1model.method.variants import VARIANTS
 
+    names = sorted({n for n in VARIANTS if n not in VARIANT_STYLES} | {variant})
+    if len(names) > len(EXTRA_STYLES):
+        raise ValueError(f"{len(names)} variants without a pinned style, {len(EXTRA_STYLES)} extra styles: pin some in "
+                         "k1model/report/drawing.py, VARIANT_STYLES")
     taken: dict[int, str] = {}
-    for name in sorted({n for n in VARIANTS if n not in VARIANT_STYLES} | {variant}):
+    for name in names:
         k = zlib.crc32(name.encode("utf-8")) % len(EXTRA_STYLES)
         while k in taken:
             k = (k + 1) % len(EXTRA_STYLES)
@@ -126,10 +130,6 @@ def palette(variants: Sequence[str]) -> dict[str, str]:
 
 #: one marker per domain order (runs drawn as dots), in the params' order
 ORDER_MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*")
-
-
-def order_marker(orders: Sequence[str], order: str) -> str:
-    return ORDER_MARKERS[list(orders).index(order) % len(ORDER_MARKERS)]
 
 
 def new_figure(width: float, height: float) -> Figure:
