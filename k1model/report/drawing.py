@@ -197,18 +197,26 @@ def kept_means(values: Any, groups: Any, means: Sequence[tuple[Any, float]]) -> 
     return keep
 
 
-def robust_limits(values: Any, *, groups: Any = None, keep: Any = (), floor: float | None = None,
+def robust_limits(values: Any, *, groups: Any = None, keep: Any = (), reach: Any = (), floor: float | None = None,
                   pad: float = 0.06) -> tuple[float, float]:
-    """Axis limits that hold every value but the `outliers` (judged within `groups`) and every value of
-    `keep` (the estimates drawn: a mean is always on the axis): a diverged run cannot stretch the axis;
-    what lies beyond is marked by `mark_beyond`. `floor`: the quantity's lower bound (0 for bpb), never
-    crossed by the padding."""
+    """Axis limits that hold every value but the `outliers` (judged within `groups`), every value of
+    `keep` (the estimates drawn), and the values of `reach` (interval ends) as far as one span of the
+    rest beyond it: a diverged run or a very wide interval cannot stretch the axis; what lies beyond is
+    marked by `mark_beyond` or cut. `floor`: the quantity's lower bound (0 for bpb), never crossed by
+    the padding."""
     v = np.asarray(values, dtype=float).ravel()
     kept = np.asarray(keep, dtype=float).ravel()
     core = np.concatenate([v[np.isfinite(v) & ~outliers(v, groups)], kept[np.isfinite(kept)]])
+    ends = np.asarray(reach, dtype=float).ravel()
+    ends = ends[np.isfinite(ends)]
+    if core.size == 0:
+        core = ends
     if core.size == 0:
         return (0.0, 1.0) if floor is None else (floor, floor + 1.0)
     lo, hi = float(core.min()), float(core.max())
+    if ends.size:
+        span = max(hi - lo, 1e-9 * max(1.0, abs(hi)))
+        lo, hi = max(min(lo, float(ends.min())), lo - span), min(max(hi, float(ends.max())), hi + span)
     if hi - lo <= 1e-9 * max(1.0, abs(hi)):  # (near-)constant: no axis of float noise
         half = 0.05 * max(abs(hi), 0.02)
         lo, hi = lo - half, hi + half
@@ -326,14 +334,14 @@ def forest_panel(ax: Any, rows: Sequence[str], estimates: Sequence[Estimate], ru
     the data; runs, estimates and whiskers beyond them marked on the edge. Rows are `FOREST_ROW_IN` tall."""
     index = {r: i for i, r in enumerate(rows)}
     runs = runs[runs["row"].isin(index)] if runs is not None else None
-    # the axis holds the runs and the intervals but their outliers (within each row), and the means an
-    # outlier did not drag away from the rest of their row
-    bounds = [(row, b) for e in estimates for row, v in e.values.items() if row in index for b in v[1:]]
-    data = pd.concat([runs[["row", "value"]] if runs is not None else None,
-                      pd.DataFrame(bounds, columns=["row", "value"])], ignore_index=True)
+    # the axis holds the runs but their outliers (within each row), the means an outlier did not drag away
+    # from the rest of their row, and the intervals as far as they reach within a span of those
+    values = runs["value"] if runs is not None else []
     means = [(row, v[0]) for e in estimates for row, v in e.values.items() if row in index]
-    keep = kept_means(runs["value"] if runs is not None else [], runs["row"] if runs is not None else [], means)
-    limits = robust_limits(data["value"], groups=data["row"].astype(str), keep=keep, floor=floor)
+    keep = kept_means(values, runs["row"] if runs is not None else [], means)
+    ends = [b for e in estimates for row, v in e.values.items() if row in index for b in v[1:]]
+    limits = robust_limits(values, groups=runs["row"] if runs is not None else None, keep=keep, reach=ends,
+                           floor=floor)
     lines = list(orders) or [None]
     at = np.linspace(0.08, 0.36, len(lines)) if len(lines) > 1 else np.array([0.2])  # a line of runs per order
     if runs is not None and not runs.empty:

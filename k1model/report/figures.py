@@ -280,8 +280,8 @@ CAPTIONS = {
                           "tuned settings (mean and {ci} interval over seeds × orders).",
     "forgetting_domains": "Forgetting of each domain (final − best earlier bpb) per domain order (panels) and "
                           "variant (mean and {ci} interval over seeds); dashed: the validity margin the reference "
-                          "({run}, larger marker) must reach for a forgetting claim to be testable; intervals beyond the "
-                          "axis are cut.",
+                          "({run}, larger marker) must reach for a forgetting claim to be testable; an interval "
+                          "reaching beyond the axis is cut, with a triangle at its end.",
     "decomposition": "Where forgetting lives, per variant: the bpb lost on earlier domains since their own phase "
                      "(BWT), and what putting back the shared weights or the agents of that phase's end recovers "
                      "(swap test), in bpb (not shares: the two need not add up to the loss); mean with its {ci} "

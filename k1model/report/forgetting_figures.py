@@ -37,11 +37,9 @@ def forgetting_domains(domains: pd.DataFrame, variants: Sequence[str], margin: f
     fig = new_figure(PAGE_IN, 0.5 + (2.0 if side_by_side else 1.75 * len(orders)) + legend)
     axes = (fig.subplots(1, len(orders), squeeze=False, sharey=True)[0] if side_by_side else
             fig.subplots(len(orders), 1, squeeze=False)[:, 0])
-    # (means and intervals only, no runs here) every mean, the intervals but the outlying ones (per variant)
-    bounds = pd.concat([final[["variant", "forgetting_ci_low"]].set_axis(["variant", "value"], axis=1),
-                        final[["variant", "forgetting_ci_high"]].set_axis(["variant", "value"], axis=1)])
-    limits = robust_limits(bounds.value, groups=bounds.variant,
-                           keep=list(final.forgetting) + [0.0] + ([margin] if margin is not None else []))
+    # (means and intervals only, no runs here) every mean, the intervals as far as a span of the means beyond
+    limits = robust_limits([], keep=list(final.forgetting) + [0.0] + ([margin] if margin is not None else []),
+                           reach=list(final.forgetting_ci_low) + list(final.forgetting_ci_high))
     width = 0.8 / max(len(variants), 1)
     for ax, order in zip(axes, orders):
         sub = final[final.order == order]
@@ -54,6 +52,11 @@ def forgetting_domains(domains: pd.DataFrame, variants: Sequence[str], margin: f
             lo = np.maximum(rows.forgetting_ci_low.to_numpy(float), limits[0])
             hi = np.minimum(rows.forgetting_ci_high.to_numpy(float), limits[1])
             ax.vlines(x, lo, hi, color=st.color, lw=0.8)
+            for end, cut, mk in ((limits[0], rows.forgetting_ci_low.to_numpy(float) < limits[0], "v"),
+                                 (limits[1], rows.forgetting_ci_high.to_numpy(float) > limits[1], "^")):
+                if cut.any():  # (an empty unclipped line has an infinite extent: the layout would collapse)
+                    ax.plot(x[cut], np.full(cut.sum(), end), linestyle="none", marker=mk, color=st.color, ms=3,
+                            clip_on=False)
             inside = (mean >= limits[0]) & (mean <= limits[1])
             ax.plot(x[inside], mean[inside], linestyle="none", marker=st.marker, color=st.color,
                     ms=5.5 if v == reference else 3.6, mec="white", mew=0.3)
