@@ -238,7 +238,7 @@ def test_outliers_are_judged_within_their_group_and_limits_keep_the_estimates():
     assert D.robust_limits([0.0, 0.5, 1.0], floor=0.0)[0] == 0.0  # padding never crosses the floor
 
 
-def test_an_interval_reaches_the_axis_only_as_far_as_a_span_of_the_data():
+def test_an_interval_reaches_the_axis_only_as_far_as_half_the_span_of_the_data():
     assert D.robust_limits([0.1, 0.2, 0.3], reach=[0.05, 0.35], pad=0.0) == pytest.approx((0.05, 0.35))
     lo, hi = D.robust_limits([0.1, 0.2, 0.3], reach=[-41.0, 35.0], pad=0.0)  # a t-interval at n = 2
-    assert (lo, hi) == pytest.approx((-0.1, 0.5))
+    assert (lo, hi) == pytest.approx((0.0, 0.4))

@@ -51,6 +51,7 @@ def learning_curves(evals: pd.DataFrame, variants: Sequence[str], orders: Sequen
     fig = new_figure(PAGE_IN, 0.55 + 1.5 * len(orders) + 0.18 * math.ceil(len(shown) / 6))
     axes = fig.subplots(len(orders), len(domains), sharex=True, sharey=True, squeeze=False)
     limits = robust_limits(evals.bpb, groups=evals[["variant", "order", "domain", "step"]], floor=0.0)
+    band_alpha = 0.13 if len(shown) <= 4 else 0.07  # many overlapping bands: lighter, or they turn to mud
     panel_pt = 72.0 * (PAGE_IN - 0.6) / len(domains)
     for r, order in enumerate(orders):
         sub_order = evals[evals.order == order]
@@ -68,7 +69,7 @@ def learning_curves(evals: pd.DataFrame, variants: Sequence[str], orders: Sequen
                 stats = [(step, *_interval(g.bpb, confidence)) for step, g in rows.groupby("step")]
                 step, mean, lo, hi = (np.array(col, float) for col in zip(*stats))
                 st = variant_style(v)
-                ax.fill_between(step, np.maximum(lo, 0.0), hi, color=st.color, alpha=0.13, lw=0)
+                ax.fill_between(step, np.maximum(lo, 0.0), hi, color=st.color, alpha=band_alpha, lw=0)
                 ax.plot(step, mean, color=st.color, ls=st.linestyle, marker=st.marker, ms=2.2, lw=0.9)
                 mark_beyond(ax, step, mean, limits, color=st.color, label=False)
             for b in ends.to_numpy()[:-1]:
@@ -134,8 +135,10 @@ def r_matrix_figure(mats: Mapping[str, np.ndarray], domains: Sequence[str], orde
     for ax in axes.ravel()[len(mats):]:
         ax.set_visible(False)
     label = "Δ bpb since own phase" if diverging else "held-out bpb"
+    below, above = bool((values < norm.vmin).any()), bool((values > norm.vmax).any())  # saturated cells
+    extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get((below, above), "neither")
     fig.colorbar(image, ax=axes.ravel().tolist(), label=label, shrink=0.8 if nrows > 1 else 1.0, aspect=30,
-                 extend="both")
+                 extend=extend)
     fig.suptitle(f"domain order {order_label(order)}", fontsize=7.5)
     return fig
 
@@ -251,11 +254,12 @@ def _scatter_panel(ax: Any, runs: pd.DataFrame, x: str, y: str, variants: Sequen
                    *, log_x: bool = False, x_floor: float | None = 0.0) -> None:
     """Runs as small faint markers, each variant's mean ± interval in x and y as a cross."""
     if log_x:
-        from matplotlib.ticker import LogFormatterSciNotation, NullFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(LogFormatterSciNotation())
-        ax.xaxis.set_minor_formatter(NullFormatter())  # no labels on minor ticks: they collide on a short range
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # 100, 200, 500, 1,000, ...
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     table = _xy_table(runs, x, y, variants, confidence)
     keep_x = kept_means(runs[x], runs.variant, list(zip(table.get("method", []), table.get("x", []))))
     keep_y = kept_means(runs[y], runs.variant, list(zip(table.get("method", []), table.get("y", []))))

@@ -200,8 +200,8 @@ def kept_means(values: Any, groups: Any, means: Sequence[tuple[Any, float]]) -> 
 def robust_limits(values: Any, *, groups: Any = None, keep: Any = (), reach: Any = (), floor: float | None = None,
                   pad: float = 0.06) -> tuple[float, float]:
     """Axis limits that hold every value but the `outliers` (judged within `groups`), every value of
-    `keep` (the estimates drawn), and the values of `reach` (interval ends) as far as one span of the
-    rest beyond it: a diverged run or a very wide interval cannot stretch the axis; what lies beyond is
+    `keep` (the estimates drawn), and the values of `reach` (interval ends) as far as half the span of
+    the rest beyond it: a diverged run or a very wide interval cannot stretch the axis; what lies beyond is
     marked by `mark_beyond` or cut. `floor`: the quantity's lower bound (0 for bpb), never crossed by
     the padding."""
     v = np.asarray(values, dtype=float).ravel()
@@ -215,8 +215,8 @@ def robust_limits(values: Any, *, groups: Any = None, keep: Any = (), reach: Any
         return (0.0, 1.0) if floor is None else (floor, floor + 1.0)
     lo, hi = float(core.min()), float(core.max())
     if ends.size:
-        span = max(hi - lo, 1e-9 * max(1.0, abs(hi)))
-        lo, hi = max(min(lo, float(ends.min())), lo - span), min(max(hi, float(ends.max())), hi + span)
+        reach_by = 0.5 * max(hi - lo, 1e-9 * max(1.0, abs(hi)))
+        lo, hi = max(min(lo, float(ends.min())), lo - reach_by), min(max(hi, float(ends.max())), hi + reach_by)
     if hi - lo <= 1e-9 * max(1.0, abs(hi)):  # (near-)constant: no axis of float noise
         half = 0.05 * max(abs(hi), 0.02)
         lo, hi = lo - half, hi + half
@@ -256,11 +256,11 @@ def mark_beyond(ax: Any, positions: Any, values: Any, limits: tuple[float, float
             if axis == "y":
                 ax.annotate(text, (at, edge), xytext=(3, -3 if side == "high" else 3), textcoords="offset points",
                             fontsize=5.5, color=color, va="top" if side == "high" else "bottom", ha="left",
-                            annotation_clip=False, in_layout=False)
+                            annotation_clip=False, in_layout=False, zorder=7)
             else:
                 ax.annotate(text, (edge, at), xytext=(-3 if side == "high" else 3, 0), textcoords="offset points",
                             fontsize=5.5, color=color, va="center", ha="right" if side == "high" else "left",
-                            annotation_clip=False, in_layout=False, bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
+                            annotation_clip=False, in_layout=False, zorder=7, bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
                                                          "alpha": 0.8})
     return count
 
@@ -335,7 +335,7 @@ def forest_panel(ax: Any, rows: Sequence[str], estimates: Sequence[Estimate], ru
     index = {r: i for i, r in enumerate(rows)}
     runs = runs[runs["row"].isin(index)] if runs is not None else None
     # the axis holds the runs but their outliers (within each row), the means an outlier did not drag away
-    # from the rest of their row, and the intervals as far as they reach within a span of those
+    # from the rest of their row, and the intervals as far as half the span of those beyond
     values = runs["value"] if runs is not None else []
     means = [(row, v[0]) for e in estimates for row, v in e.values.items() if row in index]
     keep = kept_means(values, runs["row"] if runs is not None else [], means)
@@ -485,8 +485,9 @@ def short_name(name: str) -> str:
 
 def draw_tree(ax: Any, agents: Sequence[Mapping[str, Any]], values: Mapping[str, float], norm: Normalize,
               cmap: Any, labels: Mapping[str, str], highlight: Sequence[str] = (), culprit: str | None = None,
-              marks_legend: bool = True) -> Any:
-    """The agent tree: nodes coloured by `values`, labelled below, the error path (`highlight`) in red."""
+              marks_legend: bool = True, depth: int | None = None) -> Any:
+    """The agent tree: nodes coloured by `values`, labelled below, the error path (`highlight`) in red.
+    `depth`: the deepest level of the trees drawn beside it (one vertical scale for all of them)."""
     agents = [a for a in agents if a.get("status") != "inactive"]  # unused agent slots are not drawn
     pos = tree_layout(agents)
     hl = set(highlight)
@@ -518,7 +519,7 @@ def draw_tree(ax: Any, agents: Sequence[Mapping[str, Any]], values: Mapping[str,
                 rotation=90 if (rotate and is_leaf) else 0, zorder=4, linespacing=1.0,
                 bbox={"boxstyle": "round,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
-    ax.set_ylim(min(ys) - (1.5 if rotate else 0.95), 0.35)
+    ax.set_ylim(min(min(ys), -float(depth if depth is not None else 0)) - (1.5 if rotate else 0.95), 0.35)
     ax.axis("off")
     return sc
 

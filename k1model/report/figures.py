@@ -174,14 +174,15 @@ def update_frequency_trees(run_metrics: Mapping[RunKey, Mapping[str, Any]], cfg:
                    for ag, _ in panels.values())
     ncols = min(len(panels), 4 if n_leaves <= 5 else 3 if n_leaves <= 8 else 2 if n_leaves <= 12 else 1)
     nrows = math.ceil(len(panels) / ncols)
-    fig = new_figure(PAGE_IN, 0.55 + nrows * (1.75 if n_leaves > 8 else 1.45))
+    depth = max(int(a["level"]) for ag, _ in panels.values() for a in ag if a.get("status") != "inactive")
+    fig = new_figure(PAGE_IN, 0.55 + nrows * (0.45 * depth + (0.85 if n_leaves > 8 else 0.55)))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     norm = Normalize(0.0, 1.0)
     cmap = sns.color_palette("viridis", as_cmap=True)
     sc = None
     for ax, (v, (agents, f)) in zip(axes, panels.items()):
         labels = {n: f"{short_name(n)}\n{f.get(n, math.nan):.0%}" for n in f}
-        sc = draw_tree(ax, agents, f, norm, cmap, labels)
+        sc = draw_tree(ax, agents, f, norm, cmap, labels, depth=depth)
         ax.set_title(v, fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
@@ -221,9 +222,10 @@ def responsibility_tree(run: Path, agents: Sequence[Mapping[str, Any]], notes: l
                    highlight=path_names, culprit=culprit)
     fig.colorbar(sc, ax=ax, label="gradient score ‖g_k‖", shrink=0.8)
     step = int(last["step"]) if "step" in last.index else -1
-    ax.set_title(f"step {step} ({last.get('domain', '')}), culprit: {short_name(culprit) if culprit else 'none'}",
-                 fontsize=7)
-    return fig, f"{run.parent.parent.name}/{run.parent.name}/{run.name} (domain order {run.parent.parent.name}), step {step}"
+    blamed = culprit.removeprefix("root/") if culprit else "none"
+    ax.set_title(f"step {step} ({last.get('domain', '')}), culprit: {blamed}", fontsize=7)
+    order = run.parent.parent.name.replace("-", " → ")  # runs/<order>/<variant>/seed<k>
+    return fig, f"{run.parent.name}/{run.name} (domain order {order}), step {step}"
 
 
 # --------------------------------------------------------------------------- the command

@@ -37,7 +37,7 @@ def forgetting_domains(domains: pd.DataFrame, variants: Sequence[str], margin: f
     fig = new_figure(PAGE_IN, 0.5 + (2.0 if side_by_side else 1.75 * len(orders)) + legend)
     axes = (fig.subplots(1, len(orders), squeeze=False, sharey=True)[0] if side_by_side else
             fig.subplots(len(orders), 1, squeeze=False)[:, 0])
-    # (means and intervals only, no runs here) every mean, the intervals as far as a span of the means beyond
+    # (means and intervals only, no runs here) every mean, the intervals as far as half the means' span beyond
     limits = robust_limits([], keep=list(final.forgetting) + [0.0] + ([margin] if margin is not None else []),
                            reach=list(final.forgetting_ci_low) + list(final.forgetting_ci_high))
     width = 0.8 / max(len(variants), 1)
