@@ -103,7 +103,8 @@ stop() {  # stop NAME PIDFILE: SIGTERM to the pid in PIDFILE, wait for it to exi
         sleep 0.1
     done
     kill -0 "$pid" 2>/dev/null && die "$1 (pid $pid) did not stop within 10 s"
-    rm -f "$STARTED/$1"
+    # slurmctld leaves its pid file behind; the package's removal script takes it for a live controller
+    rm -f "$STARTED/$1" "$2"
 }
 
 wait_for() {  # wait_for WHAT SECONDS COMMAND...: poll COMMAND until it succeeds
