@@ -94,7 +94,7 @@ running() {  # running PIDFILE: the daemon named in PIDFILE is alive
 
 stop() {  # stop NAME PIDFILE: SIGTERM to the pid in PIDFILE, wait for it to exit
     local pid i
-    running "$2" || { rm -f "$STARTED/$1"; return; }
+    running "$2" || { rm -f "$STARTED/$1" "$2"; return; }  # not running: a pid file left is stale
     pid=$(cat "$2")
     say "stopping $1 (pid $pid)"
     kill -TERM "$pid"
