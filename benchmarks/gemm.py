@@ -33,7 +33,6 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    import k1model.strategies  # noqa: F401  (registers the variants the params name)
 
     torch.set_num_threads(1)
     params = load_params(args.params)

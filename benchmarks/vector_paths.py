@@ -83,7 +83,6 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    import k1model.strategies  # noqa: F401  (registers the variants the params name)
 
     if not avx512_available():
         print("this CPU has no AVX-512: the kernels run their AVX2 paths only; nothing to compare", file=sys.stderr)

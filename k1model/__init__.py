@@ -2,8 +2,9 @@
 trust-gated, proportional updates. See DESIGN.md and docs/architecture.md.
 
 The public names below are imported on first use (PEP 562), so `import k1model.config` (what the
-pipeline does at start-up) does not pay for torch. Using one registers the built-in strategies
-(`k1model.strategies`), so `k1model.load_params` and `k1model.VARIANTS` know their keys and variants.
+pipeline does at start-up) does not pay for torch. The registry of variants and strategies fills itself on
+its first lookup (`k1model.config.registry`), so `k1model.load_params` and `k1model.VARIANTS` know every
+registered key and variant.
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ __all__ = sorted(_PUBLIC)
 
 def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
-        importlib.import_module("k1model.strategies")  # every public name sees the registered strategies
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'k1model' has no attribute {name!r}")
 

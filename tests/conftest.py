@@ -10,9 +10,6 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-# the library as the k1 commands see it: the built-in variants and strategies registered
-import k1model.strategies  # noqa: E402,F401
-
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 

@@ -34,8 +34,9 @@ def _imports(tree: ast.AST, current: str, strings: bool = True) -> set[str]:
             out.add(base)
             out |= {f"{base}.{a.name}" for a in node.names}  # `from pkg import module`
         elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(
-                r"k1model(\.\w+)+", node.value):
-            out.add(node.value)  # modules named in strings (registries that import on use)
+                r"k1model(\.\w+)+(:[\w.]+)?", node.value):
+            out.add(node.value.split(":")[0])  # modules named in strings ("module" or "module:attribute"): what
+            # registries import on use (data sources, the built-in declarations, a strategy's plugin)
     return out
 
 
@@ -56,8 +57,12 @@ def closure(roots: set[str]) -> set[Path]:
             tree = ast.parse(path.read_text())
             if mod == "k1model.cli.commands":  # the handlers: each command's imports are its roots
                 tree = ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)], type_ignores=[])
-            # the package's lazy public names (PEP 562) are never used by the CLI: no string scan there
-            todo += [m for m in _imports(tree, f"{pkg}.x", strings=mod != "k1model") if m.startswith("k1model")]
+            # no string scan of the package's lazy public names (PEP 562: never used by the CLI) nor of the
+            # registry's list of built-ins: the registry loads them on its first lookup, which a stage that reads
+            # no variant never makes (stage roots name `k1model.strategies` where they do; the data stage's
+            # start-up is checked by running it)
+            scan = mod not in ("k1model", "k1model.config.registry")
+            todo += [m for m in _imports(tree, f"{pkg}.x", strings=scan) if m.startswith("k1model")]
     return seen
 
 
@@ -70,39 +75,44 @@ def command_roots(command: str) -> set[str]:
     raise KeyError(f"no handler for k1 {command}")
 
 
-def _runtime(tree: ast.Module) -> ast.Module:
-    """The module without its `if TYPE_CHECKING:` blocks (imports for type checkers only never run)."""
-
-    class Strip(ast.NodeTransformer):
-        def visit_If(self, node: ast.If):
-            test = node.test
-            if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-                    isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"):
-                return node.orelse or None
-            return self.generic_visit(node)
-
-    return Strip().visit(tree)
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def import_graph() -> dict[str, set[str]]:
-    """k1model module -> the k1model modules it imports at run time, lazy (function-level) imports included,
-    as written (`from k1model.config.checks import x` is an edge to k1model.config.checks, not to the package)."""
+    """k1model module -> the k1model modules it imports, as written (`from k1model.config.checks import x` is an
+    edge to k1model.config.checks, not to the package): module-level, lazy (function-level) and type-only
+    (`if TYPE_CHECKING:`) imports alike, since each says the module depends on the other."""
     graph: dict[str, set[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         mod = module_name(path)
         pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
         targets = set()
-        for name in _imports(_runtime(ast.parse(path.read_text())), f"{pkg}.x", strings=False):
+        for name in _imports(ast.parse(path.read_text()), f"{pkg}.x", strings=False):
             target = module_file(name)
             if target is not None and module_name(target) != mod:
                 targets.add(module_name(target))
         graph[mod] = targets
     return graph
+
+
+def layer(module: str) -> str:
+    """The layer a module belongs to: its top-level subpackage (k1model.train.step -> k1model.train) or, for a
+    top-level module, itself (k1model.model)."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def package_graph(graph: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
+    """Layer -> the layers its modules import (the package `k1model` itself, the lazy public names of
+    `k1model/__init__.py`, is left out: nothing in the package imports it)."""
+    out: dict[str, set[str]] = {}
+    for mod, targets in (import_graph() if graph is None else graph).items():
+        if mod == "k1model":
+            continue
+        out.setdefault(layer(mod), set()).update(layer(t) for t in targets if t != "k1model" and layer(t) != layer(mod))
+    return out
 
 
 def cycles(graph: dict[str, set[str]]) -> list[set[str]]:

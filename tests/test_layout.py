@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from layout_tools import PACKAGE, ROOT, closure, command_roots, cycles, import_graph, module_file
+from layout_tools import PACKAGE, ROOT, closure, command_roots, cycles, import_graph, package_graph
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 MAX_MODULE_LINES = 600
@@ -30,7 +30,8 @@ def covered(path, deps: list[str]) -> bool:
 
 
 #: what the Snakefile's start-up imports in each stage (workflow/rules/common.smk): k1model.config
-#: (validation, probe keys), and, except in the data stage, the strategies and the run plan
+#: (validation, probe keys), and, except in the data stage, the run plan and what the registry loads on its
+#: first lookup (the declarations k1model.strategies lists, and the plugins they name)
 #: (`test_the_data_stage_starts_up_on_the_config_layer_alone` checks the data stage's by running it)
 STARTUP = {"data": {"k1model.config"}}
 STARTUP_DEFAULT = {"k1model.config", "k1model.strategies", "k1model.study.plan"}
@@ -116,19 +117,22 @@ def test_the_library_knows_nothing_of_the_pipeline():
             assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
-#: Import cycles known to exist and owned elsewhere; the list is meant to be empty. The one entry:
-#: no import cycle is allowed (the last one, aggregate <-> study_stats, went with analysis/summaries.py)
-ALLOWED_CYCLES: list[set[str]] = []
-
-
 def test_the_import_graph_has_no_cycle():
-    """No module of k1model imports, directly or through others, a module that imports it back (lazy imports
-    inside functions count: they run too; `if TYPE_CHECKING:` imports do not)."""
+    """No module of k1model imports, directly or through others, a module that imports it back: module-level,
+    lazy (function-level) and type-only (`if TYPE_CHECKING:`) imports all count."""
     found = cycles(import_graph())
-    unexpected = [sorted(c) for c in found if c not in ALLOWED_CYCLES]
-    assert not unexpected, f"import cycles: {unexpected}"
-    stale = [sorted(c) for c in ALLOWED_CYCLES if c not in found]
-    assert not stale, f"these allowed cycles are gone: remove them from ALLOWED_CYCLES: {stale}"
+    assert not found, f"import cycles: {[sorted(c) for c in found]}"
+
+
+def test_no_package_imports_a_package_above_it():
+    """The layers (subpackages and top-level modules) form a hierarchy: no layer imports one that imports it back,
+    through any of its modules and any kind of import. The registry finds the strategies by name (the built-ins
+    k1model.strategies lists, the entry points of installed packages), so nothing below imports them."""
+    found = cycles(package_graph())
+    assert not found, f"layers that import each other: {[sorted(c) for c in found]}"
+    graph = package_graph()
+    assert not any("k1model.strategies" in targets for targets in graph.values()), graph
+    assert graph["k1model.config"] == {"k1model.errors"}
 
 
 def test_the_cycle_check_sees_cycles():
@@ -136,7 +140,10 @@ def test_the_cycle_check_sees_cycles():
     graph = import_graph()
     assert "k1model.train.step" in graph["k1model.train.protocol"]  # module-level import
     assert "k1model.data.loading" in graph["k1model.train.protocol"]  # function-level import
-    assert "k1model.train.step" not in graph["k1model.train.plugins"]  # `if TYPE_CHECKING:` only
+    assert "torch" not in str(graph["k1model.method.scoring"])  # third-party type-only imports are not edges
+    assert graph["k1model.train.plugins"] == set()  # the plugin hooks are a leaf
+    assert cycles(package_graph({"k1model.a.x": {"k1model.b.y"}, "k1model.b.y": set(),
+                                 "k1model.b.z": {"k1model.a.w"}, "k1model.a.w": set()})) == [{"k1model.a", "k1model.b"}]
 
 
 def test_the_config_layer_imports_nothing_above_it():
@@ -158,30 +165,3 @@ def test_figure_modules_share_one_drawing_module():
         assert "k1model.report.drawing" in graph[m], m
         if m != "k1model.report.figures":
             assert not any(t in figures for t in graph[m]), f"{m} imports another figure module"
-
-
-def _commands() -> list[str]:
-    from k1model.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return sorted(sub.choices)
-
-
-#: commands that read no params' method or variants: data preparation (its own sections only) and compare
-NO_REGISTRY = ("prepare", "compare")
-
-
-@pytest.mark.parametrize("command", [c for c in _commands() if c not in NO_REGISTRY])
-def test_every_command_that_reads_params_registers_the_strategies_first(command):
-    """The registries fill when k1model.strategies is imported; a command that validates a params file must have
-    imported it by the time its handler's own imports are done (else `method.ewc_lambda: unknown key`). Runs the
-    handler's imports in a fresh interpreter, as `k1 COMMAND` does."""
-    import subprocess
-    import sys
-
-    modules = sorted(m for m in command_roots(command) if m != "k1model.cli" and module_file(m) is not None)
-    code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules) + (
-        "from k1model.config import registry\nprint(sorted(registry.STRATEGIES))\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "ewc" in out.stdout and "plasticity" in out.stdout, f"k1 {command} imports {modules}: nothing registered"

@@ -13,7 +13,7 @@ from k1model.config import MethodConfig, ModelConfig, load_params
 from k1model.errors import ConfigError
 from k1model.method.variants import VARIANTS
 from k1model.model import AgentTree
-from k1model.strategies.plasticity import Plasticity, free_slot, restore, sibling_leaf_pairs, snapshot
+from k1model.strategies.plasticity_plugin import Plasticity, free_slot, restore, sibling_leaf_pairs, snapshot
 from k1model.topology import ACTIVE, INACTIVE, MERGED, PRUNED, build_topology, live_topology
 from k1model.train.protocol import RunGroup, run_specs
 from k1model.train.step import K1Trainer

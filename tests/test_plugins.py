@@ -14,7 +14,8 @@ from k1model.config import MethodConfig, ModelConfig
 from k1model.errors import CheckpointError
 from k1model.method.variants import VARIANTS, Variant, register_variant
 from k1model.model import AgentTree
-from k1model.train.plugins import PLUGINS, Plugin, register_plugin
+from k1model.config.registry import PLUGINS, register_plugin, unregister_plugin, unregister_variant
+from k1model.train.plugins import Plugin
 from k1model.train.protocol import run_training
 from k1model.train.step import K1Trainer
 
@@ -68,8 +69,8 @@ def logged_variant():
     register_plugin(Logger)
     register_variant(Variant("logged_dense", "all", "gradient", False, ("test_logger",), "dense + a hook logger"))
     yield
-    VARIANTS.pop("logged_dense")
-    PLUGINS.pop("test_logger")
+    unregister_variant("logged_dense")
+    unregister_plugin("test_logger")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from k1model.config import registry
 from k1model.errors import ConfigError
 from k1model.method.variants import VARIANTS, Variant, register_variant
 from k1model.model import AgentTree
+from k1model.train.plugins import Plugin
 from k1model.train.step import K1Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +175,7 @@ def test_every_key_a_part_reads_is_a_method_key():
     from k1model.method.selection import SELECTOR_KEYS, SELECTORS
     from k1model.method.trust import COOLDOWN_KEYS
     from k1model.method.variants import OPTIMIZER_KEYS
-    from k1model.train.plugins import PLUGINS
+    from k1model.config.registry import PLUGINS
 
     keys = set(MethodConfig.field_names())
     assert set(SELECTOR_KEYS) == set(SELECTORS)
@@ -190,20 +191,50 @@ def test_every_key_a_part_reads_is_a_method_key():
         assert v.reads() <= keys, v.name
 
 
-def test_the_config_layer_alone_registers_nothing_and_says_where_names_come_from():
+def test_the_registry_finds_the_strategies_on_first_lookup_without_torch():
+    """Nothing registers at import; the first lookup loads the core variants and every built-in strategy, in
+    their order, from their declarations alone: validating and planning a profile imports no torch."""
     code = textwrap.dedent("""
         import sys
-        from k1model.config import load_params
-        from k1model.errors import ConfigError
-        try:
-            load_params("params/default.yaml")
-        except ConfigError as err:
-            print("ERROR", err)
+        import k1model.strategies, k1model.config.registry
+        print("IMPORTED", "k1model.strategies.ewc" in sys.modules)
+        from k1model.config import load_params, registry
+        from k1model.study.plan import plan_runs
+        params = load_params("params/default.yaml")
+        print("RUNS", len(plan_runs(params)), "LAMBDA", params.method.ewc_lambda)
+        print("STRATEGIES", *registry.STRATEGIES)
+        print("VARIANTS", *registry.VARIANTS)
         print("TORCH", "torch" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert "import it before validating params" in out.stdout and "k1model.strategies" in out.stdout, out
-    assert "TORCH False" in out.stdout, out
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert lines["IMPORTED"] == "False"  # importing the package and the registry loaded no declaration
+    assert lines["RUNS"] == "33 LAMBDA 10.0"
+    assert lines["STRATEGIES"] == "ewc replay joint plasticity"
+    assert lines["VARIANTS"].split()[:6] == ["k1_full", "flat_topk", "no_trust", "no_loo", "dense", "random_path"]
+    assert lines["TORCH"] == "False"
+
+
+def test_a_strategy_registered_before_the_first_lookup_comes_after_the_built_ins():
+    code = textwrap.dedent("""
+        from k1model.config import registry
+        from k1model.method.variants import Variant
+        registry.register(registry.Strategy(name="early", variants=(Variant("early_dense", "all", "gradient", False),)))
+        print(*registry.VARIANTS)
+        print(*registry.STRATEGIES)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    variants, strategies = (line.split() for line in out.stdout.splitlines())
+    assert variants[0] == "k1_full" and variants[-1] == "early_dense" and strategies == ["ewc", "replay", "joint",
+                                                                                         "plasticity", "early"]
+
+
+def test_every_strategys_plugin_imports_as_a_plugin_with_its_name_and_keys():
+    for name, strategy in registry.STRATEGIES.items():
+        cls = registry.plugin_class(name)
+        assert issubclass(cls, Plugin) and cls.name == name and cls.keys == strategy.keys, name
 
 
 # ------------------------------------------------------------------------------------------- scorers
@@ -230,7 +261,7 @@ def toy_scorer():
     register_variant(Variant("toy_loo_path", "drilldown", "toy_loo", False, (), "drill-down on LOO blame alone"))
     CALLS.clear()
     yield
-    VARIANTS.pop("toy_loo_path")
+    registry.unregister_variant("toy_loo_path")
     SCORERS.pop("toy_loo")
 
 

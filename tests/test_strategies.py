@@ -15,9 +15,9 @@ from scipy import stats
 from k1model.config import MethodConfig, ModelConfig, load_params
 from k1model.errors import ConfigError
 from k1model.model import AgentTree
-from k1model.strategies.ewc import EWC, empirical_fisher
-from k1model.strategies.joint import Joint
-from k1model.strategies.replay import Replay, Reservoir
+from k1model.strategies.ewc_plugin import EWC, empirical_fisher
+from k1model.strategies.joint_plugin import Joint
+from k1model.strategies.replay_plugin import Replay, Reservoir
 from k1model.train.plugins import Phase
 from k1model.train.protocol import run_training
 from k1model.train.step import K1Trainer

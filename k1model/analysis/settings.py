@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import k1model.strategies  # noqa: F401  (registers the variants and strategies a params file names)
 from k1model.analysis.intervals import INTERVAL_METHODS
 from k1model.analysis.power import POWER
 from k1model.config import HOLM_FAMILIES, Params, load_params

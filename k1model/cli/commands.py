@@ -237,7 +237,6 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
-    import k1model.strategies  # noqa: F401  (their settings and variants are part of the schema)
     from k1model.config import schema_yaml
     from k1model.io import write_text
 

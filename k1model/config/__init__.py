@@ -6,7 +6,7 @@
 Owners read their section from here (the data layer `params.data`, the trainer `params.method`, ...);
 the JSON schema of the pipeline is generated from these classes (`k1 schema`). No torch import, and
 nothing above the config layer: names and keys others add (variants, strategies' settings) are read
-from the registries of `k1model.config.registry`, filled by `import k1model.strategies`.
+from the registry of `k1model.config.registry`, which loads the declarations on its first lookup.
 """
 from k1model.config.analysis import HOLM_FAMILIES, TEST_NAMES, AnalysisConfig
 from k1model.config.checks import InvalidValue, Section

@@ -415,11 +415,6 @@ class Section(Mapping[str, Any]):
         return [k for k, f in cls.settings() if f.metadata.get("in_params", True) or not params_only]
 
     @classmethod
-    def unknown_key_hint(cls) -> str:
-        """Appended to the error for an unknown key (e.g. where such keys come from)."""
-        return ""
-
-    @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None, where: str | None = None) -> "Section":
         """Build from a params mapping; unknown keys are refused, naming the key and the allowed ones.
         `where` is the key prefix used in messages (default: the class's SECTION)."""
@@ -434,7 +429,7 @@ class Section(Mapping[str, Any]):
             if key not in allowed:
                 hint = difflib.get_close_matches(str(key), allowed, n=1)
                 raise ConfigError(f"{where}.{key}: unknown key; allowed keys: {', '.join(allowed)}"
-                                  + (f"; did you mean {where}.{hint[0]}?" if hint else "") + cls.unknown_key_hint())
+                                  + (f"; did you mean {where}.{hint[0]}?" if hint else ""))
         try:
             return cls(**cls.prepare(dict(values)))
         except InvalidValue as err:

@@ -2,6 +2,7 @@
 strategies register (`k1model.config.registry`: EWC's, replay's, structural plasticity's, ...)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -48,19 +49,16 @@ class MethodConfig(ExtensibleSection):
                                  "at the full learning rate; frozen_after_first_phase: trained in the first "
                                  "domain only (where forgetting lives: DESIGN.md §11)")
     # the settings of the strategies (EWC, replay, structural plasticity, ...) follow: each strategy declares
-    # its own in its module (k1model/strategies/*.py), and `registered()` collects them from the registry
+    # its own in its declaration (k1model/strategies/*.py), and `registered()` collects them from the registry
 
     @classmethod
     def registered(cls) -> Mapping[str, Any]:
+        """The settings the registered strategies add (ewc_lambda, replay_fraction, ...)."""
         return registry.settings(cls.SECTION)
-
-    @classmethod
-    def unknown_key_hint(cls) -> str:
-        return "" if registry.STRATEGIES else f" ({registry.HINT})"
 
     def path_scale(self, distance_from_culprit: int) -> float:
         """Scale for the agent `distance` steps above the culprit; the last value repeats."""
         return self.path_scales[min(distance_from_culprit, len(self.path_scales) - 1)]
 
 
-registry.reserve(MethodConfig.SECTION, [k for k, _ in MethodConfig.settings()])
+registry.reserve(MethodConfig.SECTION, [f.name for f in dataclasses.fields(MethodConfig)])

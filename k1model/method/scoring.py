@@ -9,16 +9,18 @@
   much it hurts relative to the typical |Δ| (scale-free in Δ); helping agents keep w_k = 1. The
   latest LOO of each agent is used; before the first LOO, w_k = 1.
 
-Scorers run on the device, before the step's single host sync. The trainer takes every run's scores
+Scorers run on the device, before the step's single host sync, through the tensors' own methods: the
+module imports no torch, so the run plan reads a variant's keys without it. The trainer takes every run's scores
 from its variant's scorer (`Scorer.score(grad_scores, latest_loo)`; `latest_loo` is None for a scorer
 that does not need LOO, and before the first LOO), over the run's live tree.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 HYBRID_EPS = 1e-12
 
@@ -29,7 +31,7 @@ def hybrid_scores(grad_scores: torch.Tensor, loo: torch.Tensor | None) -> torch.
     if loo is None:
         return grad_scores
     loo = loo.to(grad_scores)
-    weight = 1.0 + torch.relu(-loo) / (loo.abs().mean(-1, keepdim=True) + HYBRID_EPS)
+    weight = 1.0 + (-loo).relu() / (loo.abs().mean(-1, keepdim=True) + HYBRID_EPS)
     return grad_scores * weight
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from k1model.config import MethodConfig
-from k1model.model import Topology
+from k1model.topology import Topology
 
 Selection = tuple[list[int], np.ndarray]
 Selector = Callable[[Topology, np.ndarray, np.ndarray, MethodConfig, np.random.Generator], Selection]

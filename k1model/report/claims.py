@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import k1model.strategies  # noqa: F401  (registers the strategies and their claims)
 from k1model.analysis.claim_tests import STATUSES
 from k1model.config import TEST_NAMES
 from k1model.report.tables import fmt_num, fmt_p, fmt_units

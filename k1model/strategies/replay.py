@@ -14,90 +14,18 @@ its phase. The plugin samples with its own generator; the training data stream i
 with replay_fraction = 0 `replay` equals `dense` bit for bit. The buffer is the plugin's state,
 saved in the run's checkpoint.
 
-The whole strategy is this module: the plugin, and (at the end) its registration with its settings
-and their check, its variants, its paper description and its claims.
+This module is the strategy's declaration (plain data: its settings and their check, its variants, its
+paper description and its claims); its plugin is `replay_plugin.Replay`, imported only when a run trains
+with it.
 """
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import torch
-
 from k1model.config.checks import Integer, Number, setting
-from k1model.config.registry import Strategy, register_strategy
+from k1model.config.registry import Strategy
 from k1model.errors import ConfigError
 from k1model.method.variants import Variant
-from k1model.train.plugins import Phase, Plugin
-
-
-class Reservoir:
-    """Vitter's algorithm R over windows (rows of a [capacity, width] int tensor)."""
-
-    def __init__(self, capacity: int, width: int, seed: Any):
-        self.windows = torch.zeros(capacity, width, dtype=torch.int16)
-        self.seen = 0  # windows offered so far
-        self.rng = np.random.default_rng(seed)
-
-    @property
-    def size(self) -> int:
-        return min(self.seen, self.windows.shape[0])
-
-    def offer(self, windows: torch.Tensor) -> None:
-        capacity = self.windows.shape[0]
-        windows = windows.to(self.windows.device)  # batches come from the CPU sampler: no copy
-        for w in windows:
-            if self.seen < capacity:
-                self.windows[self.seen] = w
-            else:
-                j = int(self.rng.integers(0, self.seen + 1))
-                if j < capacity:
-                    self.windows[j] = w
-            self.seen += 1
-
-    def sample(self, k: int) -> torch.Tensor:
-        """k distinct stored windows, uniformly."""
-        idx = self.rng.choice(self.size, size=k, replace=False)
-        return self.windows[torch.from_numpy(np.sort(idx))].long()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"windows": self.windows.clone(), "seen": self.seen, "rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.windows = state["windows"].clone()
-        self.seen = int(state["seen"])
-        self.rng.bit_generator.state = state["rng"]
-
-
-class Replay(Plugin):
-    def __init__(self) -> None:
-        self.buffer: Reservoir | None = None
-        self.replayed = 0  # windows replayed so far
-
-    def batch(self, run, x: torch.Tensor, y: torch.Tensor, phase: Phase) -> tuple[torch.Tensor, torch.Tensor]:
-        B, T = x.shape
-        if self.buffer is None:
-            self.buffer = Reservoir(run.method.replay_buffer, T + 1, [phase.seed, 0x52504C])
-        k = int(round(run.method.replay_fraction * B))
-        fresh = torch.cat([x, y[:, -1:]], dim=1)  # the windows: x plus the last target byte
-        if 0 < k <= self.buffer.size:
-            old = self.buffer.sample(k).to(x.device)
-            self.buffer.offer(fresh[:B - k])
-            self.replayed += k
-            mixed = torch.cat([fresh[:B - k], old])
-            return mixed[:, :-1].contiguous(), mixed[:, 1:].contiguous()
-        self.buffer.offer(fresh)
-        return x, y
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"buffer": None if self.buffer is None else self.buffer.state_dict(), "replayed": self.replayed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.replayed = int(state["replayed"])
-        if state["buffer"] is not None:
-            b = state["buffer"]
-            self.buffer = Reservoir(b["windows"].shape[0], b["windows"].shape[1], 0)
-            self.buffer.load_state_dict(b)
 
 
 def check_buffer(params: Any) -> None:
@@ -110,9 +38,9 @@ def check_buffer(params: Any) -> None:
                           f"{batch}) = {share} windows); raise method.replay_buffer")
 
 
-register_strategy(Strategy(
+STRATEGY = Strategy(
     name="replay",
-    plugin=Replay,
+    plugin="k1model.strategies.replay_plugin:Replay",
     settings={
         "replay_buffer": setting(1000, Integer(1), "reservoir capacity in training windows"),
         "replay_fraction": setting(0.5, Number(0.0, 1.0, open_high=True),
@@ -131,4 +59,4 @@ register_strategy(Strategy(
              "reference": "replay", "statement": "K-1 forgets less than experience replay"},
             {"name": "replay_with_k1", "metric": "forgetting", "variant": "k1_replay", "reference": "replay",
              "statement": "K-1's selection on top of replay forgets less than replay alone"}),
-))
+)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import k1model.strategies  # noqa: F401  (registers the variants and the keys their parts read)
 from k1model.config.design import (Overrides, Point, as_dict, check_tuning, describe, format_value, grid_points,
                                    point_name, restrict, sweep_points, tuned_variants, with_overrides)
 from k1model.config.method import MethodConfig

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import k1model.strategies  # noqa: F401  (registers the variants and strategies the plan reads)
 from k1model.config import Params
 from k1model.study.design import Overrides, restrict, sweep_points, tuning_candidates
 

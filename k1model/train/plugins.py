@@ -15,13 +15,15 @@ a run at fixed points; a plugin overrides only the hooks it needs:
                                                     Python values only (checkpoints load with
                                                     weights_only=True)
 
-`run` is a `step.RunContext`: the trainer, the run's row index, its method settings, its weights
-(`run.parameters()`, the run's own tensors of the multi-run model) and the step count. A
-plugin instance belongs to one run, even when many runs train in one process. A strategy's plugin
-is registered with its strategy (`k1model.config.registry.register_strategy`: its name and keys come
-from there); a plugin on its own with `@register_plugin` (its `name` is what `Variant.plugins` lists).
-Both land in `PLUGINS` (the registry at the bottom, `k1model.config.registry.PLUGINS`). Hooks must not
-touch RNG streams they do not own: a plugin that samples keeps its own generator in its state.
+`run` is a `k1model.train.step.RunContext`: the trainer, the run's row index, its method settings, its
+weights (`run.parameters()`, the run's own tensors of the multi-run model) and the step count. A plugin
+instance belongs to one run, even when many runs train in one process. A strategy names its plugin class in
+its declaration ("module:Class", `k1model.config.registry.Strategy`), which gives it its name and keys; a
+plugin on its own is registered with `k1model.config.registry.register_plugin` (its `name` is what
+`Variant.plugins` lists). Hooks must not touch RNG streams they do not own: a plugin that samples keeps its
+own generator in its state.
+
+A leaf module: it imports nothing of k1model, so a strategy's plugin module depends on no layer through it.
 """
 from __future__ import annotations
 
@@ -30,14 +32,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
 
-from k1model.config.registry import PLUGINS, register_plugin
-
-__all__ = ["PLUGINS", "Phase", "Plugin", "make_plugins", "plugin_keys", "register_plugin"]
-
 if TYPE_CHECKING:
     import torch
 
-    from k1model.train.step import RunContext, StepRecord
+__all__ = ["Phase", "Plugin"]
 
 
 @dataclass(frozen=True)
@@ -57,55 +55,40 @@ class Phase:
 
 
 class Plugin:
+    """The hooks of the training loop a strategy overrides (see the module docstring); `run` is the run's
+    `k1model.train.step.RunContext`, `record` its `k1model.train.step.StepRecord` of the step."""
+
     name: ClassVar[str] = ""
     keys: ClassVar[tuple[str, ...]] = ()  # the method keys it reads (a strategy's plugin: set by its registration)
 
-    def before_phase(self, run: "RunContext", phase: Phase) -> None:
+    def before_phase(self, run: Any, phase: Phase) -> None:
         """A phase begins (before its first batch)."""
 
-    def batch(self, run: "RunContext", x: "torch.Tensor", y: "torch.Tensor",
+    def batch(self, run: Any, x: "torch.Tensor", y: "torch.Tensor",
               phase: Phase) -> tuple["torch.Tensor", "torch.Tensor"]:
         """The batch the step will train on; return it unchanged or a new one of the same shape."""
         return x, y
 
-    def loss_term(self, run: "RunContext", loss: "torch.Tensor") -> "torch.Tensor | None":
+    def loss_term(self, run: Any, loss: "torch.Tensor") -> "torch.Tensor | None":
         """A term added to the loss before backward (None: nothing)."""
         return None
 
-    def after_update(self, run: "RunContext", record: "StepRecord") -> None:
+    def after_update(self, run: Any, record: Any) -> None:
         """After the optimiser step and the trust update of a step."""
 
-    def after_phase(self, run: "RunContext", phase: Phase) -> None:
+    def after_phase(self, run: Any, phase: Phase) -> None:
         """A phase ended (after its last step and its evaluation)."""
 
-    def summary(self, run: "RunContext") -> Mapping[str, Any]:
+    def summary(self, run: Any) -> Mapping[str, Any]:
         """What the plugin adds to the run's metrics.json when the run completes: top-level entries,
         and under "scalars" numbers the analysis reports for every run."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
+        """The plugin's state, saved in the run's checkpoint (tensors and plain values only)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved (a resumed run continues exactly)."""
         if state:
             raise ValueError(f"plugin {self.name!r} has no state, but the checkpoint holds {sorted(state)}")
-
-
-def plugin_keys(name: str) -> tuple[str, ...]:
-    """The method keys plugin `name` reads (a strategy's: its settings and `reads`)."""
-    try:
-        return PLUGINS[name].keys
-    except KeyError:
-        raise ValueError(f"unknown plugin {name!r}; registered: {', '.join(PLUGINS) or 'none'}") from None
-
-
-def make_plugins(names: tuple[str, ...], **kwargs: Any) -> list[Plugin]:
-    """Instances of the named plugins for one run (keyword arguments go to each constructor)."""
-    out = []
-    for name in names:
-        try:
-            cls = PLUGINS[name]
-        except KeyError:
-            raise ValueError(f"unknown plugin {name!r}; registered: {', '.join(PLUGINS) or 'none'}") from None
-        out.append(cls(**kwargs))
-    return out

@@ -26,8 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-import k1model.strategies  # noqa: F401  (registers the built-in variants and their plugins)
 from k1model.config import MethodConfig
+from k1model.config.registry import plugin_class
 from k1model.errors import NonFiniteLossError
 from k1model.method.attribution import GradScorer, loo_deltas
 from k1model.method.scoring import get_scorer
@@ -36,9 +36,21 @@ from k1model.method.trust import Trust
 from k1model.method.updates import SparseAdamW
 from k1model.method.variants import get_variant
 from k1model.model import AgentTree
-from k1model.train.plugins import Plugin, make_plugins
+from k1model.train.plugins import Plugin
 
 PRECISIONS = ("fp32", "bf16")
+
+
+def make_plugins(names: Sequence[str]) -> list[Plugin]:
+    """New instances of the named plugins for one run (each strategy's plugin is imported on first use)."""
+    out = []
+    for name in names:
+        cls = plugin_class(name)
+        if not issubclass(cls, Plugin):
+            raise TypeError(f"plugin {name!r} ({cls.__module__}.{cls.__qualname__}) is not a "
+                            "k1model.train.plugins.Plugin subclass")
+        out.append(cls())
+    return out
 #: the generator a counterfactual selection gets: selectors of LOO variants never draw, and the run's own
 #: generator must not advance for a choice that is not taken
 _NO_DRAWS = np.random.default_rng(0)

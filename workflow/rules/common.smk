@@ -99,8 +99,7 @@ def _validate_params(params, path, stage):
     if stage == "data":
         from k1model.config import load_data_sections as load_params
     else:
-        import k1model.strategies  # registers the variants and strategies whose names and keys params use
-        from k1model.config import load_params
+        from k1model.config import load_params  # the registry finds the variants and strategies itself
 
     try:
         load_params(path)

@@ -27,7 +27,7 @@ WORKER = r'''
 import json, os, sys, time
 import torch
 import k1model
-import k1model.strategies  # noqa: F401  (registers the variants)
+import k1model.strategies  # noqa: F401  (older trees register their variants on import; newer ones on first lookup)
 from k1model.config import load_params, method_config
 from k1model.model import AgentTree
 # where the worker's own tree has it (an editable install of another tree would answer a plain try-import)
