@@ -75,7 +75,7 @@ def _dense(cfg, runs: int, batching: str, precision: str, device: torch.device):
     from k1model.app.bench.experiments import dense_trainer
     from k1model.execution import default_execution
 
-    return dense_trainer(cfg, runs, default_execution(device, cfg, precision)[0], batching, device, precision)
+    return dense_trainer(cfg, runs, default_execution(device)[0], batching, device, precision)
 
 
 def _batch(cfg, runs: int, batch: int, device: torch.device, seed: int = 0):

@@ -1,17 +1,22 @@
 """How the model's runs and kernels execute: one run after another or folded into batched matmuls, which
-attention kernel, and the small autograd pieces between agents. Chosen per device by measurement (`k1 bench`);
-every choice computes the same function, and `loop` batching the same bits for a run whatever other runs share
-the process. The model itself is `model.py`.
+kernels (torch's, or the native C kernels when asked for: `kernels_for`), and the small autograd pieces between
+agents. Every choice computes the same function, and `loop` batching the same bits for a run whatever other runs
+share the process. The model itself is `model.py`; it asks its `Kernels` for every operation that has a native
+version and never branches on which it has.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from k1model.config.model import ModelConfig
-from k1model.kernels import native_attention, native_cross_entropy
+from k1model.errors import ConfigError
+from k1model.kernels import native_attention, native_block, native_cross_entropy, native_layer_norm, vector_isa
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Two ways to run R copies, chosen by measurement per device (`k1 bench`, `train.run_batching`):
 # "batched" folds the runs into batched matmuls ([R, ...] tensors, few large kernels: what a GPU
@@ -101,15 +106,111 @@ def native_unavailable(cfg: ModelConfig, device: torch.device | str = "cpu", pre
     return kernels.unsupported(cfg.embed_dim // cfg.num_heads) or kernels.unavailable()
 
 
-def default_execution(device: torch.device | str, cfg: ModelConfig | None = None,
-                      precision: str = "fp32") -> tuple[str, str]:
-    """(attention kernel, run batching) chosen by measurement for a device type and model (`k1 bench`):
-    CUDA: SDPA's causal kernel, runs batched; CPU: the native kernels where they build and fit the model
-    (float32 only; else SDPA with a mask), each run's own kernels in turn."""
+def default_execution(device: torch.device | str) -> tuple[str, str]:
+    """(attention kernel, run batching) that `auto` means on a device type: torch's portable kernels everywhere,
+    so a run's numbers do not depend on the CPU or on a C compiler (CUDA: SDPA's causal kernel, runs batched;
+    CPU: SDPA with a mask, each run's own kernels in turn). The native CPU kernels run only when a profile or
+    the command line names them (`train.attention: native`)."""
     if torch.device(device).type == "cuda":
         return "causal", "batched"
-    native = cfg is not None and native_unavailable(cfg, device, precision) is None
-    return ("native" if native else "masked"), "loop"
+    return "masked", "loop"
+
+
+class Kernels:
+    """torch's kernels: the portable path. `attention` is the kernel `self_attention` runs (`masked`: SDPA with
+    an explicit causal mask; `causal`: SDPA's is_causal path, flash kernels on a GPU; `math`: the softmax
+    written out, what torch.func's vmap transforms). The model calls these methods, one run at a time where
+    the name says so."""
+
+    def __init__(self, attention: str):
+        self.attention = attention
+
+    def describe(self) -> str:
+        """Which kernels run (the `kernels` entry of a run's metrics)."""
+        return f"torch ({self.attention} attention)"
+
+    def block(self, block: Any, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One run's agent block (`model.Block`) on x [B, T, D]."""
+        return block.eager(x, mask, self.attention)
+
+    def block_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the loop pass hands a block: its own view. The eager block uses its input twice (norm and
+        residual); a view of its own makes autograd sum those two gradients before adding other children's,
+        the association of the sums the stacked path has, so the same bits."""
+        return x.view_as(x)
+
+    def final_norm(self, norm: "nn.LayerNorm", y: torch.Tensor) -> torch.Tensor:
+        """One run's final LayerNorm."""
+        return norm(y)
+
+    def token_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of every token: logits [R, ..., V], targets [R, ...] -> [R, n] (0 where a target is
+        -100, i.e. not scored)."""
+        R, V = logits.shape[0], logits.shape[-1]
+        return F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none").view(R, -1)
+
+    def token_losses_of_runs(self, logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """`token_losses` from per-run logits (loop batching): [R, n]."""
+        return self.token_losses(stack_runs(logits), targets)
+
+    def run_losses(self, logits: torch.Tensor, targets: torch.Tensor, batched: bool) -> torch.Tensor:
+        """Mean cross-entropy per run over the scored tokens: logits [R, ..., V], targets [R, ...] -> [R]."""
+        if not batched:
+            return self.run_losses_of_runs(split_runs(logits), targets)
+        R, V = logits.shape[0], logits.shape[-1]
+        ce = F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none")
+        return ce.view(R, -1).mean(1)
+
+    def run_losses_of_runs(self, logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """`run_losses` from per-run logits (loop batching): [R]."""
+        return stack_runs([F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), t.reshape(-1))
+                           for lg, t in zip(logits, split_runs(targets))])
+
+
+class NativeKernels(Kernels):
+    """The C kernels of `k1model.kernels` (CPU, float32): the whole agent block in one call each way, the final
+    norm and the cross-entropy; under `batched` run batching, attention inside torch's batched block."""
+
+    def __init__(self) -> None:
+        super().__init__("native")
+
+    def describe(self) -> str:
+        return f"native C kernels ({vector_isa()} paths)"
+
+    def block(self, block: Any, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return native_block(x, block.num_heads, block.tensors())
+
+    def block_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # the native block is one node that reads its input once
+
+    def final_norm(self, norm: "nn.LayerNorm", y: torch.Tensor) -> torch.Tensor:
+        return native_layer_norm(y, norm.weight, norm.bias)
+
+    def token_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.token_losses_of_runs(split_runs(logits), targets)
+
+    def token_losses_of_runs(self, logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        return stack_runs([native_token_losses(lg, t) for lg, t in zip(logits, split_runs(targets))])
+
+    def run_losses(self, logits: torch.Tensor, targets: torch.Tensor, batched: bool) -> torch.Tensor:
+        return self.run_losses_of_runs(split_runs(logits), targets)
+
+    def run_losses_of_runs(self, logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        tokens = self.token_losses_of_runs(logits, targets)  # one C pass per run and direction
+        return tokens.sum(1) / (targets.reshape(len(logits), -1) != -100).sum(1)
+
+
+def kernels_for(attention: str, cfg: ModelConfig) -> Kernels:
+    """The kernels named by `attention` for this model (`native`: a one-line error naming why where they cannot
+    run)."""
+    if attention not in ATTENTION_KERNELS:
+        raise ValueError(f"attention={attention!r}; allowed: {', '.join(ATTENTION_KERNELS)}")
+    if attention != "native":
+        return Kernels(attention)
+    why = native_unavailable(cfg)
+    if why:
+        raise ConfigError(f"attention 'native' cannot run here: {why}; use 'masked' (train.attention: masked)")
+    return NativeKernels()
 
 
 def lineage_sum(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -34,10 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from k1model.config.model import ModelConfig
-from k1model.errors import ConfigError
-from k1model.execution import (ATTENTION_KERNELS, RUN_BATCHING, LeafMean, layer_norm, linear, lineage_sum,
-                                native_token_losses, native_unavailable, per_run, self_attention, split_runs, stack_runs)
-from k1model.kernels import native_block, native_layer_norm
+from k1model.execution import (RUN_BATCHING, Kernels, LeafMean, kernels_for, layer_norm, linear, lineage_sum, per_run,
+                                self_attention, split_runs, stack_runs)
 from k1model.topology import ACTIVE, INACTIVE, MERGED, Topology, build_topology, live_topology
 
 __all__ = ["AgentTree", "Topology", "build_topology"]
@@ -56,12 +54,19 @@ class Block(nn.Module):
         self.num_heads = cfg.num_heads
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, attention: str) -> torch.Tensor:
-        """x [B, T, D] -> [B, T, D]. With the `native` kernel the whole block is one autograd node
-        (`k1model.kernels.block`: the same function, a hand-written backward)."""
-        if attention == "native":  # (read through _modules/_parameters: nn.Module's __getattr__ costs ~1 us a name)
-            mods = self._modules
-            return native_block(x, self.num_heads, [mods[m]._parameters[p] for m, p in _BLOCK_SLOTS])
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, kernels: Kernels) -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D], by the model's kernels (`eager` below, or the native block: the same
+        function in one autograd node with a hand-written backward)."""
+        return kernels.block(self, x, mask)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The block's weights in BLOCK_TENSORS order (read through _modules/_parameters: nn.Module's __getattr__
+        costs ~1 us a name)."""
+        mods = self._modules
+        return [mods[m]._parameters[p] for m, p in _BLOCK_SLOTS]
+
+    def eager(self, x: torch.Tensor, mask: torch.Tensor, attention: str) -> torch.Tensor:
+        """The block op by op, with torch's attention kernel `attention`."""
         drop = self.dropout if self.training else 0.0
         y = self_attention(self.qkv(self.ln1(x)), self.num_heads, mask, attention, drop)
         x = x + F.dropout(self.proj(y), drop, self.training)
@@ -82,16 +87,16 @@ class Agent(nn.Module):
         super().__init__()
         self.copies = nn.ModuleList(Block(cfg) for _ in range(runs))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, attention: str, batched: bool,
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, kernels: Kernels, batched: bool,
                 passthrough: tuple[torch.Tensor, tuple[bool, ...]] | None = None) -> torch.Tensor:
         """x [R, B, T, D] -> [R, B, T, D]. `passthrough` (mask [R], the same as a tuple): runs in which
         this agent is not active; their output is their input, exactly (a slot, a pruned agent)."""
         if not batched:
             xs = split_runs(x)
             skip = passthrough[1] if passthrough is not None else (False,) * len(xs)
-            return per_run(lambda r: xs[r] if skip[r] else self.copies[r](xs[r], mask, attention), len(xs))
+            return per_run(lambda r: xs[r] if skip[r] else self.copies[r](xs[r], mask, kernels), len(xs))
         if passthrough is not None:
-            y = self.forward(x, mask, attention, batched)
+            y = self.forward(x, mask, kernels, batched)
             return torch.where(passthrough[0].view(-1, 1, 1, 1), x, y)
         w = {name: torch.stack([c.get_parameter(name) for c in self.copies]) for name in BLOCK_TENSORS}
         block = self.copies[0]
@@ -99,7 +104,7 @@ class Agent(nn.Module):
         H = block.num_heads
         drop = block.dropout if self.training else 0.0
         qkv = linear(layer_norm(x, w["ln1.weight"], w["ln1.bias"]), w["qkv.weight"], w["qkv.bias"])
-        y = self_attention(qkv.view(R * B, T, 3 * D), H, mask, attention, drop).view(R, B, T, D)
+        y = self_attention(qkv.view(R * B, T, 3 * D), H, mask, kernels.attention, drop).view(R, B, T, D)
         x = x + F.dropout(linear(y, w["proj.weight"], w["proj.bias"]), drop, self.training)
         h = F.gelu(linear(layer_norm(x, w["ln2.weight"], w["ln2.bias"]), w["fc.weight"], w["fc.bias"]))
         return x + F.dropout(linear(h, w["out.weight"], w["out.bias"]), drop, self.training)
@@ -129,13 +134,9 @@ class AgentTree(nn.Module):
     def __init__(self, cfg: ModelConfig, runs: int = 1, attention: str = "masked",
                  seeds: Sequence[int] | None = None, run_batching: str = "loop"):
         super().__init__()
-        if attention not in ATTENTION_KERNELS:
-            raise ValueError(f"attention={attention!r}; allowed: {', '.join(ATTENTION_KERNELS)}")
         if run_batching not in RUN_BATCHING:
             raise ValueError(f"run_batching={run_batching!r}; allowed: {', '.join(RUN_BATCHING)}")
-        if attention == "native" and native_unavailable(cfg):
-            raise ConfigError(f"attention 'native' cannot run here: {native_unavailable(cfg)}; use 'masked' "
-                              "(train.attention: masked)")
+        self.kernels = kernels_for(attention, cfg)  # the execution layer's choice; the model never asks which
         self.cfg = cfg
         self.runs = runs
         self.attention = attention
@@ -305,7 +306,7 @@ class AgentTree(nn.Module):
         skip = self._passthrough[i]
         if skip is True:
             return x
-        return self.agents[i](x, self.mask, self.attention, self.batched, skip)
+        return self.agents[i](x, self.mask, self.kernels, self.batched, skip)
 
     def active_parameter_count(self, r: int = 0) -> int:
         """Agent weights of run r's active agents."""
@@ -367,22 +368,11 @@ class AgentTree(nn.Module):
     def token_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of every token: logits [R, ..., V], targets [R, ...] -> [R, n] (0 where a target
         is -100, i.e. not scored)."""
-        R, V = logits.shape[0], logits.shape[-1]
-        if self.attention == "native":
-            ls, ts = split_runs(logits), split_runs(targets)
-            return per_run(lambda r: native_token_losses(ls[r], ts[r]), R)
-        return F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none").view(R, -1)
+        return self.kernels.token_losses(logits, targets)
 
     def run_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy per run over the scored tokens: logits [R, ..., V], targets [R, ...] -> [R]."""
-        R, V = logits.shape[0], logits.shape[-1]
-        if self.attention == "native":  # one C pass per run and direction (k1model.kernels.cross_entropy)
-            return self.token_losses(logits, targets).sum(1) / (targets.reshape(R, -1) != -100).sum(1)
-        if not self.batched:
-            ls, ts = split_runs(logits), split_runs(targets)
-            return per_run(lambda r: self._mean_loss_run(ls[r], ts[r]), R)
-        ce = F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none")
-        return ce.view(R, -1).mean(1)
+        return self.kernels.run_losses(logits, targets, self.batched)
 
     # --- one run at a time (loop batching): the same ops on run r's slices, without stacking between them -------
     def _embed_run(self, r: int, ids: torch.Tensor) -> torch.Tensor:
@@ -390,12 +380,7 @@ class AgentTree(nn.Module):
 
     def _head_run(self, r: int, y: torch.Tensor) -> torch.Tensor:
         shared = self.shared[r]
-        if self.attention == "native":
-            return F.linear(native_layer_norm(y, shared.ln_f.weight, shared.ln_f.bias), shared.tok_emb.weight)
-        return F.linear(shared.ln_f(y), shared.tok_emb.weight)
-
-    def _mean_loss_run(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+        return F.linear(self.kernels.final_norm(shared.ln_f, y), shared.tok_emb.weight)
 
     def _leaf_mean_run(self, r: int, leaves: Sequence[torch.Tensor]) -> torch.Tensor:
         """`leaf_mean` for run r alone, on its leaves' outputs [B, T, D]."""
@@ -408,18 +393,14 @@ class AgentTree(nn.Module):
     def _tree_run(self, r: int, h: torch.Tensor, skip: Collection[int]) -> list[torch.Tensor]:
         """Run r's agents' outputs [B, T, D] (breadth-first), as `run_tree` computes them for that run."""
         outs: list[torch.Tensor] = []
-        parents, mask, attention = self.topology.parents, self.mask, self.attention
-        # the eager block uses its input twice (norm and residual): give it its own view, as the stacked path's
-        # split did, so that autograd sums those two gradients before adding other children's (the same
-        # association of the sums, so the same bits); the native block is one node that reads its input once
-        own_view = attention != "native"
+        parents, mask, kernels = self.topology.parents, self.mask, self.kernels
         for i, agent in enumerate(self.agents):
             x = h if i == 0 else outs[parents[i]]
             passthrough = self._passthrough[i]
             if i in skip or (passthrough is not None and passthrough[1][r]):
                 outs.append(x)
-            else:
-                outs.append(agent.copies[r](x.view_as(x) if own_view else x, mask, attention))
+            else:  # (the input as the stacked path's split handed it: Kernels.block_input)
+                outs.append(agent.copies[r](kernels.block_input(x), mask, kernels))
         return outs
 
     def _loop_pass(self, idx: torch.Tensor, skip: Collection[int]) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
@@ -438,18 +419,6 @@ class AgentTree(nn.Module):
             logits.append(self._head_run(r, self._leaf_mean_run(r, [tree[i] for i in leaves])))
             outs.append(tree)
         return outs, logits
-
-    @staticmethod
-    def _native_token_losses_of(logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-        """`token_losses` from per-run logits (loop batching, native kernels): [R, n]."""
-        return stack_runs([native_token_losses(lg, t) for lg, t in zip(logits, split_runs(targets))])
-
-    def _run_losses_of(self, logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-        """`run_losses` from per-run logits (loop batching): [R]."""
-        if self.attention == "native":
-            tokens = self._native_token_losses_of(logits, targets)
-            return tokens.sum(1) / (targets.reshape(len(logits), -1) != -100).sum(1)
-        return stack_runs([self._mean_loss_run(lg, t) for lg, t in zip(logits, split_runs(targets))])
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, bypass: Iterable[str | int] = ()
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -479,7 +448,7 @@ class AgentTree(nn.Module):
             logits, outs = (logits if keep_logits else None), (outs if keep_outputs else None)
         else:
             run_outs, run_logits = self._loop_pass(idx, skip)
-            loss = None if targets is None else self._run_losses_of(run_logits, targets)
+            loss = None if targets is None else self.kernels.run_losses_of_runs(run_logits, targets)
             logits = stack_runs(run_logits) if keep_logits else None
             outs = [stack_runs([o[i] for o in run_outs]) for i in range(len(self.agents))] if keep_outputs else None
         if single:
@@ -487,11 +456,11 @@ class AgentTree(nn.Module):
         return logits, loss, outs
 
     def token_losses_of(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """`token_losses(self(idx)[0], targets)` ([R, n]), without stacking the logits over the runs under loop
-        batching (evaluation)."""
-        if self.batched or self.attention != "native":
+        """`token_losses(self(idx)[0], targets)` ([R, n]); under loop batching from the per-run logits (the native
+        cross-entropy never stacks them over the runs)."""
+        if self.batched:
             return self.token_losses(self(idx)[0], targets)
-        return self._native_token_losses_of(self._loop_pass(idx, ())[1], targets)
+        return self.kernels.token_losses_of_runs(self._loop_pass(idx, ())[1], targets)
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int = 50, temperature: float = 1.0,

@@ -28,6 +28,8 @@ import yaml
 
 THIS = Path(__file__).resolve().parents[1]
 TIMING = {"wall_time_s", "steps_per_s", "config_hash"}
+#: provenance a newer tree adds to metrics.json (which kernels ran, named since issue 28): compared where both have it
+NEW_PROVENANCE = {"kernels"}
 
 
 def train(tree: Path, params: Path, data: Path, variants: str, seed: str, out: Path) -> None:
@@ -48,7 +50,8 @@ def differences(a: Path, b: Path) -> list[str]:
         found.append("evals.csv")
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
     sa, sb = ma.pop("scalars", {}), mb.pop("scalars", {})
-    found += [f"metrics.json:{k}" for k in sorted(set(ma) | set(mb)) if k not in TIMING and ma.get(k) != mb.get(k)]
+    keys = (set(ma) | set(mb)) - {k for k in NEW_PROVENANCE if (k in ma) != (k in mb)}
+    found += [f"metrics.json:{k}" for k in sorted(keys) if k not in TIMING and ma.get(k) != mb.get(k)]
     found += [f"metrics.json:scalars.{k}" for k in sorted(set(sa) | set(sb)) if k not in TIMING and sa.get(k) != sb.get(k)]
     return found
 

@@ -15,7 +15,7 @@ from k1model.errors import ConfigError
 from k1model.kernels.layer_norm import add_ln_forward, ln_backward, ln_forward
 from k1model.kernels.library import SOURCES, avx512_available, check, float32, library
 from k1model.kernels import build
-from k1model.execution import default_execution, native_unavailable
+from k1model.execution import NativeKernels, default_execution, native_unavailable
 from k1model.model import AgentTree
 from k1model.train.step import Trainer
 
@@ -75,17 +75,18 @@ def test_a_model_with_the_native_kernel_trains_as_one_with_torchs_kernel_to_roun
     assert losses["masked"] == pytest.approx(losses["native"], rel=1e-5)
 
 
-def test_unsupported_models_and_devices_get_torchs_kernel_from_auto_and_an_error_when_asked_for():
+def test_auto_means_torchs_portable_kernels_and_native_ones_only_when_asked_for():
+    """`auto` never picks the C kernels (a run's numbers must not depend on the CPU or a compiler); asking for
+    them where they cannot run is an error naming why."""
+    assert default_execution("cpu") == ("masked", "loop") and default_execution("cuda") == ("causal", "batched")
     assert kernels.unsupported(12) and kernels.unsupported(72) and kernels.unsupported(16) is None
     odd = ModelConfig(branching=(2,), embed_dim=36, num_heads=3, hidden_dim=32, max_seq_len=16)  # head width 12
     assert "multiple of 8" in native_unavailable(odd)
-    assert default_execution("cpu", odd) == ("masked", "loop")
-    assert default_execution("cuda", odd) == ("causal", "batched")
     with pytest.raises(ConfigError, match="head width 12"):
         AgentTree(odd, attention="native")
     dropout = ModelConfig(branching=(2,), embed_dim=32, num_heads=2, hidden_dim=32, max_seq_len=16, dropout=0.1)
     assert "dropout" in native_unavailable(dropout)
-    assert default_execution("cpu", dropout)[0] == "masked"
+    assert AgentTree(dropout).kernels.describe() == "torch (masked attention)"
 
 
 def test_a_machine_without_a_compiler_says_so(monkeypatch, tmp_path):
@@ -136,7 +137,7 @@ def test_the_native_block_is_the_eager_block_with_the_same_gradients():
     mask = torch.full((24, 24), float("-inf")).triu(1)
 
     def run(kind: str):
-        out = block(x, mask, kind) if kind == "native" else _eager_with_native_attention(block, x)
+        out = block(x, mask, NativeKernels()) if kind == "native" else _eager_with_native_attention(block, x)
         out.backward(dy)
         grads = [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
         x.grad = None
@@ -232,14 +233,14 @@ def test_native_layer_norm_is_torchs_with_the_same_gradients(rows, D):
 
 
 @needs_native
-def test_the_native_kernels_refuse_other_dtypes_and_auto_does_not_pick_them_for_bf16():
+def test_the_native_kernels_refuse_other_dtypes():
     """The kernels read raw float32 memory: a bf16 tensor (bf16 autocast) is refused before any pointer is passed."""
     cfg = ModelConfig(branching=(2,), embed_dim=32, num_heads=2, hidden_dim=48, max_seq_len=16)
     model = AgentTree(cfg, attention="native", seeds=[0])
     x = torch.randint(0, 256, (2, 16))
     with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="float32"):
         model(x, x)
-    assert default_execution("cpu", cfg, "bf16")[0] == "masked" and default_execution("cpu", cfg)[0] == "native"
+    assert "bf16" in native_unavailable(cfg, "cpu", "bf16")
 
 
 def test_asking_for_the_native_kernels_where_they_cannot_run_is_a_clear_error(prepare_data, tmp_path):
@@ -258,13 +259,10 @@ def test_asking_for_the_native_kernels_where_they_cannot_run_is_a_clear_error(pr
     with pytest.raises(ConfigError, match="head width 12"):
         RunGroup(params, prepare_data(params), run_specs(load_params(params), ["dense"], [0], tmp_path / "run"))
 
-    # auto on a model the kernels cannot run: torch's kernel, and the job says which and why
+    # auto: torch's kernels, whatever the model
     params["train"]["attention"] = "auto"
     group = RunGroup(params, prepare_data(params), run_specs(load_params(params), ["dense"], [0], tmp_path / "run"))
     assert group.attention == "masked"
-    assert group._kernels_line() == ("kernels: attention masked, run batching loop (not the native CPU kernels: "
-                                     f"{native_unavailable(load_params(params).model)})")
-    assert "head width 12" in group._kernels_line()
 
 
 @needs_native
@@ -468,8 +466,8 @@ def test_the_c_block_without_gradients_is_the_same_forward_and_refuses_weights_c
     mask = torch.full((16, 16), float("-inf")).triu(1)
     x = torch.randn(3, 16, 32)
     with torch.no_grad():
-        quick = block(x, mask, "native")  # no autograd node at all
-    out = block(x, mask, "native")
+        quick = block(x, mask, NativeKernels())  # no autograd node at all
+    out = block(x, mask, NativeKernels())
     assert out.grad_fn is not None and torch.equal(quick, out)
     with torch.no_grad():
         block.fc.weight.mul_(2.0)  # an in-place change the backward would not see

@@ -29,7 +29,7 @@ ALLOWED_KEYS = (*_MODEL_KEYS, *_METHOD_KEYS, "seed", "device")
 class K1Model:
     def __init__(self, model_cfg: ModelConfig, method_cfg: MethodConfig, seed: int = 0, device: str = "cpu"):
         torch.manual_seed(seed)
-        attention, _ = default_execution(device, model_cfg)  # the kernel the trainer picks on this device
+        attention, _ = default_execution(device)  # the kernels `auto` means on this device
         self.model = AgentTree(model_cfg, attention=attention).to(device)
         self.trainer = K1Trainer(self.model, method_cfg, seed=seed)
         self.device = torch.device(device)

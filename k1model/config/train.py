@@ -26,10 +26,10 @@ class TrainConfig(Section):
     precision: str = setting("fp32", OneOf(("fp32", "bf16")),
                              "fp32, or bf16 autocast for the matmuls (losses, norms, optimiser stay fp32)")
     attention: str = setting("auto", OneOf(("auto", "native", "masked", "causal")),
-                             "attention kernel: native = the C kernel of k1model/kernels (CPU, built on first use), "
-                             "masked / causal = torch's SDPA with a mask / is_causal; auto = chosen by measurement "
-                             "per device (CPU native where it builds and fits the model, else masked; CUDA causal). "
-                             "The kernel actually used is part of a run's identity")
+                             "kernels: masked / causal = torch's SDPA with a mask / is_causal; native = the C kernels "
+                             "of k1model/kernels (CPU, x86 with AVX2 and a C compiler, built on first use; faster, "
+                             "rounds differently); auto = torch's portable kernels (CPU masked, CUDA causal). The "
+                             "kernels used are part of a run's identity and named in its metrics.json")
     run_batching: str = setting("auto", OneOf(("auto", "loop", "batched")),
                                 "runs of one process: loop = each run's own kernels in turn; batched = batched matmuls "
                                 "over runs; auto = chosen by measurement per device (CPU loop, CUDA batched)")

@@ -42,7 +42,6 @@ from k1model.config.experiment import SEED
 from k1model.data.loading import check_data_section, read_manifest
 from k1model.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from k1model.io import read_output_json, rerun_hint
-from k1model.kernels import vector_isa
 from k1model.execution import default_execution, native_unavailable
 from k1model.model import AgentTree
 from k1model.topology import ACTIVE, STATE_NAMES
@@ -165,13 +164,13 @@ class RunGroup:
         self.device = resolve_device(self.train_cfg.device)
         if self.train_cfg.deterministic:
             deterministic_mode()
-        auto_attention, auto_batching = default_execution(self.device, self.model_cfg, self.train_cfg.precision)
+        auto_attention, auto_batching = default_execution(self.device)
         self.attention = auto_attention if self.train_cfg.attention == "auto" else self.train_cfg.attention
         self.run_batching = auto_batching if self.train_cfg.run_batching == "auto" else self.train_cfg.run_batching
         if self.attention == "native":
             why = native_unavailable(self.model_cfg, self.device, self.train_cfg.precision)
             if why:
-                raise ConfigError(f"train.attention is 'native' but the native kernel cannot run here: {why}; "
+                raise ConfigError(f"train.attention is 'native' but the native kernels cannot run here: {why}; "
                                   "set train.attention to auto or masked")
         # the data the params describe (their data section, the manifest's hash recorded by every run), and a
         # model that fits: checked before anything is allocated or written
@@ -333,14 +332,9 @@ class RunGroup:
         print(f"{spec.out_dir}: the same run as {spec.twin} (config hash {self.hashes[i]}); copied, not retrained")
         return copy_run(spec.twin, spec.out_dir, twin)
 
-    def _kernels_line(self) -> str:
-        """Which kernels train these runs, and why `auto` did not pick the native ones on a CPU (no silent choice)."""
-        line = f"kernels: attention {self.attention}, run batching {self.run_batching}"
-        if self.attention == "native":
-            line += f", {vector_isa()} paths"
-        if self.train_cfg.attention == "auto" and self.device.type == "cpu" and self.attention != "native":
-            line += f" (not the native CPU kernels: {native_unavailable(self.model_cfg, self.device, self.train_cfg.precision)})"
-        return line
+    def _kernels_line(self, model: AgentTree) -> str:
+        """Which kernels train these runs (also in every run's metrics.json: `kernels`)."""
+        return f"kernels: {model.kernels.describe()}, run batching {self.run_batching}"
 
     def _train(self, members: list[int], blobs: dict[int, dict | None], max_steps: int | None,
                progress: bool | None) -> list[dict | None]:
@@ -350,7 +344,7 @@ class RunGroup:
             s.out_dir.mkdir(parents=True, exist_ok=True)
         model = AgentTree(self.model_cfg, runs=R, attention=self.attention, seeds=[s.rng_seed for s in specs],
                           run_batching=self.run_batching).to(self.device)
-        print(self._kernels_line(), flush=True)
+        print(self._kernels_line(model), flush=True)
         trainer = Trainer(model, [s.method for s in specs], [s.rng_seed for s in specs], precision=cfg.precision)
         samplers = [self.samplers(s) for s in specs]
         logs = [RunLog() for _ in specs]
@@ -522,7 +516,7 @@ class RunGroup:
             n_agents=model.initial_agents, agent_params=sum(counts[:model.initial_agents]),
             shared_params=sum(p.numel() for p in model.shared_parameters(0)),
             extra={**extra, "versions": versions(), "device": str(self.device), "threads": torch.get_num_threads(),
-                   "precision": self.train_cfg.precision, "attention": self.attention,
+                   "precision": self.train_cfg.precision, "attention": self.attention, "kernels": model.kernels.describe(),
                    "run_batching": self.run_batching,
                    "process_runs": len(trainer.runs)}, more_scalars=scalars)
         return finish_run(spec.out_dir, self.resume_path(spec), log, metrics)

@@ -179,7 +179,7 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
     cfg = ModelConfig(branching=tuple(branching), embed_dim=width, hidden_dim=hidden, num_heads=heads,
                       max_seq_len=context, dropout=0.0)
     x, y = _batch(cfg, batch, context, seed, device)
-    attention, batching = default_execution(device, cfg)
+    attention, batching = default_execution(device)
     base = _make_model(cfg, seed, device, attention, batching)
     n = len(base.agents)
     entries: dict[str, _Entry] = {}
@@ -354,7 +354,7 @@ def run_benchmark(trees: Sequence[Sequence[int]] = ((2, 2), (4, 4), (4, 3, 2)), 
                                                        max_seq_len=64), 16)
         log(f"execution choices on the reference model (batch {ref_batch}, {multi_runs} runs per process)")
         out["execution"] = execution_experiment(ref_cfg, ref_batch, dev, max(3, repeats), runs=multi_runs)
-        att, batching = default_execution(dev, ref_cfg)
+        att, batching = default_execution(dev)
         out["efficiency"] = efficiency_experiment(ref_cfg, ref_batch, dev, max(3, repeats), att, batching)
         out["reference_model"] = {"branching": list(ref_cfg.branching), "width": ref_cfg.embed_dim,
                                   "heads": ref_cfg.num_heads, "hidden": ref_cfg.hidden_dim,
