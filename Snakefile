@@ -20,12 +20,6 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 
 
-wildcard_constraints:
-    variant="|".join(VARIANTS),
-    seed=r"\d+",
-    order=r"[A-Za-z0-9_.-]+",
-
-
 # `--config stage=NAME` (what dvc.yaml runs) includes only that stage's rules.
 if in_stage("data"):
 

@@ -22,7 +22,7 @@ PARAMS = {
     "model": {"branching": [2], "embed_dim": 16, "num_heads": 2, "hidden_dim": 32, "max_seq_len": 16},
     "method": {"learning_rate": 0.003, "loo_interval": 3},
     "train": {"batch_size": 4, "steps_per_phase": 6, "eval_interval": 3, "eval_batches": 1,
-              "checkpoint_interval": 2, "sparsity_interval": 2, "runs_per_job": 4},
+              "checkpoint_interval": 2, "sparsity_interval": 2},
     "experiment": {"variants": ["k1_full", "dense"], "seeds": [0, 1]},
     "analysis": {"bootstrap_resamples": 50, "resample_batches": 2, "fault_batches": 1, "randomisation_batches": 1,
                  "permutations": 20, "windows": 2},
@@ -48,14 +48,18 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, prepare_data):
-    """A finished results tree in the plan's layout: four runs (one job), attributed, aggregated."""
+    """A finished results tree in the plan's layout: four runs (each its own `k1 train --run`), attributed, aggregated."""
     root = tmp_path_factory.mktemp("damaged")
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(PARAMS))
     data = prepare_data(PARAMS)
     results = root / "results"
-    assert k1(["train", "--params", str(params), "--data", str(data), "--runs-root", str(results),
-               "--group", "g0"]) == 0
+    from k1model.config import load_params
+    from k1model.study.plan import plan_runs
+
+    for run in plan_runs(load_params(params)):
+        assert k1(["train", "--params", str(params), "--data", str(data), "--runs-root", str(results),
+                   "--run", run.path]) == 0
     for run in sorted((results / "runs" / ORDER).glob("*/seed*")):
         assert k1(["attribute", "--params", str(params), "--data", str(data), "--run", str(run)]) == 0
     assert k1(["aggregate", "--params", str(params), "--results", str(results)]) == 0

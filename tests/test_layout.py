@@ -165,3 +165,13 @@ def test_figure_modules_share_one_drawing_module():
         assert "k1model.report.drawing" in graph[m], m
         if m != "k1model.report.figures":
             assert not any(t in figures for t in graph[m]), f"{m} imports another figure module"
+
+
+def test_the_run_plan_imports_no_torch():
+    """What every Snakemake start-up and dry run imports (issue 28): the run plan, without torch."""
+    import subprocess
+    import sys
+
+    code = "import sys\nimport k1model.study.plan\nprint('torch' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out

@@ -57,8 +57,7 @@ def output(proc: subprocess.CompletedProcess) -> str:
 
 
 def job_counts(text: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule -> number of jobs (the per-group training rules
-    train_g0, train_g1, ... counted together as `train`, the attribution rules attribute_g0_0, ... as `attribute`)."""
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
     counts: dict[str, int] = {}
     block = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
     for line in block.splitlines():
@@ -66,33 +65,36 @@ def job_counts(text: str) -> dict[str, int]:
         if m and m.group(1) == "total":
             break  # the table is printed twice; read the first one
         if m:
-            rule = ("train" if re.fullmatch(r"train_[gstu]\d+", m.group(1)) else
-                    "attribute" if re.fullmatch(r"attribute_g\d+_\d+", m.group(1)) else m.group(1))
-            counts[rule] = counts.get(rule, 0) + int(m.group(2))
+            counts[m.group(1)] = counts.get(m.group(1), 0) + int(m.group(2))
     return counts
+
+
+def job_runs(text: str) -> dict[str, set[str]]:
+    """rule -> the runs (or tuned variants) of its jobs in a dry run's listing (their wildcards)."""
+    jobs: dict[str, set[str]] = {}
+    for block in text.split("\nrule ")[1:]:
+        found = re.search(r"^\s+wildcards: \w+=(\S+)", block, flags=re.M)
+        jobs.setdefault(block.split(":", 1)[0], set()).update([found.group(1)] if found else [])
+    return jobs
 
 
 def planned(profile: Path):
     """The library's run plan of a params file (what the pipeline builds its DAG from)."""
     from k1model.config import load_params
-    from k1model.study.plan import job_groups, plan_runs
+    from k1model.study.plan import plan_runs
 
-    plan = plan_runs(load_params(profile))
-    return plan, job_groups(plan)
+    return plan_runs(load_params(profile))
 
 
 def expected_jobs(profile: Path) -> dict[str, int]:
-    """Every job a full run of a profile makes, from the library's plan."""
-    from k1model.config import load_params
-    from k1model.study.plan import attribution_groups
-
-    plan, groups = planned(profile)
-    attribution = attribution_groups(load_params(profile))
-    assert sorted(r.path for runs in attribution.values() for r in runs) == sorted(r.path for r in plan if r.part == "runs")
-    counts = {"prepare_data": 1, "train": len(groups), "attribute": len(attribution),
+    """Every job a full run of a profile makes, from the library's plan: one per run, one attribution per
+    run of the main comparison, one tuning choice per tuned variant (and one file of them all)."""
+    plan = planned(profile)
+    counts = {"prepare_data": 1, "train": len(plan), "attribute": sum(r.part == "runs" for r in plan),
               "aggregate": 1, "figures": 1, "paper": 1, "all": 1}
-    if any(r.part == "tuning" for r in plan):
-        counts["tune"] = 1
+    tuned = {r.variant for r in plan if r.part == "tuning"}
+    if tuned:
+        counts.update(tune=len(tuned), tune_all=1)
     return counts
 
 
@@ -189,13 +191,13 @@ def test_dry_run_lists_every_job_of_the_default_profile(tmp_path):
 
 @needs_snakemake
 def test_the_study_profile_plans_its_jobs_below_outputs_study(tmp_path):
-    """params/study.yaml: at least 60 training jobs, every part, its outputs apart from the default's."""
+    """params/study.yaml: a job per run, every part, its outputs apart from the default's."""
     wd = copy_workflow(tmp_path / "wf")
     proc = snakemake(wd, "-n", "--cores", "2", "--resources", "gpu=1", "--config", "params_file=params/study.yaml")
     assert proc.returncode == 0, output(proc)
     counts = job_counts(output(proc))
     assert counts == expected_jobs(ROOT / "params/study.yaml"), counts
-    assert counts["train"] >= 60 and counts["tune"] == 1
+    assert counts["train"] >= 300 and counts["tune"] == 11
     assert "outputs/study/results/runs/" in output(proc) and " results/runs/" not in output(proc)
     proc = snakemake(wd, "-n", "--cores", "2", "--config", "params_file=params/study.yaml", "outdir=elsewhere")
     assert proc.returncode == 0 and "elsewhere/results/tuned/" in output(proc)
@@ -224,10 +226,10 @@ def dry_run_jobs(text: str) -> dict[str, list[dict]]:
 
 @needs_snakemake
 def test_the_slurm_profile_gives_training_and_attribution_jobs_their_resources_and_threads(tmp_path):
-    """The generated training rules (train_g0, train_t1, ...) take the profile's `set-resources: train:` and
-    `set-threads: train:` (issue 19): the paper profile's training jobs go to the GPU partition for 720 minutes
-    with 32 GB and 4 threads, not to the CPU defaults. `--cores 8`: a dry run caps threads at --cores (1 by
-    default); on the cluster nothing caps them."""
+    """The one training rule takes the profile's `set-resources: train:` and `set-threads: train:` as Snakemake
+    documents (issue 28: no private API): the paper profile's training jobs go to the GPU partition for 720
+    minutes with 32 GB and 4 threads, not to the CPU defaults. `--cores 8`: a dry run caps threads at --cores (1
+    by default); on the cluster nothing caps them."""
     wd = copy_workflow(tmp_path / "wf")
     profile = yaml.safe_load((wd / "workflow/profiles/slurm/config.yaml").read_text())
     proc = snakemake(wd, "-n", "--cores", "8", "--profile", str(wd / "workflow/profiles/slurm"),
@@ -235,11 +237,9 @@ def test_the_slurm_profile_gives_training_and_attribution_jobs_their_resources_a
     text = output(proc)
     assert proc.returncode == 0, text
     jobs = dry_run_jobs(text)
-    training = [j for rule, js in jobs.items() if re.fullmatch(r"train_[gtu]\d+", rule) for j in js]
-    plan, groups = planned(ROOT / "params/paper.yaml")
-    assert len(training) == len(groups) > 1
-    attribution = [j for rule, js in jobs.items() if re.fullmatch(r"attribute_g\d+_\d+", rule) for j in js]
-    assert attribution
+    training, attribution = jobs["train"], jobs["attribute"]
+    plan = planned(ROOT / "params/paper.yaml")
+    assert len(training) == len(plan) > 1 and len(attribution) == sum(r.part == "runs" for r in plan)
     for kind, found in (("train", training), ("attribute", attribution)):
         want = profile["set-resources"][kind]
         assert len({str(j) for j in found}) == 1, f"{kind} jobs differ"  # every job of the kind alike
@@ -263,7 +263,7 @@ def test_tiny_runs_on_cpu_without_gpu_resource(tmp_path):
     text = output(proc)
     assert proc.returncode == 0, text
     assert "gpu=1" not in text
-    assert "k1 train --params params/tiny.yaml" in text
+    assert "k1 train --params 'params/tiny.yaml'" in text
 
 
 BAD_PARAMS = [
@@ -316,12 +316,12 @@ def test_end_to_end_tiny_pipeline(tmp_path):
     """params/tiny.yaml has every part of a study: 2 orders, a sweep, tuning and the tuned runs."""
     wd = copy_workflow(tmp_path / "wf")
     params = yaml.safe_load((wd / "params/tiny.yaml").read_text())
-    plan, groups = planned(wd / "params/tiny.yaml")
+    plan = planned(wd / "params/tiny.yaml")
     assert {r.part for r in plan} == {"runs", "sweep", "tuning", "tuned"}, "tiny.yaml must exercise every part"
     config = ("--config", "params_file=params/tiny.yaml")
     out = wd / "outputs" / "tiny"  # a profile other than the default writes below outputs/<name>
 
-    proc = snakemake(wd, "--cores", "2", *config)
+    proc = snakemake(wd, "--cores", "2", *config, timeout=1800)  # 39 jobs: a busy 2-core machine needs time
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}"
                          for p in sorted((out / "logs").rglob("*.log")))
@@ -337,11 +337,9 @@ def test_end_to_end_tiny_pipeline(tmp_path):
         names += ["attribution.json"] if run.part == "runs" else []
         for name in names:
             assert (out / "results" / run.path / name).is_file(), f"{run.path}/{name}"
-    from k1model.config import load_params
-    from k1model.study.plan import attribution_groups
-
-    for group in attribution_groups(load_params(wd / "params/tiny.yaml")):
-        assert (out / f"logs/attribute/{group}.log").is_file()
+    for run in plan:  # every job logs (a run's job is named by its path)
+        assert (out / "logs/train" / f"{run.path}.log").is_file(), run.path
+        assert (out / "logs/attribute" / f"{run.path}.log").is_file() == (run.part == "runs"), run.path
     # each run was trained in its own domain order and with its own settings
     for run in plan:
         metrics = json.loads((out / "results" / run.path / "metrics.json").read_text())
@@ -354,7 +352,7 @@ def test_end_to_end_tiny_pipeline(tmp_path):
             metrics = json.loads((out / "results" / run.path / "metrics.json").read_text())
             for key, value in chosen["variants"][run.variant]["overrides"].items():
                 assert metrics["method"][key] == value, (run.path, key)
-    assert sorted(p.stem for p in (out / "logs/train").glob("*.log")) == sorted(groups)
+    assert len(list((out / "logs/train").rglob("*.log"))) == len(plan)
     assert (out / "results/tidy.csv").stat().st_size > 0
     assert set(pd.read_csv(out / "results/tidy.csv")["part"]) == {"as_specified", "sweep", "tuned"}
     assert (out / "results/summary.json").stat().st_size > 0
@@ -366,8 +364,9 @@ def test_end_to_end_tiny_pipeline(tmp_path):
     for heading in ("## Tuned comparison", "## Domain orders", "## Sensitivity"):
         assert heading in paper, heading
     assert (out / "paper/numbers.json").stat().st_size > 0
-    for rule in ("prepare_data", "tune", "aggregate", "figures", "paper"):
+    for rule in ("prepare_data", "tune_all", "aggregate", "figures", "paper"):
         assert (out / f"logs/{rule}.log").is_file()
+    assert (out / "logs/tune/dense.log").is_file() and (out / "results/tuning/dense/chosen.json").is_file()
 
     # a second run has nothing to do
     proc = snakemake(wd, "-n", "--cores", "2", *config)
@@ -393,3 +392,25 @@ def test_end_to_end_tiny_pipeline(tmp_path):
         (wd / "params/tiny.yaml").write_text(original)
         assert proc.returncode == 0, output(proc)
         assert job_counts(output(proc)) == expected, (section, key, job_counts(output(proc)))
+
+    # issue 28: adding a variant or a seed trains only the new runs (and attributes, tunes and analyses what
+    # they add); every existing run's job stays as it was, wherever the new runs fall in the plan
+    analysis = {"aggregate": 1, "figures": 1, "paper": 1, "all": 1}
+    before = {r.path for r in plan}
+    for what, edit in (("a variant", lambda p: p["experiment"]["variants"].insert(0, "ewc")),
+                       ("a seed", lambda p: p["experiment"]["seeds"].insert(0, 3)),
+                       ("a tuned variant", lambda p: p["tuning"]["variants"].insert(0, "k1_grow"))):
+        edited = yaml.safe_load(original)
+        edit(edited)
+        (wd / "params/tiny.yaml").write_text(yaml.safe_dump(edited))
+        proc = snakemake(wd, "-n", "--cores", "2", *config)
+        new = {r.path: r for r in planned(wd / "params/tiny.yaml") if r.path not in before}
+        (wd / "params/tiny.yaml").write_text(original)
+        assert proc.returncode == 0, output(proc)
+        tuned = {r.variant for r in new.values() if r.part == "tuning"}
+        want = {"train": len(new), **analysis}
+        want.update({"attribute": sum(r.part == "runs" for r in new.values())} if any(r.part == "runs" for r in new.values()) else {})
+        want.update({"tune": len(tuned), "tune_all": 1} if tuned else {})
+        assert job_counts(output(proc)) == want, (what, job_counts(output(proc)))
+        jobs = job_runs(output(proc))
+        assert jobs["train"] == set(new) and jobs.get("tune", set()) == tuned, what

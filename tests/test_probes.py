@@ -3,8 +3,6 @@ planted faults on constructed cases, resampling, randomisation, and the CLI end 
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 import json
 import math
 
@@ -322,40 +320,3 @@ def test_missing_run_and_checkpoint_are_named(tiny_runs, tmp_path, capsys):
     (run / "metrics.json").unlink()
     with pytest.raises(DataError, match="metrics.json"):
         P.attribute_run(params, root / "data", run)
-
-
-def test_an_attribution_job_of_several_runs_writes_what_one_process_per_run_writes(tiny_runs, tmp_path, capsys):
-    """`k1 attribute --group` (the pipeline's jobs of analysis.runs_per_attribution_job runs) against `--run`
-    in a process of its own: the same attribution.json, timings aside."""
-    import shutil
-
-    import yaml
-
-    from k1model.config import load_params
-    from k1model.study.plan import attribution_groups
-
-    root, _, runs = tiny_runs
-    params = {**PARAMS, "experiment": {"variants": ["k1_full", "dense"], "seeds": [0]},
-              "train": {**PARAMS["train"], "runs_per_job": 2}}
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
-    jobs = attribution_groups(load_params(params_file))
-    assert list(jobs) == ["g0_0"] and len(jobs["g0_0"]) == 2
-    alone = {}
-    for run in jobs["g0_0"]:
-        shutil.copytree(runs[run.variant], tmp_path / "results" / run.path)
-        shutil.copytree(runs[run.variant], tmp_path / "alone" / run.variant)
-        for folder in (tmp_path / "results" / run.path, tmp_path / "alone" / run.variant):
-            (folder / "attribution.json").unlink(missing_ok=True)
-        code = subprocess.run([sys.executable, "-m", "k1model", "attribute", "--params", str(params_file), "--data",
-                               str(root / "data"), "--run", str(tmp_path / "alone" / run.variant)],
-                              capture_output=True, text=True, timeout=600)
-        assert code.returncode == 0, code.stderr
-        alone[run.path] = json.loads((tmp_path / "alone" / run.variant / "attribution.json").read_text())
-    assert k1(["attribute", "--params", str(params_file), "--data", str(root / "data"), "--runs-root",
-               str(tmp_path / "results"), "--group", "g0_0"]) == 0
-    for path, expected in alone.items():
-        got = json.loads((tmp_path / "results" / path / "attribution.json").read_text())
-        assert {k: v for k, v in got.items() if k != "timing_s"} == {k: v for k, v in expected.items() if k != "timing_s"}
-    assert k1(["attribute", "--params", str(params_file), "--data", str(root / "data"), "--group", "g0_0"]) == 2
-    assert "--runs-root" in capsys.readouterr().err

@@ -24,7 +24,7 @@ BASE = {
     "model": {"branching": [2], "embed_dim": 16, "num_heads": 2, "hidden_dim": 32, "max_seq_len": 16},
     "method": {"learning_rate": 0.003, "trust_increase": 0.1},
     "train": {"batch_size": 4, "steps_per_phase": 4, "eval_interval": 2, "eval_batches": 1,
-              "checkpoint_interval": 4, "sparsity_interval": 2, "runs_per_job": 3},
+              "checkpoint_interval": 4, "sparsity_interval": 2},
     "experiment": {"variants": ["k1_full", "dense", "ewc"], "seeds": [0, 1], "orders": [["alpha", "beta"],
                                                                                       ["beta", "alpha"]]},
     "analysis": {},
@@ -73,16 +73,49 @@ def test_the_plan_covers_every_part_and_pairs_orders():
               "seeds": [20, 21]}
     p = load_params(params(sweep=SWEEP, tuning=tuning))
     counts = describe_plan(p)
-    assert counts["runs"]["runs"] == 3 * 2 * 2  # variants x seeds x orders
-    assert counts["tuning"]["runs"] == (2 + 2 + 4) * 2  # ewc: learning rate x lambda
-    assert counts["tuned"]["runs"] == 3 * 2 * 2
+    assert counts["runs"] == 3 * 2 * 2  # variants x seeds x orders
+    assert counts["tuning"] == (2 + 2 + 4) * 2  # ewc: learning rate x lambda
+    assert counts["tuned"] == 3 * 2 * 2
     assert all(r.order in (("alpha", "beta"), ("beta", "alpha")) for r in part_runs(p, "runs"))
     plan = plan_runs(p)
     assert len({r.path for r in plan}) == len(plan)  # one directory per run
-    assert all(r.group[0] == {"runs": "g", "sweep": "s", "tuning": "t", "tuned": "u"}[r.part] for r in plan)
     cands = tuning_candidates(p)
     assert [c.name for c in cands["dense"]] == ["learning_rate~0.001", "learning_rate~0.003"]
     assert len(cands["ewc"]) == 4
+
+
+def test_a_runs_job_depends_on_its_own_identity_only():
+    """Issue 28: adding a variant, a seed or a strategy to a profile leaves every existing run's job (and every
+    tuned variant's choice) as it was, whatever its position in the plan; a key the run's variant reads changes
+    it, a key it does not read does not."""
+    from k1model.config import registry
+    from k1model.config.checks import Number, setting
+    from k1model.method.variants import Variant
+    from k1model.study.plan import run_fingerprint, tuning_fingerprint
+
+    tuning = {"candidates": {"default": {"learning_rate": [0.001, 0.003]}}, "seeds": [20]}
+
+    def jobs(p):
+        return ({r.path: run_fingerprint(p, r) for r in plan_runs(p)},
+                {v: tuning_fingerprint(p, v) for v in dict.fromkeys(r.variant for r in part_runs(p, "tuning"))})
+
+    runs, choices = jobs(load_params(params(sweep=SWEEP, tuning=tuning)))
+    grown = params(sweep=SWEEP, tuning=tuning)
+    grown["experiment"] = {**grown["experiment"], "variants": ["replay", "k1_full", "dense", "ewc"], "seeds": [2, 0, 1]}
+    more_runs, more_choices = jobs(load_params(grown))
+    assert runs.items() < more_runs.items() and choices.items() < more_choices.items()  # only new ones
+    assert {p.split("/")[2] for p in set(more_runs) - set(runs) if p.startswith("runs/")} >= {"replay"}
+
+    registry.register(registry.Strategy(name="pull", settings={"pull_strength": setting(0.0, Number(0.0), "a pull")},
+                                        variants=(Variant("pull_dense", "all", "gradient", False),)))
+    try:
+        assert jobs(load_params(params(sweep=SWEEP, tuning=tuning))) == (runs, choices)  # a new strategy: nothing
+    finally:
+        registry.unregister_strategy("pull")
+
+    lam = params(sweep=SWEEP, tuning=tuning, method={**BASE["method"], "ewc_lambda": 1.0})
+    changed = {path for path, f in jobs(load_params(lam))[0].items() if runs[path] != f}
+    assert changed and all("/ewc/" in path for path in changed)  # only ewc reads ewc_lambda
 
 
 @pytest.mark.parametrize("change, message", [
@@ -280,10 +313,10 @@ def test_keys_a_variant_does_not_read_cannot_change_its_run(tmp_path):
 
 def test_a_tuned_run_at_the_profiles_own_settings_is_its_twin_copied(tmp_path):
     """A tuned run whose chosen settings are the profile's own has its main-comparison run's config hash:
-    `k1 train --group` copies that run (bit for bit, with copied_from) instead of training it again; a
+    `k1 train` copies that run (bit for bit, with copied_from) instead of training it again; a
     tuned run at other settings trains, and gives what training those settings from scratch gives."""
     from k1model.data import prepare
-    from k1model.study.plan import job_groups, twin_path
+    from k1model.study.plan import twin_path
     from k1model.train.protocol import RunGroup, planned_specs
 
     p = load_params(params(experiment={**BASE["experiment"], "variants": ["k1_full", "dense"], "seeds": [0],
@@ -298,7 +331,6 @@ def test_a_tuned_run_at_the_profiles_own_settings_is_its_twin_copied(tmp_path):
     assert {twin_path(r) for r in tuned} == {r.path for r in main}
     choices = {"variants": {"dense": {"overrides": {"learning_rate": 0.003}},   # the profile's own
                             "k1_full": {"overrides": {"learning_rate": 0.01}}}}
-    assert len(job_groups(tuned)) == 1
     results = RunGroup(p, tmp_path / "data", planned_specs(p, tuned, root, choices)).run(progress=False)
     by_variant = {m["variant"]: m for m in results}
     dense_twin = json.loads((root / "runs/alpha-beta/dense/seed0/metrics.json").read_text())

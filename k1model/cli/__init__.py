@@ -51,10 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", help="a seed, or several: 0,1,2")
     p.add_argument("--out", help="run directory; with several runs a pattern such as 'runs/{variant}/seed{seed}'")
     p.add_argument("--order", help="domain order, e.g. code,prose,science (default: the params' first order)")
-    p.add_argument("--group", help="instead of --variant/--seed/--out: train this job of the params' run plan "
-                                   "(the pipeline's way; see train.runs_per_job) ...")
+    p.add_argument("--run", help="instead of --variant/--seed/--out: this run of the params' plan, by its path "
+                                 "(e.g. runs/prose-code-science/k1_full/seed0; the pipeline's way) ...")
     p.add_argument("--runs-root", type=Path, help="... under this directory (the plan's paths are relative to it)")
-    p.add_argument("--choices", type=Path, help="the tuning choice (`k1 tune`), for the tuned runs of a group")
+    p.add_argument("--choices", type=Path, help="the tuning choice of its variant (`k1 tune`), for a tuned run")
+    p.add_argument("--attention", choices=("masked", "causal", "native"),
+                   help="the kernels, instead of the params' train.attention (native: the C kernels; part of a "
+                        "run's identity)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help="torch CPU threads (default %(default)s, as the pipeline; part of a run's identity)")
     p.add_argument("--max-steps", type=int, default=None,
@@ -64,10 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attribute", help="attribution probes on a finished run (planted faults, resampling, ...)")
     _add_params(p)
     p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--run", type=Path, help="run directory written by `k1 train`")
-    p.add_argument("--group", help="instead of --run: every run of this attribution job of the params' plan "
-                                   "(the pipeline's way; see analysis.runs_per_attribution_job) ...")
-    p.add_argument("--runs-root", type=Path, help="... under this directory")
+    p.add_argument("--run", type=Path, required=True, help="run directory written by `k1 train`")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads (default %(default)s)")
     p.set_defaults(func=commands.attribute)
 
@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="choose every variant's settings on the validation split of the tuning runs")
     _add_params(p)
     p.add_argument("--results", type=Path, required=True, help="results directory holding tuning/<variant>/...")
+    p.add_argument("--variant", help="only this variant's choice (what its tuned runs read: "
+                                     "results/tuning/<variant>/chosen.json)")
     p.add_argument("--out", type=Path, required=True, help="the choice (results/tuning/chosen.json)")
     p.set_defaults(func=commands.tune)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from k1model.errors import ConfigError
 
@@ -57,8 +56,10 @@ def _list(text: str, what: str, cast=str) -> list:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Every variant x seed given, trained together in one process (runs sharing the model). Exit status 2 when
-    every run failed (a rerun fails again)."""
+    """Every variant x seed given, trained together in one process (runs sharing the model), or one planned run.
+    Exit status 2 when every run failed (a rerun fails again)."""
+    import dataclasses
+
     from k1model.config import MAX_SEED, load_params
     from k1model.config.checks import Integer
     from k1model.errors import K1Error
@@ -68,22 +69,24 @@ def train(args: argparse.Namespace) -> int:
         Integer(1)(args.max_steps, "--max-steps")
     seeds = [Integer(0, MAX_SEED)(s, "--seed") for s in _list(args.seed, "seed", int)] if args.seed else None
     params = load_params(args.params)
+    if args.attention is not None:
+        params = dataclasses.replace(params, train=dataclasses.replace(params.train, attention=args.attention))
     _threads(args.threads)
-    if args.group is not None:
+    if args.run is not None:
         from k1model.io import read_json
-        from k1model.study.plan import group_runs
+        from k1model.study.plan import planned_run
         from k1model.train.protocol import planned_specs
 
         if args.runs_root is None or any(a is not None for a in (args.variant, args.seed, args.out, args.order)):
-            raise ConfigError("--group needs --runs-root and replaces --variant/--seed/--out/--order")
+            raise ConfigError("--run needs --runs-root and replaces --variant/--seed/--out/--order")
         choices = read_json(args.choices) if args.choices else None
-        specs = planned_specs(params, group_runs(params, args.group), args.runs_root, choices)
+        specs = planned_specs(params, [planned_run(params, args.run)], args.runs_root, choices)
     else:
         if any(a is None for a in (args.variant, args.seed, args.out)):
-            raise ConfigError("k1 train needs --variant, --seed and --out (or --group with --runs-root)")
+            raise ConfigError("k1 train needs --variant, --seed and --out (or --run with --runs-root)")
         specs = run_specs(params, _list(args.variant, "variant"), seeds, args.out,
                           order=_list(args.order, "order") if args.order else None)
-    results = RunGroup(params, args.data, specs, threads=args.threads, name=args.group).run(max_steps=args.max_steps)
+    results = RunGroup(params, args.data, specs, threads=args.threads, name=args.run).run(max_steps=args.max_steps)
     for spec, metrics in zip(specs, results):
         if metrics is None:
             continue
@@ -103,39 +106,22 @@ def train(args: argparse.Namespace) -> int:
 
 
 def attribute(args: argparse.Namespace) -> int:
-    """One run (--run), or every run of an attribution job (--group, --runs-root), one after the other. Each
-    run starts from the same torch generator state, so its probes are what a process of its own computes."""
-    import torch
-
+    """The attribution probes of one finished run (attribution.json in its directory)."""
     from k1model.analysis.probes import SCALAR_NAMES, attribute_run
     from k1model.config import load_params
 
     params = load_params(args.params)
-    if (args.run is None) == (args.group is None) or (args.group is not None) != (args.runs_root is not None):
-        raise ConfigError("k1 attribute needs --run RUN, or --group with --runs-root")
-    if args.group is not None:
-        from k1model.study.plan import attribution_runs
-
-        runs = [args.runs_root / r.path for r in attribution_runs(params, args.group)]
-    else:
-        runs = [args.run]
     _threads(args.threads)
-    start = torch.get_rng_state()
-
-    def fmt(v: Any) -> str:
-        return "null" if v is None else f"{v:.3f}"
-
-    for run in runs:
-        torch.set_rng_state(start)
-        result = attribute_run(params, args.data, run)
-        s = result["scalars"]
-        print(f"{run}: attribution.json written in {result['timing_s']['total']:.1f}s")
-        for key in SCALAR_NAMES:
-            print(f"  {key:34s} {fmt(s.get(key))}")
-        off = result["details"]["fault_summary"].get("faults_off_target") or []
-        if off:
-            print(f"  warning: {len(off)} planted fault(s) missed the target loss increase "
-                  f"({', '.join(off)}); see details.faults[].loss_increase")
+    result = attribute_run(params, args.data, args.run)
+    s = result["scalars"]
+    print(f"{args.run}: attribution.json written in {result['timing_s']['total']:.1f}s")
+    for key in SCALAR_NAMES:
+        value = s.get(key)
+        print(f"  {key:34s} {'null' if value is None else f'{value:.3f}'}")
+    off = result["details"]["fault_summary"].get("faults_off_target") or []
+    if off:
+        print(f"  warning: {len(off)} planted fault(s) missed the target loss increase "
+              f"({', '.join(off)}); see details.faults[].loss_increase")
     return 0
 
 
@@ -153,7 +139,7 @@ def aggregate(args: argparse.Namespace) -> int:
 def tune(args: argparse.Namespace) -> int:
     from k1model.study.tuning import tune as run_tune
 
-    doc = run_tune(args.params, args.results, args.out)
+    doc = run_tune(args.params, args.results, args.out, variant=args.variant)
     for variant, v in doc["variants"].items():
         print(f"{variant}: {v['chosen']} (validation {doc['metric'].split(' (')[0]} {v['mean']:.4f}; "
               f"{v['searched']} candidates)")

@@ -77,8 +77,6 @@ class AnalysisConfig(Section):
                                        "null = `windows` equal parts; an integer = windows of that many steps",
                                        group=PROBES)
     permutations: int = setting(1000, Integer(1), "permutations of the specialisation test", group=PROBES)
-    runs_per_attribution_job: int = setting(8, Integer(1), "main-comparison runs attributed in one process (one "
-                                            "pipeline job: the imports are paid once); not part of any result")
 
     def validate(self) -> None:
         if self.fault_loss_increase is None and self.fault_noise is None:

@@ -35,12 +35,10 @@ class TrainConfig(Section):
                                 "over runs; auto = chosen by measurement per device (CPU loop, CUDA batched)")
     deterministic: bool = setting(False, Boolean(), "torch.use_deterministic_algorithms and CUBLAS_WORKSPACE_CONFIG "
                                   "(bit-reproducible CUDA runs, slower); CPU runs are deterministic anyway")
-    runs_per_job: int = setting(1, Integer(1), "runs trained together in one process (one pipeline job); "
-                                "not part of a run's identity")
 
     def identity(self, attention: str | None = None, run_batching: str | None = None) -> dict:
-        """What a run's results depend on (hashed into its config hash): everything but the grouping, with
-        the kernels `auto` resolved to on this machine (so a run never resumes under another kernel)."""
-        out = {k: v for k, v in self.to_dict().items() if k != "runs_per_job"}
+        """What a run's results depend on (hashed into its config hash): every setting, with the kernels `auto`
+        resolved to on this device (so a run never resumes under other kernels)."""
+        out = self.to_dict()
         out.update({k: v for k, v in (("attention", attention), ("run_batching", run_batching)) if v is not None})
         return out

@@ -1,7 +1,7 @@
-"""The run plan of a params file: every run it asks for, where it lives, and which job trains it.
+"""The run plan of a params file: every run it asks for, where it lives, and what it depends on.
 
-The plan is a pure function of the validated params, so the pipeline (at start-up, to build its
-DAG) and `k1 train --group` (to know what to train) compute the same thing from the same file.
+The plan is a pure function of the validated params (no torch), so the pipeline (at start-up, to build its
+DAG) and `k1 train --run` (to know what to train) compute the same thing from the same file.
 Paths are relative to the results directory:
 
     runs/<order>/<variant>/seed<k>            the main comparison ("as specified"): every variant,
@@ -12,19 +12,24 @@ Paths are relative to the results directory:
     tuned/<order>/<variant>/seed<k>           the tuned comparison: the chosen settings, evaluation seeds
                                               (where they are the profile's own, a copy of runs/...: twin_path)
 
-Runs of one part share the model and `train` settings, so up to `train.runs_per_job` of them train
-in one process (one job). Jobs are balanced: runs are dealt round-robin, so every job gets a
-similar mix of variants. Tuned runs form their own jobs (they wait for the tuning choice).
+A run is a job of the pipeline, named by its path. What a job depends on is the run's own identity
+(`run_identity`: the model and train settings, its variant, seed, domain order and the method settings its
+variant reads), never its position in the plan, so adding a variant, a seed or a strategy to a profile leaves
+every existing run's job as it is. Tuning is chosen per variant the same way (`tuning_identity`).
 """
 from __future__ import annotations
 
-import math
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k1model.config import Params
-from k1model.study.design import Overrides, restrict, sweep_points, tuning_candidates
+from k1model.config import Params, method_config
+from k1model.config.checks import plain
+from k1model.errors import ConfigError
+from k1model.method.variants import get_variant
+from k1model.study.design import Overrides, restrict, sweep_points, tuning_candidates, with_overrides
 
 PARTS = ("runs", "sweep", "tuning", "tuned")
 
@@ -47,7 +52,6 @@ class PlannedRun:
     point: str  # "as_specified", a sweep point, a tuning candidate, or "tuned"
     overrides: Overrides  # method settings of this run that differ from the params' method section
     path: str  # relative to the results directory
-    group: str = ""  # the job that trains it
 
     @property
     def order_name(self) -> str:
@@ -67,8 +71,6 @@ class SweepCell:
 
 
 def _runs_of(params: Params) -> tuple[list[PlannedRun], list[SweepCell]]:
-    from k1model.method.variants import get_variant
-
     exp = params.experiment
     runs = [PlannedRun("runs", v, s, o, "as_specified", (), main_run_path(v, s, o))
             for o in params.orders for v in exp.variants for s in exp.seeds]
@@ -98,18 +100,8 @@ def _runs_of(params: Params) -> tuple[list[PlannedRun], list[SweepCell]]:
 
 
 def plan_runs(params: Params) -> list[PlannedRun]:
-    """Every run of the params, each assigned to a job of at most train.runs_per_job runs of its part."""
-    runs, _ = _runs_of(params)
-    out: list[PlannedRun] = []
-    for part in PARTS:
-        members = [r for r in runs if r.part == part]
-        if not members:
-            continue
-        n_jobs = math.ceil(len(members) / params.train.runs_per_job)
-        width = len(str(n_jobs - 1))
-        prefix = {"runs": "g", "sweep": "s", "tuning": "t", "tuned": "u"}[part]
-        out += [PlannedRun(**{**r.__dict__, "group": f"{prefix}{i % n_jobs:0{width}d}"}) for i, r in enumerate(members)]
-    return out
+    """Every run of the params: the main comparison's, then the sweep's, the tuning runs and the tuned runs."""
+    return _runs_of(params)[0]
 
 
 def sweep_cells(params: Params) -> list[SweepCell]:
@@ -117,46 +109,64 @@ def sweep_cells(params: Params) -> list[SweepCell]:
     return _runs_of(params)[1]
 
 
-def job_groups(plan: list[PlannedRun]) -> dict[str, list[PlannedRun]]:
-    groups: dict[str, list[PlannedRun]] = {}
-    for run in plan:
-        groups.setdefault(run.group, []).append(run)
-    return groups
-
-
-def group_runs(params: Params, group: str) -> list[PlannedRun]:
-    from k1model.errors import ConfigError
-
-    groups = job_groups(plan_runs(params))
-    if group not in groups:
-        raise ConfigError(f"--group {group!r} is not in the plan of these params; groups: {', '.join(groups)}")
-    return groups[group]
-
-
-def attribution_groups(params: Params) -> dict[str, list[PlannedRun]]:
-    """The main comparison's runs by attribution job: each training job's runs (they finish together) in
-    near-equal jobs of at most analysis.runs_per_attribution_job, named <training job>_<i>: few processes
-    (imports are paid per process) and, when one training job finishes early, its attributions can run
-    beside the others' training."""
-    out: dict[str, list[PlannedRun]] = {}
-    for group, runs in job_groups(part_runs(params, "runs")).items():
-        n = math.ceil(len(runs) / params.analysis.runs_per_attribution_job)
-        for i in range(n):
-            out[f"{group}_{i}"] = runs[i::n]
-    return out
-
-
-def attribution_runs(params: Params, group: str) -> list[PlannedRun]:
-    from k1model.errors import ConfigError
-
-    groups = attribution_groups(params)
-    if group not in groups:
-        raise ConfigError(f"--group {group!r} is not an attribution job of these params; jobs: {', '.join(groups)}")
-    return groups[group]
-
-
 def part_runs(params: Params, part: str) -> list[PlannedRun]:
+    """The planned runs of one part (runs, sweep, tuning, tuned)."""
     return [r for r in plan_runs(params) if r.part == part]
+
+
+def planned_run(params: Params, path: str) -> PlannedRun:
+    """The planned run at `path` (relative to the results directory)."""
+    plan = {r.path: r for r in plan_runs(params)}
+    run = plan.get(str(path).strip("/"))
+    if run is None:
+        example = next(iter(plan), "runs/<order>/<variant>/seed<k>")
+        raise ConfigError(f"--run {path!r} is not a run of these params; their runs are paths such as {example!r}")
+    return run
+
+
+def _digest(blob: Any) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_identity(params: Params, run: PlannedRun) -> dict[str, Any]:
+    """What the run's numbers depend on, as far as the params say: the model, the train settings (but how
+    runs are grouped), its variant, seed and domain order, and the method settings its variant reads, with its
+    overrides. (A tuned run's chosen settings come from the tuning choice, a file of its own; the prepared
+    data is an input too.) Keys no part of the variant reads are left out, so a new strategy's settings or
+    another variant's never change this run."""
+    method = with_overrides(method_config(params.method, run.variant), run.overrides, run.path)
+    reads = get_variant(run.variant).reads()
+    return {"model": plain(params.model), "train": params.train.identity(), "variant": run.variant,
+            "seed": run.seed, "order": list(run.order),
+            "method": {k: v for k, v in plain(method).items() if k in reads}}
+
+
+def run_fingerprint(params: Params, run: PlannedRun) -> str:
+    """A short hash of `run_identity`: the pipeline reruns a run's job when, and only when, it changes."""
+    return _digest(run_identity(params, run))
+
+
+def tuned_variants_of(params: Params) -> list[str]:
+    """The variants the tuning chooses settings for (each one tuning choice)."""
+    return list(dict.fromkeys(r.variant for r in part_runs(params, "tuning")))
+
+
+def tuning_identity(params: Params, variant: str) -> dict[str, Any]:
+    """What the tuning choice of `variant` depends on: its tuning runs (their identities) and the metric."""
+    runs = [r for r in part_runs(params, "tuning") if r.variant == variant]
+    if not runs:
+        raise ConfigError(f"{variant} is not a tuned variant of these params; tuned: {', '.join(tuned_variants_of(params))}")
+    return {"metric": params.tuning.metric, "runs": {r.path: run_identity(params, r) for r in runs}}
+
+
+def tuning_fingerprint(params: Params, variant: str) -> str:
+    """A short hash of `tuning_identity`."""
+    return _digest(tuning_identity(params, variant))
+
+
+def choice_path(variant: str) -> str:
+    """Where the tuning choice of one variant lives, relative to the results directory (what its tuned runs read)."""
+    return f"tuning/{variant}/chosen.json"
 
 
 def twin_path(run: PlannedRun) -> str:
@@ -171,8 +181,7 @@ def run_dir(root: str | Path, run: PlannedRun) -> Path:
     return Path(root) / run.path
 
 
-def describe_plan(params: Params) -> dict[str, Any]:
-    """Counts of runs and jobs per part (what `snakemake -n` will show)."""
+def describe_plan(params: Params) -> dict[str, int]:
+    """Runs per part (each is one job of the pipeline: what `snakemake -n` will show)."""
     plan = plan_runs(params)
-    return {part: {"runs": sum(r.part == part for r in plan), "jobs": len({r.group for r in plan if r.part == part})}
-            for part in PARTS if any(r.part == part for r in plan)}
+    return {part: sum(r.part == part for r in plan) for part in PARTS if any(r.part == part for r in plan)}

@@ -7,7 +7,9 @@ keeps apart from the test-split numbers the analysis reports. `choose` sees noth
 variant, the candidate with the lowest mean of `tuning.metric` over the tuning seeds wins (ties:
 the earlier candidate). A candidate with a failed or missing run is not eligible and is listed.
 The choice, with every candidate's numbers and how many settings were searched, is written to
-`tuning/chosen.json`, which the tuned runs read (`k1 train --choices`).
+`tuning/chosen.json` (every tuned variant: what the analysis reads) and, one variant at a time, to
+`tuning/<variant>/chosen.json` (`k1 tune --variant`: what that variant's tuned runs read, so a variant added
+to the profile leaves the others' tuned runs alone). Both are the same `choose` over the same rows.
 """
 from __future__ import annotations
 
@@ -19,17 +21,20 @@ from typing import Any
 import pandas as pd
 
 from k1model.config import Params, load_params
-from k1model.errors import DataError
+from k1model.errors import ConfigError, DataError
 from k1model.io import read_output_json, rerun_hint, write_json
 from k1model.study.design import as_dict
-from k1model.study.plan import part_runs
+from k1model.study.plan import part_runs, tuned_variants_of
 
 
-def read_validation(params: Params, results: str | Path) -> pd.DataFrame:
-    """One row per tuning run: variant, candidate, seed, status, value (the validation metric)."""
+def read_validation(params: Params, results: str | Path, variant: str | None = None) -> pd.DataFrame:
+    """One row per tuning run (of `variant` only, when given): variant, candidate, seed, status, value (the
+    validation metric)."""
     metric = params.tuning.metric
     rows = []
     for run in part_runs(params, "tuning"):
+        if variant is not None and run.variant != variant:
+            continue
         path = Path(results) / run.path / "metrics.json"
         status, value = "missing", math.nan
         if path.is_file():
@@ -66,9 +71,13 @@ def choose(table: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def tune(params: str | Path | Params, results: str | Path, out: str | Path) -> dict[str, Any]:
+def tune(params: str | Path | Params, results: str | Path, out: str | Path, variant: str | None = None) -> dict[str, Any]:
+    """Choose every tuned variant's settings (or only `variant`'s) and write the choice to `out`."""
     params = load_params(params)
-    table = read_validation(params, results)
+    if variant is not None and variant not in tuned_variants_of(params):
+        raise ConfigError(f"--variant {variant}: not a tuned variant of these params; tuned: "
+                          f"{', '.join(tuned_variants_of(params)) or 'none'}")
+    table = read_validation(params, results, variant)
     if table.empty:
         raise DataError("the params have no tuning runs (tuning.candidates is empty)")
     variants = choose(table)

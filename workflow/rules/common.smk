@@ -1,10 +1,12 @@
 # Shared set-up of the K-1 pipeline: which params file is used, its validation, the
-# per-stage fingerprints that drive Snakemake's `params` rerun trigger, and the lists of
-# targets. No rules here (rules live in the other .smk files); no science anywhere.
+# fingerprints that drive Snakemake's `params` rerun trigger, and the lists of targets. No
+# rules here (rules live in the other .smk files); no science anywhere.
 #
 # The params keys are defined once, in the library (k1model.config); the pipeline asks it to
-# validate the file (clear one-line errors naming the key) and which keys the probes read.
-# workflow/schemas/params.schema.yaml is generated from the same classes (`k1 schema`).
+# validate the file (clear one-line errors naming the key), which keys the probes read, the run
+# plan and what each run depends on. The JSON schema is generated from the same classes (`k1
+# schema` writes it to workflow/schemas/params.schema.yaml, for editors; the pipeline builds it in
+# memory, so an installed strategy's keys are part of it).
 import hashlib
 import json
 import os
@@ -12,7 +14,6 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # --------------------------------------------------------------------------------------
 # Which params file?  The `k1` commands read the params file themselves (the library owns
@@ -33,7 +34,6 @@ from snakemake.utils import validate
 PIPELINE_KEYS = ("params_file", "data_root", "stage", "outdir")
 STAGES = ("data", "runs", "analysis", "paper")
 DEFAULT_PARAMS_FILE = "params/default.yaml"
-SCHEMA = "../schemas/params.schema.yaml"
 
 
 def _relative(path):
@@ -87,39 +87,53 @@ def _dotted(path_items):
     return out
 
 
-def _validate_params(params, path, stage):
-    """Validate at start-up, before any job: the library's checks (one clear line naming the key),
-    then the generated JSON schema (snakemake.utils.validate), which must agree. The data stage
-    (`stage=data`, what dvc.yaml's data stage runs) reads only `data` and `model`: the library checks
-    those sections, the schema the whole file, and nothing of the training code is imported, so the
-    data stage depends only on what data preparation imports."""
+def _check_schema(params, schema, path):
+    """The first violation of the JSON schema, as one line naming the key."""
     import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(params))
+    if error is None:
+        return
+    where = _dotted(error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(error.schema.get("properties", {}))
+        keys = ", ".join(f"{where}.{k}" if error.absolute_path else k for k in unknown)
+        raise WorkflowError(f"invalid params file {path}: unknown key {keys}; allowed keys here: {allowed}")
+    raise WorkflowError(f"invalid params file {path}: {where}: {error.message}")
+
+
+def _validate_params(params, path, stage):
+    """Validate at start-up, before any job: the library's checks (one clear line naming the key), then the
+    JSON schema the library generates, which must agree. Returns the validated `Params` (None in the data
+    stage) and the validated sections as plain mappings (defaults filled in). The data stage (`stage=data`, what dvc.yaml's data stage runs) reads only `data`
+    and `model`: only those are checked, so neither the registry of strategies nor any training code is
+    imported, and the data stage depends only on what data preparation imports."""
+    from k1model.config import DataConfig, ModelConfig
+    from k1model.config.checks import plain
     from k1model.errors import ConfigError
 
-    if stage == "data":
-        from k1model.config import load_data_sections as load_params
-    else:
-        from k1model.config import load_params  # the registry finds the variants and strategies itself
-
+    validated = None
     try:
-        load_params(path)
+        if stage == "data":
+            from k1model.config import load_data_sections
+
+            sections = dict(zip(("data", "model"), load_data_sections(path)))
+        else:
+            from k1model.config import load_params  # the registry finds the variants and strategies itself
+
+            validated = load_params(path)
+            sections = {name: getattr(validated, name) for name in type(validated).field_names()}
     except ConfigError as err:
         raise WorkflowError(f"invalid params file {path}: {err}") from None
-    try:
-        validate(params, SCHEMA)
-    except WorkflowError as err:
-        cause = err.__context__
-        if not isinstance(cause, jsonschema.ValidationError):
-            raise
-        where = _dotted(cause.absolute_path) or "(top level)"
-        if cause.validator == "additionalProperties":
-            unknown = sorted(set(cause.instance) - set(cause.schema.get("properties", {})))
-            allowed = ", ".join(cause.schema.get("properties", {}))
-            keys = ", ".join(f"{where}.{k}" if cause.absolute_path else k for k in unknown)
-            raise WorkflowError(
-                f"invalid params file {path}: unknown key {keys}; allowed keys here: {allowed}"
-            ) from None
-        raise WorkflowError(f"invalid params file {path}: {where}: {cause.message}") from None
+    if stage == "data":
+        schema = {"type": "object", "properties": {"data": DataConfig.schema(), "model": ModelConfig.schema()}}
+        _check_schema({k: params.get(k) for k in ("data", "model") if k in params}, schema, path)
+    else:
+        from k1model.config import params_schema
+
+        _check_schema(params, params_schema(), path)
+    return validated, {name: plain(section) for name, section in sections.items()}
 
 
 PARAMS_FILE = _pick_params_file()
@@ -127,7 +141,7 @@ PARAMS = _load_params(PARAMS_FILE)
 STAGE = (workflow.config_settings.config or {}).get("stage")
 if STAGE is not None and STAGE not in STAGES:
     raise WorkflowError(f"--config stage={STAGE}: unknown stage; allowed: {', '.join(STAGES)}")
-_validate_params(PARAMS, PARAMS_FILE, STAGE)
+VALIDATED_PARAMS, VALIDATED = _validate_params(PARAMS, PARAMS_FILE, STAGE)
 # From here on `config` is exactly the (validated) params file that every k1 call reads.
 config.clear()
 config.update(PARAMS)
@@ -138,9 +152,7 @@ def in_stage(name):
     """Whether the rules of stage `name` are part of this invocation (all of them without stage=)."""
     return STAGE is None or STAGE == name
 
-VARIANTS = list(config["experiment"]["variants"])
-SEEDS = [int(s) for s in config["experiment"]["seeds"]]
-DOMAINS = list(config["data"]["domains"])
+DOMAINS = list(VALIDATED["data"]["domains"])
 DEVICE = str(config["train"].get("device", "cpu"))
 # One GPU per training/attribution job when the params ask for CUDA ("auto" may use one).
 GPUS_PER_RUN = 1 if (DEVICE == "auto" or DEVICE.startswith("cuda")) else 0
@@ -153,13 +165,13 @@ if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
 
 
 def fingerprint(*keys):
-    """Short stable hash of some params sections or dotted keys ("data", "model.max_seq_len").
-    Used as a `params` entry of a rule, so that editing a section reruns exactly the rules
-    that read it (rerun trigger `params`) and nothing upstream; the whole params file is
+    """Short stable hash of some validated params sections or dotted keys ("data", "model.max_seq_len"),
+    defaults included. Used as a `params` entry of a rule, so that editing a section reruns exactly the
+    rules that read it (rerun trigger `params`) and nothing upstream; the whole params file is
     deliberately not a rule input."""
     picked = {}
     for key in keys:
-        value = config
+        value = VALIDATED
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         picked[key] = value
@@ -213,57 +225,21 @@ def prepared_files():
     ]
 
 
-# The run plan and its jobs come from the library (the same function `k1 train --group` uses); the
-# data stage has no runs and does not plan them.
+# The run plan comes from the library (the same function `k1 train --run` uses): one job per run, named by
+# the run's path and fingerprinted by the run's own identity (what its numbers depend on), so adding a
+# variant, a seed or a strategy to a profile reruns no existing run. The data stage plans nothing.
 if STAGE == "data":
-    PLAN, TRAIN_GROUPS, ATTRIBUTION_GROUPS = [], {}, {}
+    PLAN, RUN_FINGERPRINTS, TUNING_FINGERPRINTS = [], {}, {}
 else:
-    from k1model.config import load_params as _load_validated
-    from k1model.study.plan import attribution_groups, job_groups, plan_runs, twin_path
+    from k1model.study.plan import (choice_path, plan_runs, run_fingerprint, tuned_variants_of, tuning_fingerprint,
+                                    twin_path)
 
-    _VALIDATED = _load_validated(PARAMS_FILE)
-    PLAN = plan_runs(_VALIDATED)
-    TRAIN_GROUPS = job_groups(PLAN)
-    ATTRIBUTION_GROUPS = attribution_groups(_VALIDATED)
+    PLAN = plan_runs(VALIDATED_PARAMS)
+    RUN_FINGERPRINTS = {r.path: run_fingerprint(VALIDATED_PARAMS, r) for r in PLAN}
+    TUNING_FINGERPRINTS = {v: tuning_fingerprint(VALIDATED_PARAMS, v) for v in tuned_variants_of(VALIDATED_PARAMS)}
+PLANNED = {r.path: r for r in PLAN}
 PARTS = sorted({r.part for r in PLAN})
 CHOICE = f"{RESULTS}/tuning/chosen.json"
-
-
-def _profile_value(resource):
-    """A profile's set-resources/set-threads entry as a rule's value: a number or string as written; an
-    expression (e.g. `2*attempt*8000`) stays the function Snakemake evaluates per job."""
-    import ast
-
-    if not hasattr(resource, "is_evaluable"):  # a plain value (settings given through the API)
-        return resource
-    if not resource.is_evaluable():
-        return resource.value
-    try:
-        return ast.literal_eval(resource.raw) if isinstance(resource.raw, str) else int(resource.raw)
-    except (ValueError, TypeError, SyntaxError):
-        return resource._evaluator  # what Snakemake itself evaluates for a set-resources expression
-
-
-def profile_resources(name, **defaults):
-    """The resources a profile sets for rules named `name` (`set-resources: train:`) over `defaults`.
-    Snakemake applies set-resources and set-threads by exact rule name, and the training rules are
-    generated (train_g0, train_t1, ...): they take the entry of `train`, so a profile addresses every
-    training job by that one name (an entry for one generated rule still overrides it)."""
-    given = workflow.resource_settings.overwrite_resources.get(name) or {}
-    return {**defaults, **{key: _profile_value(r) for key, r in given.items()}}
-
-
-def profile_threads(name, default):
-    """The threads a profile sets for rules named `name` (`set-threads: train: 4`), else `default`."""
-    given = workflow.resource_settings.overwrite_threads.get(name)
-    return default if given is None else _profile_value(given)
-
-
-def group_fingerprint(runs):
-    """What a training job trains (its runs' paths and settings): with the params fingerprint, a
-    job reruns when its runs or their settings change, not when other jobs' do."""
-    blob = json.dumps([[r.path, list(map(list, r.overrides))] for r in runs], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 #: what `k1 train` leaves in a finished run's folder (metrics.json last)
@@ -273,3 +249,19 @@ RUN_FILES = ("metrics.json", "steps.csv.gz", "evals.csv", "checkpoint.pt")
 def run_files(name, part="runs"):
     """A file of every planned run of one part (runs, sweep, tuning, tuned)."""
     return [f"{RESULTS}/{r.path}/{name}" for r in PLAN if r.part == part]
+
+
+def planned_run(wildcards):
+    """The planned run a job's wildcard names (a path the plan does not have is an error, not a new run)."""
+    if wildcards.run not in PLANNED:
+        raise WorkflowError(f"{wildcards.run} is not a run of {PARAMS_FILE}")
+    return PLANNED[wildcards.run]
+
+
+def train_inputs(wildcards):
+    """A tuned run waits for its variant's tuning choice and for its twin (the main-comparison run it equals
+    when the choice is the profile's own settings: then it is copied, k1 train checks the config hash)."""
+    run = planned_run(wildcards)
+    if run.part != "tuned":
+        return {}
+    return {"choice": f"{RESULTS}/{choice_path(run.variant)}", "twin": f"{RESULTS}/{twin_path(run)}/metrics.json"}

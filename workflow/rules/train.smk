@@ -1,111 +1,117 @@
 # Stage 2: training. The library plans the runs (the main comparison, and the sweep, tuning and
-# tuned runs when the params define them) and groups them into jobs of at most
-# train.runs_per_job runs that train together in one process (`k1 train --group`): one rule per
-# job, with every file of its runs as outputs. Tuned jobs wait for the tuning choice (`k1 tune`).
-# Then the attribution probes of the main comparison's runs, a few runs per job
-# (analysis.runs_per_attribution_job). Both read the model/method/train sections (fingerprinted as
-# a param) and the prepared data (an input). Profiles set the training jobs' resources and threads
-# under the name `train` (`set-resources: train:`) and the attribution jobs' under `attribute`,
-# which every generated rule of that kind takes.
+# tuned runs when the params define them); each run is one job of the one `train` rule, named by
+# its path (`k1 train --run runs/<order>/<variant>/seed<k>`). A job's params are the run's own
+# identity (common.smk, RUN_FINGERPRINTS), so adding a variant, a seed or a strategy to a profile
+# trains only the new runs. Each tuned variant's settings are chosen by its own `tune` job, which
+# its tuned runs wait for; `tune_all` writes every variant's choice for the analysis. Then the
+# attribution probes of the main comparison's runs, one job per run. Profiles set the jobs'
+# resources and threads by rule name, as Snakemake documents: `set-resources: train:`,
+# `set-threads: attribute:`.
 # A training job's output goes to its log and, through `tee`, to the terminal Snakemake runs in:
-# `k1 train --group` prints a progress line every 5 % of its steps ("[g03: k1_full +5 runs] step
-# 120/400 (30%) phase 1, 41s elapsed, ~95s left"), so a job of several minutes is never silent.
+# `k1 train` prints a progress line every 5 % of its steps ("[runs/.../k1_full/seed0: k1_full s0]
+# step 120/600 (20%) phase 0, 4s elapsed, ~16s left"), so a job is never silent.
 
 
-for _group, _runs in TRAIN_GROUPS.items():
-    _tuned = _runs[0].part == "tuned"
+wildcard_constraints:
+    run=r"(runs|sweep|tuning|tuned)/.+/seed\d+",  # a planned run's path (points may hold a "/": grids)
+    variant=r"[A-Za-z0-9_]+",
 
-    rule:
-        name:
-            f"train_{_group}"
-        input:
-            manifest=f"{PREPARED}/manifest.json",
-            choice=[CHOICE] if _tuned else [],
-            # a tuned run whose chosen settings are the profile's own is its main-comparison run: it is
-            # copied (k1 train checks the config hash), so tuned jobs wait for those runs
-            twins=[f"{RESULTS}/{twin_path(r)}/metrics.json" for r in _runs] if _tuned else [],
-        output:
-            metrics=[f"{RESULTS}/{r.path}/metrics.json" for r in _runs],
-            steps=[f"{RESULTS}/{r.path}/steps.csv.gz" for r in _runs],
-            evals=[f"{RESULTS}/{r.path}/evals.csv" for r in _runs],
-            checkpoint=[f"{RESULTS}/{r.path}/checkpoint.pt" for r in _runs],
-        log:
-            f"{LOGS}/train/{_group}.log",
-        benchmark:
-            f"{LOGS}/benchmarks/train/{_group}.tsv"
-        params:
-            file=PARAMS_FILE,
-            run_cfg=fingerprint("model", "method", "train") + group_fingerprint(_runs),
-            group=_group,
-            # the results root, from the first output: RESULTS/<path of the run>/metrics.json
-            root=lambda wildcards, output, depth=len(Path(_runs[0].path).parts): Path(
-                output.metrics[0]
-            ).parents[depth],
-            choices=lambda wildcards, input: ["--choices", input.choice[0]] if input.choice else [],
-            data=lambda wildcards, input: Path(input.manifest).parent,
-        # the profile's `set-threads: train:` and `set-resources: train:` (common.smk, profile_resources)
-        threads: profile_threads("train", 1)
-        resources:
-            **profile_resources("train", gpu=GPUS_PER_RUN),
-        conda:
-            "../envs/k1.yaml"
-        shell:
-            "k1 train --params {params.file:q} --data {params.data:q} --runs-root {params.root:q}"
-            " --group {params.group:q} {params.choices:q} --threads {threads} 2>&1 | tee {log:q}"
+
+rule train:
+    """One run of the plan: its metrics, step log, learning curves and checkpoint."""
+    input:
+        unpack(train_inputs),
+        manifest=f"{PREPARED}/manifest.json",
+    output:
+        metrics=f"{RESULTS}/{{run}}/metrics.json",
+        steps=f"{RESULTS}/{{run}}/steps.csv.gz",
+        evals=f"{RESULTS}/{{run}}/evals.csv",
+        checkpoint=f"{RESULTS}/{{run}}/checkpoint.pt",
+    log:
+        f"{LOGS}/train/{{run}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train/{{run}}.tsv"
+    params:
+        file=PARAMS_FILE,
+        run_identity=lambda wildcards: RUN_FINGERPRINTS[planned_run(wildcards).path],
+        # the results root, from the output: RESULTS/<the run's path>/metrics.json
+        root=lambda wildcards, output: Path(output.metrics).parents[len(Path(wildcards.run).parts)],
+        choices=lambda wildcards, input: ["--choices", input.choice] if "choice" in input.keys() else [],
+        data=lambda wildcards, input: Path(input.manifest).parent,
+    threads: 1
+    resources:
+        gpu=GPUS_PER_RUN,
+    conda:
+        "../envs/k1.yaml"
+    shell:
+        "k1 train --params {params.file:q} --data {params.data:q} --runs-root {params.root:q} --run {wildcards.run:q}"
+        " {params.choices:q} --threads {threads} 2>&1 | tee {log:q}"
 
 
 rule tune:
-    """Every variant's settings, chosen on the validation split of the tuning runs."""
+    """One variant's settings, chosen on the validation split of its tuning runs."""
+    input:
+        metrics=lambda wildcards: [f"{RESULTS}/{r.path}/metrics.json" for r in PLAN
+                                   if r.part == "tuning" and r.variant == wildcards.variant],
+    output:
+        choice=f"{RESULTS}/tuning/{{variant}}/chosen.json",
+    log:
+        f"{LOGS}/tune/{{variant}}.log",
+    params:
+        file=PARAMS_FILE,
+        tuning_identity=lambda wildcards: TUNING_FINGERPRINTS[wildcards.variant],
+        root=lambda wildcards, output: Path(output.choice).parents[2],  # RESULTS/tuning/<variant>/chosen.json
+    conda:
+        "../envs/k1.yaml"
+    shell:
+        "k1 tune --params {params.file:q} --results {params.root:q} --variant {wildcards.variant:q}"
+        " --out {output.choice:q} > {log:q} 2>&1"
+
+
+rule tune_all:
+    """Every tuned variant's choice in one file (what the analysis reads)."""
     input:
         metrics=run_files("metrics.json", "tuning"),
     output:
         choice=CHOICE,
     log:
-        f"{LOGS}/tune.log",
+        f"{LOGS}/tune_all.log",
     params:
         file=PARAMS_FILE,
-        tuning_cfg=fingerprint("tuning", "experiment"),
-        root=lambda wildcards, output: Path(output.choice).parents[1],
+        tuning_identity=sorted(TUNING_FINGERPRINTS.items()),
+        root=lambda wildcards, output: Path(output.choice).parents[1],  # RESULTS/tuning/chosen.json
     conda:
         "../envs/k1.yaml"
     shell:
         "k1 tune --params {params.file:q} --results {params.root:q} --out {output.choice:q} > {log:q} 2>&1"
 
 
-for _group, _runs in ATTRIBUTION_GROUPS.items():
-
-    rule:
-        """Attribution probes of some of the main comparison's runs (one process: the imports are paid once)."""
-        name:
-            f"attribute_{_group}"
-        input:
-            manifest=f"{PREPARED}/manifest.json",
-            metrics=[f"{RESULTS}/{r.path}/metrics.json" for r in _runs],
-            checkpoint=[f"{RESULTS}/{r.path}/checkpoint.pt" for r in _runs],
-        output:
-            attribution=[f"{RESULTS}/{r.path}/attribution.json" for r in _runs],
-        log:
-            f"{LOGS}/attribute/{_group}.log",
-        benchmark:
-            f"{LOGS}/benchmarks/attribute/{_group}.tsv"
-        params:
-            file=PARAMS_FILE,
-            probe_cfg=fingerprint(*PROBE_KEYS),
-            group=_group,
-            data=lambda wildcards, input: Path(input.manifest).parent,
-            # the results root, from the first output: RESULTS/<path of the run>/attribution.json
-            root=lambda wildcards, output, depth=len(Path(_runs[0].path).parts): Path(
-                output.attribution[0]
-            ).parents[depth],
-        # the profile's `set-threads: attribute:` and `set-resources: attribute:` (common.smk)
-        threads: profile_threads("attribute", 1)
-        resources:
-            **profile_resources("attribute", gpu=GPUS_PER_RUN),
-        conda:
-            "../envs/k1.yaml"
-        shell:
-            "k1 attribute --params {params.file:q} --data {params.data:q} --runs-root {params.root:q}"
-            " --group {params.group:q} --threads {threads} > {log:q} 2>&1"
+rule attribute:
+    """Attribution probes of one of the main comparison's runs."""
+    input:
+        manifest=f"{PREPARED}/manifest.json",
+        metrics=f"{RESULTS}/{{run}}/metrics.json",
+        checkpoint=f"{RESULTS}/{{run}}/checkpoint.pt",
+    output:
+        attribution=f"{RESULTS}/{{run}}/attribution.json",
+    log:
+        f"{LOGS}/attribute/{{run}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/attribute/{{run}}.tsv"
+    params:
+        file=PARAMS_FILE,
+        probe_cfg=fingerprint(*PROBE_KEYS),
+        run_identity=lambda wildcards: RUN_FINGERPRINTS[planned_run(wildcards).path],
+        data=lambda wildcards, input: Path(input.manifest).parent,
+        run=lambda wildcards, output: Path(output.attribution).parent,
+    threads: 1
+    resources:
+        gpu=GPUS_PER_RUN,
+    conda:
+        "../envs/k1.yaml"
+    shell:
+        "k1 attribute --params {params.file:q} --data {params.data:q} --run {params.run:q} --threads {threads}"
+        " > {log:q} 2>&1"
 
 
 rule runs:
