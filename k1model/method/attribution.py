@@ -46,11 +46,6 @@ class GradScorer:
         return sq.sqrt().view(self.shape)
 
 
-def agent_grad_norms(model: AgentTree) -> torch.Tensor:
-    """[runs, agents] L2 norms of every agent's gradient (zeros where no gradient)."""
-    return GradScorer(model).scores()
-
-
 @torch.no_grad()
 def loo_deltas(model: AgentTree, idx: torch.Tensor, targets: torch.Tensor,
                chunk: int = 8, outs: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

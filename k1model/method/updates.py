@@ -77,10 +77,6 @@ class SparseAdamW:
         for p in self.state:
             p.grad = None
 
-    def agent_state(self, r: int, agent: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(exp_avg, exp_avg_sq, step) of every tensor of agent `agent` in run r."""
-        return [self.state[p] for p in self.groups[r][agent + 1]]
-
     def run_state_dict(self, r: int) -> dict[str, list[torch.Tensor]]:
         states = [self.state[p] for group in self.groups[r] for p in group]
         return {"exp_avg": [s[0].clone() for s in states], "exp_avg_sq": [s[1].clone() for s in states],

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 
-from k1model.app.bench.measure import _summary, sync, timed
+from k1model.app.bench.measure import _summary, timed
 from k1model.config import MethodConfig, ModelConfig
 from k1model.kernels import vector_isa
 from k1model.execution import ATTENTION_KERNELS, RUN_BATCHING, native_unavailable
@@ -99,17 +99,6 @@ def execution_experiment(cfg: ModelConfig, batch: int, device: torch.device, rep
             "fastest_multi_run": best_multi, "multi_run_speedup": speedup,
             "what": "dense training step per run (incl. scores, host sync, fused AdamW); multi_run_speedup = "
                     "single-run step / per-run step with `runs` runs in one process"}
-
-
-def matmul_rate(device: torch.device, size: int = 1024, repeats: int = 10) -> float:
-    """GFLOP/s of a float32 square matmul (the machine's practical peak at this thread count)."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    for _ in range(3):
-        a @ b
-    sync(device)
-    times = [timed(lambda: a @ b, device) for _ in range(repeats)]
-    return 2 * size**3 / statistics.median(times) / 1e9
 
 
 def step_flops(cfg: ModelConfig, batch: int, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
