@@ -238,6 +238,8 @@ else:
     RUN_FINGERPRINTS = {r.path: run_fingerprint(VALIDATED_PARAMS, r) for r in PLAN}
     TUNING_FINGERPRINTS = {v: tuning_fingerprint(VALIDATED_PARAMS, v) for v in tuned_variants_of(VALIDATED_PARAMS)}
 PLANNED = {r.path: r for r in PLAN}
+# what a run's path looks like: <part>/.../seed<k> (a sweep grid's or a tuning candidate's point may hold a "/")
+RUN_PATH = r"(" + "|".join(sorted({r.part for r in PLAN}) or ["runs"]) + r")/.+/seed\d+"
 PARTS = sorted({r.part for r in PLAN})
 CHOICE = f"{RESULTS}/tuning/chosen.json"
 

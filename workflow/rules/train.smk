@@ -13,7 +13,7 @@
 
 
 wildcard_constraints:
-    run=r"(runs|sweep|tuning|tuned)/.+/seed\d+",  # a planned run's path (points may hold a "/": grids)
+    run=RUN_PATH,  # a planned run's path: <part>/.../seed<k> (common.smk)
     variant=r"[A-Za-z0-9_]+",
 
 
