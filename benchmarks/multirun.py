@@ -7,13 +7,16 @@ Prepares the params' data once, then trains the same `--runs` runs (the first va
 the params) two ways, each with 1 torch thread and one process at a time (so both use one core):
   alone:    one `k1 train` process per run, one after the other;
   together: one `k1 train --variant a,b,... --seed ...` process for all of them.
-Reports wall times (the whole processes, start-up included), their ratio, and the largest
-difference between the two ways of every run's R matrix (bpb). Repeats alternate the order.
+Reports wall times and CPU times (user + system of the `k1` processes; on a shared machine the steadier
+of the two) of the whole processes, start-up included, their ratios, and the largest difference between
+the two ways of every run's R matrix (bpb). Repeats alternate the order. "alone" is what the pipeline
+does since issue 28 (one job per run), "together" what it did before (runs_per_job runs in one job).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,6 +32,12 @@ def k1(*args: str) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "k1model", *args], check=True, capture_output=True, text=True)
     return time.perf_counter() - t0
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -48,11 +57,12 @@ def main() -> int:
         data = work / "data"
         k1("prepare", "--params", str(args.params), "--out", str(data))
         times: dict[str, list[float]] = {"alone": [], "together": []}
+        cpu: dict[str, list[float]] = {"alone": [], "together": []}
         worst = 0.0
         for rep in range(args.repeats):
             for way in (("alone", "together") if rep % 2 == 0 else ("together", "alone")):
                 root = work / f"{way}{rep}"
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), children_cpu_s()
                 if way == "alone":
                     for v, s in pairs:
                         k1("train", "--params", str(args.params), "--data", str(data), "--variant", v, "--seed",
@@ -62,16 +72,23 @@ def main() -> int:
                        "--seed", ",".join(map(str, seeds)), "--out", str(root / "{variant}" / "seed{seed}"),
                        "--threads", "1")
                 times[way].append(time.perf_counter() - t0)
-                print(f"{way:8s} {times[way][-1]:7.1f} s ({len(pairs)} runs)", flush=True)
+                cpu[way].append(children_cpu_s() - c0)
+                print(f"{way:8s} {times[way][-1]:7.1f} s wall, {cpu[way][-1]:7.1f} s CPU ({len(pairs)} runs)",
+                      flush=True)
             for v, s in pairs:
                 ra = json.loads((work / f"alone{rep}" / v / f"seed{s}" / "metrics.json").read_text())["R"]
                 rt = json.loads((work / f"together{rep}" / v / f"seed{s}" / "metrics.json").read_text())["R"]
                 worst = max(worst, max(abs(a - b) for ra_i, rt_i in zip(ra, rt) for a, b in zip(ra_i, rt_i)))
         alone, together = statistics.median(times["alone"]), statistics.median(times["together"])
+        cpu_alone, cpu_together = statistics.median(cpu["alone"]), statistics.median(cpu["together"])
         result = {"params": str(args.params), "runs": [f"{v}/seed{s}" for v, s in pairs], "times_s": times,
+                  "cpu_s": cpu, "alone_cpu_s": cpu_alone, "together_cpu_s": cpu_together,
+                  "alone_extra_cpu_s_per_run": (cpu_alone - cpu_together) / len(pairs),
                   "alone_s": alone, "together_s": together, "together_over_alone": together / alone,
                   "target": 0.5, "met": together / alone <= 0.5, "max_abs_R_diff_bpb": worst,
                   "R_target": 2e-3, "R_met": worst <= 2e-3}
+        print(f"CPU: together / alone = {cpu_together / cpu_alone:.3f}; one process per run costs "
+              f"{result['alone_extra_cpu_s_per_run']:.2f} CPU-s more per run")
         print(f"together / alone = {together / alone:.3f} (target <= 0.5: {'met' if result['met'] else 'MISSED'}); "
               f"worst R difference {worst:.2e} bpb (target <= 2e-3: {'met' if result['R_met'] else 'MISSED'})")
         if args.out:

@@ -106,6 +106,7 @@ def _umask() -> int:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (readers see the old file or the whole new one)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -135,10 +136,12 @@ def json_safe(obj: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically (NaN and infinities as null)."""
     write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file this project wrote (outputs that may be damaged: `read_output_json`)."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 

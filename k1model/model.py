@@ -188,6 +188,7 @@ class AgentTree(nn.Module):
     # --- structure -------------------------------------------------------------------
     @property
     def agent_names(self) -> tuple[str, ...]:
+        """Every agent's name, breadth-first (slots included)."""
         return self.topology.names
 
     def agent_parameters(self, k: int, r: int = 0) -> list[nn.Parameter]:
@@ -236,6 +237,7 @@ class AgentTree(nn.Module):
     # --- structural plasticity: per-run slot states (DESIGN.md §9) ----------------------
     @property
     def has_slots(self) -> bool:
+        """The model holds agent slots beyond the initial tree (structural plasticity)."""
         return len(self.agents) > self.initial_agents
 
     def slot_states(self, r: int) -> np.ndarray:
@@ -243,6 +245,7 @@ class AgentTree(nn.Module):
         return self._states[r].copy()
 
     def active_mask(self, r: int) -> np.ndarray:
+        """Run r's active agents (a boolean per agent of the static topology)."""
         return self._states[r] == ACTIVE
 
     def active_index(self, r: int) -> torch.Tensor:

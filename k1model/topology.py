@@ -37,17 +37,21 @@ class Topology:
 
     @property
     def leaves(self) -> tuple[int, ...]:
+        """The active agents without children."""
         return tuple(i for i, c in enumerate(self.children) if not c and self.is_active(i))
 
     @property
     def depth(self) -> int:
+        """Levels of the active tree."""
         return max(level for i, level in enumerate(self.levels) if self.is_active(i)) + 1
 
     def is_active(self, i: int) -> bool:
+        """Agent i is part of the live tree."""
         return self.active is None or self.active[i]
 
     @property
     def active_agents(self) -> tuple[int, ...]:
+        """Indices of the active agents."""
         return tuple(i for i in range(len(self.names)) if self.is_active(i))
 
     def __len__(self) -> int:
@@ -62,6 +66,7 @@ class Topology:
         return out
 
     def index(self, name: str) -> int:
+        """The index of the agent called `name` (a KeyError naming the agents otherwise)."""
         try:
             return self.names.index(name)
         except ValueError:

@@ -27,6 +27,7 @@ ALLOWED_KEYS = (*_MODEL_KEYS, *_METHOD_KEYS, "seed", "device")
 
 
 class K1Model:
+    """One K-1 model and its trainer behind the seed README's interface (`create_k1_model`)."""
     def __init__(self, model_cfg: ModelConfig, method_cfg: MethodConfig, seed: int = 0, device: str = "cpu"):
         torch.manual_seed(seed)
         attention, _ = default_execution(device)  # the kernels `auto` means on this device
@@ -37,12 +38,15 @@ class K1Model:
 
     @property
     def agent_names(self) -> tuple[str, ...]:
+        """Every agent's name, breadth-first (root first)."""
         return self.model.agent_names
 
     def agent(self, name: str) -> torch.nn.Module:
+        """The block of the agent called `name` (its copy of every run)."""
         return self.model.agents[self.model.topology.index(name)]
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        """One training step on a [batch, time] batch; what it decided, as a dict."""
         record = self.trainer.train_step(x.to(self.device), y.to(self.device))
         self.last_record = record
         names = self.agent_names
@@ -74,16 +78,19 @@ class K1Model:
         return [dict(e) for p in self.trainer.plugins for e in getattr(p, "events", [])]
 
     def responsibility_tree(self) -> str:
+        """The latest step's tree as text: every live agent's score and update share, the error path."""
         if self.last_record is None:
             raise RuntimeError("no step taken yet: call train_step first")
         return render_responsibility_tree(self.trainer.topology, self.last_record)
 
     def gradient_flow(self) -> dict[str, float]:
+        """The latest step's gradient norm per agent."""
         if self.last_record is None:
             raise RuntimeError("no step taken yet: call train_step first")
         return gradient_flow(self.trainer.topology, self.last_record)
 
     def generate(self, prompt_ids: torch.Tensor, max_new_tokens: int = 50, temperature: float = 1.0) -> torch.Tensor:
+        """Continuations of a prompt ([time] or [batch, time] token ids)."""
         prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=self.device)
         if prompt.dim() == 1:
             return self.model.generate(prompt[None], max_new_tokens, temperature)[0]

@@ -28,6 +28,7 @@ def _add_params(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `k1` argument parser: one subcommand per pipeline step."""
     parser = argparse.ArgumentParser(prog="k1", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

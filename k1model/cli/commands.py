@@ -20,6 +20,7 @@ def _threads(n: int) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
+    """Train a tiny tree for a few hundred steps and show who did what."""
     from k1model.app.demo import run_demo
 
     run_demo(steps=args.steps, variant=args.variant, seed=args.seed)
@@ -27,6 +28,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def prepare(args: argparse.Namespace) -> int:
+    """Prepare the params' data (the data and model sections only) and print the splits."""
     from k1model.analysis.separability import cross_domain_unigram_bpb
     from k1model.config import load_data_sections, read_params_file
     from k1model.data.preparation import format_split_table, prepare as prepare_data
@@ -126,6 +128,7 @@ def attribute(args: argparse.Namespace) -> int:
 
 
 def aggregate(args: argparse.Namespace) -> int:
+    """The tidy table, statistics and tables of a results tree."""
     from k1model.analysis.aggregate import aggregate as run_aggregate
 
     result = run_aggregate(args.params, args.results, args.out)
@@ -137,6 +140,7 @@ def aggregate(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
+    """The tuning choice of every tuned variant (or of one) from its tuning runs."""
     from k1model.study.tuning import tune as run_tune
 
     doc = run_tune(args.params, args.results, args.out, variant=args.variant)
@@ -148,6 +152,7 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def figures(args: argparse.Namespace) -> int:
+    """The figures of a results tree."""
     from k1model.report.figures import make_figures
 
     result = make_figures(args.params, args.results, args.out)
@@ -159,6 +164,7 @@ def figures(args: argparse.Namespace) -> int:
 
 
 def paper(args: argparse.Namespace) -> int:
+    """The manuscript from a results tree."""
     from k1model.report.paper import render_paper
 
     result = render_paper(args.params, args.results, args.data, args.out)
@@ -170,6 +176,7 @@ def paper(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
+    """Step-time benchmarks (`--versus TREE`: this code against another checkout)."""
     from k1model.app.bench import format_table, parse_trees, run_benchmark
     from k1model.config import load_params
     from k1model.io import write_json
@@ -223,6 +230,7 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
+    """The JSON schema of params files, with every registered strategy's keys."""
     from k1model.config import schema_yaml
     from k1model.io import write_text
 

@@ -26,6 +26,7 @@ __all__ = ["AnalysisConfig", "DEFAULT_ROLE_NAMES", "DataConfig", "ExperimentConf
 
 
 def model_config(values) -> ModelConfig:
+    """A validated `ModelConfig` from a mapping (returned as is when already one)."""
     return values if isinstance(values, ModelConfig) else ModelConfig.from_mapping(values)
 
 
@@ -42,4 +43,5 @@ def method_config(values, variant: str | None = None) -> MethodConfig:
 
 
 def train_config(values) -> TrainConfig:
+    """A validated `TrainConfig` from a mapping (returned as is when already one)."""
     return values if isinstance(values, TrainConfig) else TrainConfig.from_mapping(values)

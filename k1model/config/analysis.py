@@ -26,6 +26,7 @@ DEFAULT_EQUIVALENCE_MARGINS = {"final_avg_bpb": 0.05, "forgetting": 0.05, "bwt":
 
 @dataclass(frozen=True)
 class AnalysisConfig(Section):
+    """`analysis:` the statistics of `k1 aggregate` and the attribution probes of `k1 attribute`."""
     SECTION = "analysis"
     DESCRIPTION = ("statistics (k1 aggregate, figures, paper) and attribution probes (k1 attribute); "
                    "rng_seed seeds both")

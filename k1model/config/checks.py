@@ -26,6 +26,7 @@ class InvalidValue(ConfigError):
         super().__init__(f"{key}={value!r} is not allowed: {key} must be {allowed}")
 
     def under(self, prefix: str) -> "InvalidValue":
+        """The same error with its key under `prefix` (a nested section's path)."""
         return InvalidValue(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.allowed)
 
 
@@ -49,11 +50,13 @@ class Check:
         raise NotImplementedError
 
     def fail(self, value: Any, key: str) -> InvalidValue:
+        """The error for a value this check refuses."""
         return InvalidValue(key, value, self.allowed)
 
 
 @dataclass(frozen=True)
 class Integer(Check):
+    """An integer within optional bounds (booleans are not integers)."""
     minimum: int | None = None
     maximum: int | None = None
 
@@ -123,6 +126,7 @@ class Number(Check):
 
 @dataclass(frozen=True)
 class Boolean(Check):
+    """true or false."""
     allowed: str = "true or false"
 
     def __call__(self, value: Any, key: str) -> bool:
@@ -136,6 +140,7 @@ class Boolean(Check):
 
 @dataclass(frozen=True)
 class Text(Check):
+    """A string, matching a regular expression when one is given."""
     pattern: str | None = None
     what: str = "a non-empty string"
 
@@ -163,6 +168,7 @@ class OneOf(Check):
 
     @property
     def choices(self) -> list[Any]:
+        """The allowed values (asked when checking: a registry's names may grow)."""
         return list(self._choices() if callable(self._choices) else self._choices)
 
     @property
@@ -182,6 +188,7 @@ class OneOf(Check):
 
 @dataclass(frozen=True)
 class Nullable(Check):
+    """null, or a value the inner check accepts."""
     inner: Check
 
     @property
@@ -412,6 +419,7 @@ class Section(Mapping[str, Any]):
 
     @classmethod
     def field_names(cls, params_only: bool = True) -> list[str]:
+        """The section's keys (with `params_only`, only those a params file may set)."""
         return [k for k, f in cls.settings() if f.metadata.get("in_params", True) or not params_only]
 
     @classmethod
@@ -483,10 +491,12 @@ class Section(Mapping[str, Any]):
 
     @classmethod
     def keys_in_group(cls, group: str) -> list[str]:
+        """The section's keys of one group (e.g. the probe keys of `analysis`)."""
         return [k for k, f in cls.settings() if f.metadata.get("group") == group]
 
 
 def field_default(f: dataclasses.Field) -> Any:
+    """A setting's default value (from its factory when it has one)."""
     return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
 
 

@@ -63,6 +63,7 @@ class PathText(Check):
 
 @dataclass(frozen=True)
 class LocalConfig(Section):
+    """Where `source: local` reads each domain's text files."""
     SECTION = "data.local"
     DESCRIPTION = "text files for source: local"
 
@@ -78,6 +79,7 @@ class LocalConfig(Section):
 
 @dataclass(frozen=True)
 class HubSource(Section):
+    """One Hugging Face Hub dataset (name, config, split, text field, revision)."""
     SECTION = "data.hub"
     DESCRIPTION = "one Hugging Face Hub dataset"
 
@@ -101,6 +103,7 @@ DEFAULT_HUB: dict[str, HubSource] = {
 
 @dataclass(frozen=True)
 class SyntheticConfig(Section):
+    """Generated text with known structure (tests)."""
     SECTION = "data.synthetic"
     DESCRIPTION = "generated text with known structure, for tests"
 
@@ -110,6 +113,7 @@ class SyntheticConfig(Section):
 
 @dataclass(frozen=True)
 class DataConfig(Section):
+    """`data:` what `k1 prepare` builds: the source, the domains and each split's byte budget."""
     SECTION = "data"
     DESCRIPTION = "k1 prepare: sources, domains, split budgets (every split must hold one model.max_seq_len + 1 window)"
 
@@ -206,6 +210,7 @@ class DataConfig(Section):
 
 
 def split_budgets(max_bytes: int | None, valid_fraction: float, test_fraction: float) -> dict[str, int | None]:
+    """Bytes of each split of a domain (None: no budget, everything)."""
     if max_bytes is None:
         return {s: None for s in SPLITS}
     valid = int(math.floor(max_bytes * valid_fraction))

@@ -31,11 +31,13 @@ def format_value(value: Any) -> str:
 
 
 def point_name(overrides: Overrides) -> str:
+    """A point's name from its overrides (`key~value/...`; no override: `base`)."""
     return "/".join(f"{k}~{format_value(v)}" for k, v in overrides) or "base"
 
 
 @dataclass(frozen=True)
 class Point:
+    """One setting of a sweep or tuning grid: the method keys it changes and its name."""
     name: str
     overrides: Overrides  # (method key, value) pairs, in factor order
     factor: str | None = None  # one-at-a-time: the factor this point varies
@@ -124,10 +126,12 @@ def check_tuning(params: Any) -> None:
 
 
 def restrict(overrides: Overrides, keys: frozenset[str]) -> Overrides:
+    """The overrides of keys in `keys` only (what a variant can read)."""
     return tuple((k, v) for k, v in overrides if k in keys)
 
 
 def as_dict(overrides: Overrides) -> dict[str, Any]:
+    """Overrides as a plain mapping (tuples as lists), as JSON holds them."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in overrides}
 
 

@@ -80,6 +80,7 @@ ORDERS = Either(ListOf(ORDER, min_len=1, unique=True), Nested(OrderDraw, nullabl
 
 @dataclass(frozen=True)
 class ExperimentConfig(Section):
+    """`experiment:` the main comparison's variants, seeds and domain orders."""
     SECTION = "experiment"
     DESCRIPTION = "the main comparison: every variant x seed x domain order (seeds fixed before any run)"
 
@@ -117,6 +118,7 @@ class SweepConfig(Section):
 
     @property
     def active(self) -> bool:
+        """The params ask for a sweep (they name factors)."""
         return bool(self.factors)
 
 
@@ -143,4 +145,5 @@ class TuningConfig(Section):
 
     @property
     def active(self) -> bool:
+        """The params ask for tuning (they name candidates)."""
         return bool(self.candidates)

@@ -58,6 +58,7 @@ class ModelConfig(Section):
 
     @property
     def num_agents(self) -> int:
+        """Agents of the initial tree (root included, slots not)."""
         total, width = 1, 1
         for b in self.branching:
             width *= b
@@ -66,6 +67,7 @@ class ModelConfig(Section):
 
     @property
     def num_leaves(self) -> int:
+        """Leaves of the initial tree."""
         return math.prod(self.branching)
 
     @property

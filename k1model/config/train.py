@@ -11,6 +11,7 @@ DOMAIN = Text(DOMAIN_PATTERN, "a domain name (letters, digits, '_', '-', '.')")
 
 @dataclass(frozen=True)
 class TrainConfig(Section):
+    """`train:` the continual-learning protocol: batches, steps, evaluation, device and kernels."""
     SECTION = "train"
     DESCRIPTION = "the continual-learning protocol (k1 train)"
 

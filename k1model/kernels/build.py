@@ -29,6 +29,7 @@ class KernelUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
+    """Where built kernel libraries are cached ($K1_KERNEL_CACHE, else ~/.cache/k1model/kernels)."""
     if os.environ.get("K1_KERNEL_CACHE"):
         return Path(os.environ["K1_KERNEL_CACHE"])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -50,6 +51,7 @@ def cpu_supported() -> str | None:
 
 
 def compiler() -> str | None:
+    """The C compiler to build with ($CC, else cc, else gcc); None when there is none."""
     cc = os.environ.get("CC")
     if cc:
         return shutil.which(cc.split()[0]) and cc

@@ -20,6 +20,7 @@ RETURN_NOTHING = ("k1_gelu_forward", "k1_gelu_backward", "k1_gelu_bias_forward",
 
 @functools.cache
 def library() -> ctypes.CDLL:
+    """The native kernels' shared library, built on first use, with every function's signature."""
     lib = load("k1native", SOURCES)
     p, i, f = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
     signatures = {
@@ -73,6 +74,7 @@ def float32(*tensors: "torch.Tensor") -> None:
 
 
 def check(rc: int, what: str) -> None:
+    """Raise for a kernel's non-zero return code, naming what went wrong."""
     if rc:
         raise RuntimeError(f"native {what} kernel failed (code {rc}: "
                            f"{ {1: 'bad shape or target', 2: 'out of memory'}.get(rc, 'unknown') })")

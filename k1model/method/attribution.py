@@ -39,6 +39,7 @@ class GradScorer:
 
     @torch.no_grad()
     def scores(self) -> torch.Tensor:
+        """[runs, agents] L2 norm of every agent's gradient (zero where it has none)."""
         zero = self.owner.new_zeros((), dtype=self.params[0].dtype)  # no gradient (e.g. an inactive slot)
         grads = [p.grad if p.grad is not None else zero for p in self.params]
         norms = torch.stack(torch._foreach_norm(grads)).float()

@@ -36,11 +36,13 @@ def hybrid_scores(grad_scores: torch.Tensor, loo: torch.Tensor | None) -> torch.
 
 
 def gradient_scores(grad_scores: torch.Tensor, loo: torch.Tensor | None) -> torch.Tensor:
+    """s_k = g_k: the gradient norms as they are."""
     return grad_scores
 
 
 @dataclass(frozen=True)
 class Scorer:
+    """A registered scorer: its function, whether it needs LOO deltas, the method keys it reads."""
     name: str
     needs_loo: bool  # the trainer computes LOO every loo_interval steps for it
     score: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -62,6 +64,7 @@ def register_scorer(scorer: Scorer) -> Scorer:
 
 
 def get_scorer(name: str) -> Scorer:
+    """The registered scorer `name` (a ValueError naming the registered ones otherwise)."""
     try:
         return SCORERS[name]
     except KeyError:

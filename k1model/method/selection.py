@@ -114,6 +114,7 @@ SELECTOR_KEYS: dict[str, tuple[str, ...]] = {
 
 
 def get_selector(name: str) -> Selector:
+    """The registered selector `name` (a ValueError naming the registered ones otherwise)."""
     try:
         return SELECTORS[name]
     except KeyError:

@@ -24,10 +24,12 @@ TrustRule = Callable[[np.ndarray, float], np.ndarray]
 
 
 def per_update(scales: np.ndarray, increase: float) -> np.ndarray:
+    """Trust gained per agent: `increase` for every agent updated, whatever its scale."""
     return increase * (np.asarray(scales) > 0).astype(np.float64)
 
 
 def proportional(scales: np.ndarray, increase: float) -> np.ndarray:
+    """Trust gained per agent: `increase` times its update's scale."""
     return increase * np.asarray(scales, dtype=np.float64)
 
 
@@ -37,6 +39,7 @@ COOLDOWN_KEYS = ("trust_threshold", "trust_increase", "trust_decay", "trust_rule
 
 
 def get_trust_rule(name: str) -> TrustRule:
+    """The trust rule `name` (a ValueError naming the rules otherwise)."""
     try:
         return TRUST_RULES[name]
     except KeyError:
@@ -44,6 +47,7 @@ def get_trust_rule(name: str) -> TrustRule:
 
 
 class Trust:
+    """One run's trust per agent: the cooldown that keeps a just-fixed agent from being updated again."""
     def __init__(self, num_agents: int, threshold: float, increase: float, decay: float, enabled: bool = True,
                  rule: str = "per_update"):
         self.values = np.zeros(num_agents, dtype=np.float64)
@@ -60,6 +64,7 @@ class Trust:
         return self.values <= self.threshold
 
     def update(self, scales: np.ndarray) -> None:
+        """After a step: gain trust by the rule for the agents updated, then decay every agent's."""
         self.values = np.minimum(1.0, self.values + self.rule(scales, self.increase)) * self.decay
 
     def state_dict(self) -> dict:

@@ -23,6 +23,7 @@ from k1model.model import AgentTree
 
 
 class SparseAdamW:
+    """AdamW over exactly the (run, agent) groups a step updates, each at its scale; the rest untouched."""
     def __init__(self, model: AgentTree, methods: Sequence[MethodConfig]):
         if len(methods) != model.runs:
             raise ValueError(f"{len(methods)} method configs for {model.runs} runs")
@@ -74,16 +75,19 @@ class SparseAdamW:
                 t.zero_()
 
     def zero_grad(self) -> None:
+        """Drop every gradient (set to None)."""
         for p in self.state:
             p.grad = None
 
     def run_state_dict(self, r: int) -> dict[str, list[torch.Tensor]]:
+        """Run r's optimiser state (moments and step counts), for its checkpoint."""
         states = [self.state[p] for group in self.groups[r] for p in group]
         return {"exp_avg": [s[0].clone() for s in states], "exp_avg_sq": [s[1].clone() for s in states],
                 "steps": [s[2].clone() for s in states]}
 
     @torch.no_grad()
     def load_run_state_dict(self, r: int, state: dict[str, list[torch.Tensor]]) -> None:
+        """Put a `run_state_dict` back into run r."""
         params = [p for group in self.groups[r] for p in group]
         for i, key in enumerate(("exp_avg", "exp_avg_sq", "steps")):
             saved = state[key]

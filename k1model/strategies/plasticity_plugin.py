@@ -250,6 +250,7 @@ def snapshot(run, agents: list[int]) -> dict[str, Any]:
 
 @torch.no_grad()
 def restore(run, snap: dict[str, Any]) -> None:
+    """Put a run's structure, weights and optimiser state back to a `snapshot`."""
     model, r = run.model, run.index
     model.set_structure(r, snap["states"], snap["weights"])
     params = [p for k in snap["agents"] for p in model.agent_parameters(k, r)]

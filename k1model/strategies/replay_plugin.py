@@ -21,9 +21,11 @@ class Reservoir:
 
     @property
     def size(self) -> int:
+        """Windows in the buffer."""
         return min(self.seen, self.windows.shape[0])
 
     def offer(self, windows: torch.Tensor) -> None:
+        """Offer windows to the reservoir (Vitter's algorithm R, one after the other)."""
         capacity = self.windows.shape[0]
         windows = windows.to(self.windows.device)  # batches come from the CPU sampler: no copy
         for w in windows:

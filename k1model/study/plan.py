@@ -35,6 +35,7 @@ PARTS = ("runs", "sweep", "tuning", "tuned")
 
 
 def order_name(order: tuple[str, ...] | list[str]) -> str:
+    """A domain order as the path component of its runs (`prose-code-science`)."""
     return "-".join(order)
 
 
@@ -45,6 +46,7 @@ def main_run_path(variant: str, seed: int, order: tuple[str, ...] | list[str]) -
 
 @dataclass(frozen=True)
 class PlannedRun:
+    """One run of the plan: its part, variant, seed, order, point, settings and path."""
     part: str  # one of PARTS
     variant: str
     seed: int
@@ -55,6 +57,7 @@ class PlannedRun:
 
     @property
     def order_name(self) -> str:
+        """Its domain order as a path component."""
         return order_name(self.order)
 
 
@@ -155,7 +158,8 @@ def tuning_identity(params: Params, variant: str) -> dict[str, Any]:
     """What the tuning choice of `variant` depends on: its tuning runs (their identities) and the metric."""
     runs = [r for r in part_runs(params, "tuning") if r.variant == variant]
     if not runs:
-        raise ConfigError(f"{variant} is not a tuned variant of these params; tuned: {', '.join(tuned_variants_of(params))}")
+        tuned = ", ".join(tuned_variants_of(params))
+        raise ConfigError(f"{variant} is not a tuned variant of these params; tuned: {tuned or 'none'}")
     return {"metric": params.tuning.metric, "runs": {r.path: run_identity(params, r) for r in runs}}
 
 
@@ -178,6 +182,7 @@ def twin_path(run: PlannedRun) -> str:
 
 
 def run_dir(root: str | Path, run: PlannedRun) -> Path:
+    """The run's directory under a results root."""
     return Path(root) / run.path
 
 

@@ -19,6 +19,7 @@ LN2 = math.log(2.0)
 
 
 def step_row(record: StepRecord, phase: int, domain: str) -> dict[str, Any]:
+    """One row of steps.csv.gz: a step's record of one run, flattened per agent."""
     names = record.names
     row: dict[str, Any] = {
         "step": record.step, "phase": phase, "domain": domain, "loss": record.loss,

@@ -198,6 +198,7 @@ class RunGroup:
         self.test = {d: full_split_batches(test[d], T, B) for d in domains}
 
     def samplers(self, spec: RunSpec) -> dict[str, Any]:
+        """A run's training batch sampler per domain (seeded by the run's seed and the domain's place)."""
         from k1model.data.sampling import BatchSampler
 
         T, B = self.model_cfg.max_seq_len, self.train_cfg.batch_size
@@ -205,6 +206,7 @@ class RunGroup:
         return {d: BatchSampler(self.train_tokens[d], T, B, seed=spec.rng_seed * 1000 + i) for i, d in enumerate(order)}
 
     def phase(self, spec: RunSpec, index: int) -> Phase:
+        """Phase `index` of a run: its domain, steps and training tokens."""
         steps = self.train_cfg.steps_per_phase
         return Phase(index=index, domain=spec.phases[index], steps=steps, first_step=index * steps,
                      tokens=self.train_tokens[spec.phases[index]], seq_len=self.model_cfg.max_seq_len,

@@ -10,6 +10,7 @@ from k1model.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device `train.device` names (`auto`: CUDA when there is one)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -18,6 +19,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def versions() -> dict[str, str]:
+    """The versions of the software a run's numbers depend on (recorded in its metrics)."""
     def v(dist: str) -> str:
         try:
             return importlib.metadata.version(dist)

@@ -80,27 +80,33 @@ class StepRecord:
 
     @property
     def culprit(self) -> int | None:
+        """The agent at the end of the error path (None without a path)."""
         return self.path[-1] if self.path else None
 
     @property
     def updated(self) -> int:
+        """How many agents the step updated."""
         return sum(s > 0 for s in self.scales)
 
     @property
     def num_active(self) -> int:
+        """How many agents the run's live tree has."""
         return len(self.scales) if self.active is None else sum(self.active)
 
     @property
     def skipped(self) -> int:
+        """Active agents the step left alone."""
         return self.num_active - self.updated
 
     @property
     def avg_trust(self) -> float:
+        """Mean trust of the live tree's agents after the step."""
         if self.active is None:
             return float(np.mean(self.trust))
         return float(np.mean([t for t, a in zip(self.trust, self.active) if a]))
 
     def as_dict(self) -> dict:
+        """The record as the plain dict the step log keeps, with the derived counts."""
         d = asdict(self)
         d.pop("names")
         d.update(culprit=self.culprit, updated=self.updated, skipped=self.skipped, avg_trust=self.avg_trust)
@@ -128,9 +134,11 @@ class RunState:
 
     @property
     def live(self) -> bool:
+        """The run has not failed (its losses are finite so far)."""
         return self.failure is None
 
     def loo_due(self, step: int) -> bool:
+        """The run computes LOO deltas at this step (its scorer needs them, every loo_interval)."""
         return self.live and self.scoring.needs_loo and step % self.method.loo_interval == 0
 
 
@@ -143,18 +151,22 @@ class RunContext:
 
     @property
     def run(self) -> RunState:
+        """The run's state in the trainer."""
         return self.trainer.runs[self.index]
 
     @property
     def model(self) -> AgentTree:
+        """The (multi-run) model the run lives in."""
         return self.trainer.model
 
     @property
     def method(self) -> MethodConfig:
+        """The run's method settings."""
         return self.run.method
 
     @property
     def step(self) -> int:
+        """Steps taken so far."""
         return self.trainer.step_count
 
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -189,6 +201,7 @@ class Trainer:
         self.last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def context(self, r: int) -> RunContext:
+        """What run r's plugins see (`RunContext`)."""
         return RunContext(self, r)
 
     def shared_due(self, r: int, scales: np.ndarray) -> bool:
@@ -323,6 +336,7 @@ class Trainer:
         }
 
     def load_run_state_dict(self, r: int, state: dict[str, Any]) -> None:
+        """Put a `run_state_dict` back into run r (every run of a trainer is at the same step)."""
         run = self.runs[r]
         self.model.load_run_state(r, state["model"])
         self.optimizer.load_run_state_dict(r, state["optimizer"])
@@ -365,6 +379,7 @@ class K1Trainer:
 
     @property
     def run(self) -> RunState:
+        """The run's state."""
         return self.trainer.runs[0]
 
     method = property(lambda self: self.run.method)
@@ -378,6 +393,7 @@ class K1Trainer:
 
     @property
     def step_count(self) -> int:
+        """Steps taken so far."""
         return self.trainer.step_count
 
     @step_count.setter
@@ -385,9 +401,11 @@ class K1Trainer:
         self.trainer.step_count = value
 
     def loo_due(self) -> bool:
+        """The run computes LOO deltas at the next step."""
         return self.run.loo_due(self.step_count)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
+        """One step on a [batch, time] batch (a non-finite loss raises NonFiniteLossError)."""
         record = self.trainer.train_step(x.unsqueeze(0), y.unsqueeze(0))[0]
         if record is None:
             failure = self.run.failure or {}

@@ -132,6 +132,7 @@ class _Entry:
         (self.opt if self.trainer is None else self.trainer.optimizer).zero_grad()
 
     def step(self) -> None:
+        """One timed training step (no LOO due, so the LOO cost is measured apart)."""
         if self.trainer is None:
             self.opt.zero_grad(set_to_none=True)
             _, loss = self.model(self.x, self.y)
@@ -144,12 +145,14 @@ class _Entry:
         self._train_step()
 
     def loo_step(self) -> None:
+        """One training step on which the LOO is due."""
         t = self.trainer
         t.step_count += (-t.step_count) % self.interval  # next multiple: LOO is due
         assert t.loo_due()
         self._train_step()
 
     def optimizer_state_mb(self) -> float:
+        """The optimiser state's size in MiB."""
         if self.trainer is None:
             return _tensor_bytes(v for s in self.opt.state.values() for v in s.values()) / 2**20
         return _tensor_bytes(t for s in self.trainer.optimizer.state.values() for t in s) / 2**20
@@ -176,6 +179,7 @@ def bench_tree(branching: tuple[int, ...], *, width: int, hidden: int, heads: in
                repeats: int, warmup: int, loo_interval: int, device: torch.device, seed: int = 0,
                loo_repeats: int | None = None, experiments: bool = True,
                log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Step time, LOO cost, memory and host syncs of every variant on one tree (`k1 bench`)."""
     cfg = ModelConfig(branching=tuple(branching), embed_dim=width, hidden_dim=hidden, num_heads=heads,
                       max_seq_len=context, dropout=0.0)
     x, y = _batch(cfg, batch, context, seed, device)
@@ -367,6 +371,7 @@ def _ms(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{1000 * v:.1f}"
 
 def format_efficiency(ef: dict[str, Any]) -> list[str]:
+    """The efficiency measurement as lines of text."""
     paths = f", {ef['native_isa']} paths" if ef.get("native_isa") and ef["attention"] == "native" else ""
     lines = [f"efficiency of the dense step, attention kernel {ef['attention']}{paths} ({ef['run_batching']}), chosen by "
              f"`auto` here: {_ms(ef['step_s'])} ms, {ef['flops_per_step'] / 1e9:.2f} GFLOP of matmuls -> "
@@ -386,6 +391,7 @@ def format_efficiency(ef: dict[str, Any]) -> list[str]:
 
 
 def format_table(result: dict[str, Any]) -> str:
+    """A `k1 bench` result as the table it prints."""
     m = result["meta"]
     lines = [f"k1 bench: width {m['width']} (MLP {m['hidden']}, {m['heads']} heads), context {m['context']}, "
              f"batch {m['batch']}, device {m['device']}, {m['threads']} threads, {m['repeats']} interleaved repeats "

@@ -35,10 +35,12 @@ def parse_trees(spec: str) -> list[tuple[int, ...]]:
     return trees
 
 def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so a timer sees it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds one call of fn takes on the device (synchronised before and after)."""
     sync(device)
     t0 = time.perf_counter()
     fn()
@@ -117,6 +119,7 @@ class HostSyncCounter(TorchFunctionMode):
         return f"{where} .{name}()" + (" [inside torch]" if via_torch else "")
 
 def count_host_syncs(fn: Callable[[], Any]) -> dict[str, Any]:
+    """How many host syncs one call of fn makes, and where (k1model's own, torch's)."""
     with HostSyncCounter() as counter:
         fn()
     sites = dict(sorted(counter.sites.items()))

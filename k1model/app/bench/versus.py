@@ -82,11 +82,13 @@ class _Worker:
         return json.loads(line)
 
     def step(self, runs: int) -> dict[str, Any]:
+        """Ask the worker for one timed step of `runs` runs."""
         self.proc.stdin.write(f"{runs}\n")
         self.proc.stdin.flush()
         return self._read(f"a step of {runs} run(s)")
 
     def close(self) -> None:
+        """End the worker process."""
         if self.proc.stdin:
             self.proc.stdin.close()
         self.proc.wait(timeout=60)
@@ -137,6 +139,7 @@ def versus_experiment(reference: Path, params_file: Path, runs: Sequence[int] = 
 
 
 def format_versus(result: dict[str, Any]) -> str:
+    """A `k1 bench --versus` result as the table it prints."""
     k = result["kernels"]
     lines = [f"side by side: this tree ({result['this_tree']}; attention {k['this']['attention']}, "
              f"{k['this']['run_batching']}) vs {result['reference_tree']} (attention {k['reference']['attention']}, "
