@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -53,6 +54,7 @@ def main() -> int:
     args = ap.parse_args()
 
     torch.set_num_threads(1)
+    load_start = os.getloadavg()
     params = load_params(args.params)
     cfg, batch = params.model, params.train.batch_size
     g = torch.Generator().manual_seed(0)
@@ -93,10 +95,12 @@ def main() -> int:
               f"{row['first_loss']:11.6f}")
     print(f"forward + backward of one run ({', '.join(map(str, cfg.branching))} tree, width {cfg.embed_dim}, batch "
           f"{batch} x {cfg.max_seq_len}); {args.rounds} interleaved rounds, 1 thread, torch {torch.__version__}; "
-          f"{_cpu_model()}" + (f"; torch.compile took {compile_s:.1f} s to compile" if compile_s is not None else ""))
+          f"{_cpu_model()}" + (f"; torch.compile took {compile_s:.1f} s to compile" if compile_s is not None else "")
+          + f"; load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     if args.out:
         args.out.write_text(json.dumps({"params": str(args.params), "torch": torch.__version__, "cpu": _cpu_model(),
                                         "rounds": args.rounds, "warmup": args.warmup, "compile_s": compile_s,
+                                        "load_average": [load_start[0], os.getloadavg()[0]],
                                         "rows": rows}, indent=1) + "\n")
     return 0
 

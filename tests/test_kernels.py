@@ -669,3 +669,29 @@ def test_the_vector_paths_benchmark_runs_and_finds_the_same_bits(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert {r["kernel"] for r in rows} >= {"attention forward", "attention backward", "block backward (all of it)"}
     assert all(r["same_bits"] and r["avx2_median_s"] > 0 and r["avx512_median_s"] > 0 for r in rows)
+
+
+@needs_native
+def test_a_run_names_its_kernels_and_runs_the_native_ones_only_when_asked(prepare_data, tmp_path):
+    """Issue 28: `auto` trains with torch's kernels; `k1 train --attention native` with the C kernels; each run's
+    metrics.json says which, and the two are different runs (config hash)."""
+    import json
+
+    import yaml
+
+    from k1model.cli import main as k1
+
+    params = {"data": {"source": "synthetic", "domains": ["alpha", "beta"], "max_bytes": 6000,
+                       "valid_fraction": 0.1, "test_fraction": 0.1},
+              "model": {"branching": [2], "embed_dim": 32, "num_heads": 2, "hidden_dim": 32, "max_seq_len": 16},
+              "train": {"batch_size": 2, "steps_per_phase": 2, "eval_interval": 2, "eval_batches": 1},
+              "experiment": {"variants": ["dense"], "seeds": [0]}, "method": {}, "analysis": {}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    common = ["train", "--params", str(tmp_path / "p.yaml"), "--data", str(prepare_data(params)), "--variant", "dense",
+              "--seed", "0"]
+    assert k1([*common, "--out", str(tmp_path / "auto")]) == 0
+    assert k1([*common, "--out", str(tmp_path / "native"), "--attention", "native"]) == 0
+    auto, native = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("auto", "native"))
+    assert (auto["attention"], auto["kernels"]) == ("masked", "torch (masked attention)")
+    assert native["attention"] == "native" and native["kernels"].startswith("native C kernels (")
+    assert auto["config_hash"] != native["config_hash"]
