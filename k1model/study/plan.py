@@ -132,15 +132,15 @@ def _digest(blob: Any) -> str:
 
 
 def run_identity(params: Params, run: PlannedRun) -> dict[str, Any]:
-    """What the run's numbers depend on, as far as the params say: the model, the train settings (but how
-    runs are grouped), its variant, seed and domain order, and the method settings its variant reads, with its
+    """What the run's numbers depend on, as far as the params say: the model, the train settings, its variant,
+    seed, init seed (experiment.init_seed) and domain order, and the method settings its variant reads, with its
     overrides. (A tuned run's chosen settings come from the tuning choice, a file of its own; the prepared
     data is an input too.) Keys no part of the variant reads are left out, so a new strategy's settings or
     another variant's never change this run."""
     method = with_overrides(method_config(params.method, run.variant), run.overrides, run.path)
     reads = get_variant(run.variant).reads()
     return {"model": plain(params.model), "train": params.train.identity(), "variant": run.variant,
-            "seed": run.seed, "order": list(run.order),
+            "seed": run.seed, "init_seed": params.init_seed_of(run.seed, run.order), "order": list(run.order),
             "method": {k: v for k, v in plain(method).items() if k in reads}}
 
 
