@@ -5,7 +5,7 @@
         --old outputs/forgetting/paper/numbers.json > outputs/forgetting/restat.md
 
 The tidy table (`results/tidy.csv`) is the only input of the statistics, so the verdicts of a study whose
-runs are no longer on disk can be recomputed without retraining (k1model/analysis/restat.py): the declared
+runs are no longer on disk can be recomputed without retraining (k1model/report/restat.py): the declared
 claims as one Holm family over the main and tuned comparisons, on their units (one initialisation each:
 with `experiment.init_seed: shared` the seed), the claims within each order, and the verdicts without the
 runs that diverged. With --old, the verdicts (and Holm p) the study's paper gave are printed beside the new
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from k1model.analysis.restat import run
+from k1model.report.restat import run
 
 
 def main(argv: list[str] | None = None) -> int:

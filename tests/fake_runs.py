@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from k1model.analysis import cl_metrics as M
+from k1model import cl_metrics as M
 
 DOMAINS = ("prose", "code", "science")
 ORDER = "-".join(DOMAINS)  # the runs' domain order (the params' only order)

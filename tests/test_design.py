@@ -16,14 +16,14 @@ from scipy import stats
 from fake_runs import run_path, write_fake_run, write_manifest, write_params
 from k1model.analysis import claim_tests as CT
 from k1model.analysis.aggregate import aggregate, read_summary
-from k1model.analysis.cl_metrics import divergence
+from k1model.cl_metrics import divergence
 from k1model.analysis.settings import load_analysis_config
 from k1model.analysis.stats import holm, paired_difference
 from k1model.analysis.units import paired_units, unit_values
 from k1model.config import Params, config_hash, load_params, method_config
 from k1model.config.experiment import init_seed
 from k1model.errors import ConfigError
-from k1model.report.claims import all_claims
+from k1model.analysis.claims import all_claims
 
 ORDERS = [["prose", "code", "science"], ["science", "code", "prose"]]
 

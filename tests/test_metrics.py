@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from k1model.analysis import cl_metrics as M
+from k1model import cl_metrics as M
 
 # R[i, j]: bpb on domain j after phase i. R[0, 1] = 2.9 is *below* R[1, 1] = 3.0 so that
 # forgetting (vs best earlier) and BWT (vs just after training) differ on domain 1.

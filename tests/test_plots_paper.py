@@ -16,7 +16,7 @@ from k1model.cli import main
 from k1model.errors import K1Error
 from k1model.analysis.aggregate import aggregate
 from k1model.analysis.settings import load_analysis_config
-from k1model.report.tables import fmt_num, fmt_p
+from k1model.analysis.tables import fmt_num, fmt_p
 
 FIGURES = ("learning_curves", "r_matrices_prose-code-science", "forgetting_matrices_prose-code-science", "seen_bpb",
            "stability_plasticity", "forgetting_updates", "forgetting", "sparsity", "update_frequency",

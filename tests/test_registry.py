@@ -133,7 +133,7 @@ def test_a_strategys_variant_trains_through_its_plugin(toy, prepare_data, tmp_pa
 
 
 def test_a_strategys_paper_text_and_claims_reach_the_report(toy):
-    from k1model.report import claims as report_claims
+    from k1model.analysis import claims as report_claims
     from k1model.report.study_sections import baselines_paragraph
 
     claims = {c.name: c for c in report_claims.all_claims()}

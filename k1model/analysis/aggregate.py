@@ -22,7 +22,7 @@ from k1model.analysis.study_claims import claims_doc
 from k1model.analysis.validity import domain_summary, phase_table
 from k1model.errors import DataError
 from k1model.io import json_safe, write_csv, write_json
-from k1model.report.tables import write_claims_table, write_forgetting_tables, write_tables
+from k1model.analysis.tables import write_claims_table, write_forgetting_tables, write_tables
 
 def _provenance(records: Sequence[RunRecord]) -> dict[str, Any]:
     def unique(key: str) -> list[Any]:

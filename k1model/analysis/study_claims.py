@@ -9,8 +9,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from k1model.analysis.cl_metrics import DIVERGENCE_RULE
+from k1model.cl_metrics import DIVERGENCE_RULE
 from k1model.analysis.claim_tests import Part, claim_parts, part_for, without_runs
+from k1model.analysis.claims import all_claims
 from k1model.analysis.intervals import INTERVAL_METHODS, coverage
 from k1model.analysis.units import describe_units, planned_units, unit_kind
 
@@ -19,9 +20,7 @@ COVERAGE_REPS = 20000
 
 
 def declared_claims() -> tuple[Any, ...]:
-    """The claims the paper tests (the report's declarations: core claims and each strategy's)."""
-    from k1model.report.claims import all_claims
-
+    """The claims the paper tests (core claims and each strategy's: `claims.all_claims`)."""
     return all_claims()
 
 

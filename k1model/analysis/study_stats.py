@@ -21,7 +21,7 @@ from k1model.analysis.validity import phase_table
 from k1model.config import Params
 from k1model.io import write_csv, write_text
 from k1model.method.variants import VARIANTS
-from k1model.report.tables import fmt_ci, fmt_num, fmt_p, latex_table, markdown_table
+from k1model.analysis.tables import fmt_ci, fmt_num, fmt_p, latex_table, markdown_table
 
 #: what the per-order and sweep tables show
 ORDER_METRICS = ("final_avg_bpb", "forgetting", "bwt", "sparsity_param_fraction")

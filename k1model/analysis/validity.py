@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from k1model.analysis.cl_metrics import forgetting_per_domain
+from k1model.cl_metrics import forgetting_per_domain
 from k1model.analysis.intervals import mean_interval
 from k1model.errors import DataError
 

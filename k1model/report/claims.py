@@ -1,4 +1,5 @@
-"""The claims the paper tests, and the sentences that state what the numbers say about them.
+"""The sentences that state what the numbers say about the claims the paper tests (declared in
+`k1model.analysis.claims`).
 
 A claim is a hypothesis of the K-1 idea, declared before any run: a variant beats a reference on a metric
 (or beats chance), or -- kind "property" -- a design constant that is measured, not tested. `k1 aggregate`
@@ -11,12 +12,13 @@ against the results, and every path is in summary.json.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from k1model.analysis.claim_tests import STATUSES
+from k1model.analysis.claims import Claim
+from k1model.analysis.tables import fmt_num, fmt_p, fmt_units
 from k1model.config import TEST_NAMES
-from k1model.report.tables import fmt_num, fmt_p, fmt_units
+
 
 class Numbers:
     """Quotes numbers from summary.json and remembers where each came from."""
@@ -56,59 +58,9 @@ class Numbers:
             return mean
         return f"{mean} [{self.q(variant, metric, 'ci_low')}, {self.q(variant, metric, 'ci_high')}]"
 
-@dataclass(frozen=True)
-class Claim:
-    """A hypothesis of the K-1 idea: `variant` beats `reference` on `metric`.
-
-    With reference "chance" the variant's CI is compared with the chance level of the metric
-    (1 / number of agents for top-1 fault accuracy), since no other variant is the baseline.
-    """
-
-    name: str
-    metric: str
-    variant: str
-    reference: str
-    statement: str
-    kind: str = "test"  # "property": a design constant, reported as measured, never tested
-
-#: the claims about the core variants; each strategy declares its own (`Strategy.claims`), see `all_claims`
-CORE_CLAIMS: tuple[Claim, ...] = (
-    Claim("less_forgetting", "forgetting", "k1_full", "dense",
-          "sparse, attribution-guided updates forget less than dense backpropagation"),
-    Claim("lm_quality", "final_avg_bpb", "k1_full", "dense",
-          "K-1 ends with a lower average bpb over all domains than dense backpropagation"),
-    Claim("attribution_not_sparsity", "forgetting", "k1_full", "random_path",
-          "choosing the path by attribution forgets less than a random path of the same sparsity"),
-    Claim("sparse_updates", "sparsity_param_fraction", "k1_full", "dense",
-          "K-1 changes a smaller fraction of agent parameters per step than dense training", kind="property"),
-    Claim("fault_finding", "attr_fault_top1_hybrid", "k1_full", "chance",
-          "hybrid attribution names a planted faulty agent (top-1) more often than chance"),
-)
-
-
-def all_claims() -> tuple[Claim, ...]:
-    """Every claim the paper tests: the core claims, then each registered strategy's (DESIGN.md §7, §9), in
-    registration order."""
-    from k1model.config.registry import STRATEGIES
-
-    return CORE_CLAIMS + tuple(Claim(**c) for s in STRATEGIES.values() for c in s.claims)
-
-
-def paired_claims() -> tuple[Claim, ...]:
-    """The claims about a paired comparison (the ones re-tested per order and after tuning; properties included)."""
-    return tuple(c for c in all_claims() if c.reference != "chance")
-
-
-def __getattr__(name: str) -> Any:  # CLAIMS, PAIRED_CLAIMS: collected from the registry when read
-    if name == "CLAIMS":
-        return all_claims()
-    if name == "PAIRED_CLAIMS":
-        return paired_claims()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 _UNIT_WORD = {"run": "runs, each its own initialisation", "seed": "seeds (each the mean of its runs in every order)"}
 
-__all__ = ["Claim", "CORE_CLAIMS", "Numbers", "STATUSES", "SENTENCES", "all_claims", "paired_claims"]
+__all__ = ["Numbers", "STATUSES", "SENTENCES"]
 
 
 def _unit_text(unit: str) -> str:

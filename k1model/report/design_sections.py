@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 from k1model.analysis.intervals import median_interval_rank
 from k1model.config import HOLM_FAMILIES, TEST_NAMES
 from k1model.report.claims import Numbers
-from k1model.report.tables import fmt_num, fmt_p
+from k1model.analysis.tables import fmt_num, fmt_p
 
 _DIST = {"normal": "normal", "lognormal": "lognormal(0, 1)", "t3": "t with 3 degrees of freedom"}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from k1model.report.claims import Numbers, _relation
-from k1model.report.tables import fmt_num
+from k1model.analysis.tables import fmt_num
 
 
 def validity_section(nums: Numbers, title: str = "Does the benchmark forget?") -> str:

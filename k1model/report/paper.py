@@ -29,7 +29,8 @@ from k1model.analysis.aggregate import read_summary
 from k1model.analysis.settings import load_analysis_config
 from k1model.config import TEST_NAMES
 from k1model.analysis.claim_tests import TESTED
-from k1model.report.claims import CLAIMS, STATUSES, Claim, Numbers, _claim_sentence, all_claims
+from k1model.analysis.claims import CLAIMS, Claim, all_claims
+from k1model.report.claims import STATUSES, Numbers, _claim_sentence
 from k1model.report.design_sections import (design_paragraph, divergence_section, properties_section,
                                             statistics_paragraph)
 from k1model.report.design_sections import limitations as design_limitations

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from k1model.report.claims import Claim, Numbers, paired_claims
-from k1model.report.tables import fmt_num, fmt_p
+from k1model.analysis.claims import Claim, paired_claims
+from k1model.report.claims import Numbers
+from k1model.analysis.tables import fmt_num, fmt_p
 
 ClaimFn = Callable[[Numbers, Claim], tuple[str, str, str]]
 

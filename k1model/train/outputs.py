@@ -116,7 +116,7 @@ def record_failure(out_dir: Path, resume_path: Path, log: RunLog, info: dict[str
     if resume_path.exists():
         with atomic_path(out_dir / "checkpoint.pt") as tmp:
             shutil.copyfile(resume_path, tmp)
-    from k1model.analysis.cl_metrics import DIVERGENCE_RULE
+    from k1model.cl_metrics import DIVERGENCE_RULE
 
     metrics = {**info, "status": "failed", "error": info["message"],
                "divergence": {"diverged": True, "reasons": [f"loss not finite ({info.get('loss')}) at step "
@@ -136,7 +136,7 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
                 update_counts: dict[str, int], n_agents: int, agent_params: int, shared_params: int,
                 extra: dict[str, Any], more_scalars: dict[str, Any] | None = None) -> dict[str, Any]:
     """metrics.json of a completed run: R matrices, scalars (what `k1 aggregate` reads), sparsity."""
-    from k1model.analysis.cl_metrics import divergence, forgetting_summary, sparsity_summary
+    from k1model.cl_metrics import divergence, forgetting_summary, sparsity_summary
 
     checks = pd.DataFrame(log.sparsity_checks)
     live = "agents_active" in checks  # a model with agent slots: fractions of the live tree at each step

@@ -25,7 +25,7 @@ from k1model.analysis.units import unit_values
 from k1model.analysis.validity import benchmark_forgets, phase_table
 from k1model.io import json_safe
 from k1model.report.claims import Numbers, _claim_sentence
-from k1model.report.tables import fmt_ci, fmt_num, fmt_p
+from k1model.analysis.tables import fmt_ci, fmt_num, fmt_p
 
 #: a byte model that predicts uniformly, where an initialised model starts: log2(256) bits per byte
 UNTRAINED_BPB = 8.0
