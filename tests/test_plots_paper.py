@@ -203,6 +203,16 @@ def test_claim_against_chance(built, p, mean, status):
     assert got == status and "chance" in sentence
 
 
+def test_a_claim_not_measured_names_the_list_its_variant_is_missing_from():
+    """Issue 28: a tuned claim whose variant was run but not tuned says it is missing from the tuned variants,
+    not from experiment.variants (where it is)."""
+    claim = next(c for c in P.CLAIMS if c.reference == "dense")
+    tuned = CT.Part("tuned", None, ["dense"], None, "per_order", (3, 1), None)
+    assert CT.not_measured(claim, tuned)["reason"] == f"{claim.variant} is not in the tuned variants (tuning.variants)"
+    main = CT.Part("as_specified", None, ["dense"], None, "per_order", (3, 1), None)
+    assert CT.not_measured(claim, main)["reason"] == f"{claim.variant} is not in experiment.variants"
+
+
 def test_claim_not_measured(built):
     cfg = load_analysis_config(built["params"])
     s = _summary(0.1, 0.3, 0.01)

@@ -67,9 +67,10 @@ def not_measured(claim: Any, part: Part) -> dict[str, Any] | None:
     """A variant, the reference or the metric is absent from these runs."""
     sides = [claim.variant] + ([] if claim.reference == "chance" else [claim.reference])
     absent = [v for v in sides if v not in part.variants]
-    if absent:
+    if absent:  # named by the list the variant is missing from (a tuned claim's: the tuned variants)
+        listed = "the tuned variants (tuning.variants)" if part.name == "tuned" else "experiment.variants"
         return {"status": "not measured", "absent_variants": absent,
-                "reason": f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not in the variants run"}
+                "reason": f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not in {listed}"}
     if claim.reference == "chance" and part.chance is None:
         return {"status": "not measured", "reason": "no chance level (the tree's size is unknown)"}
     values = part.tidy[(part.tidy.metric == claim.metric) & part.tidy.value.notna()]

@@ -21,7 +21,7 @@ from k1model.analysis.validity import phase_table
 from k1model.config import Params
 from k1model.io import write_csv, write_text
 from k1model.method.variants import VARIANTS
-from k1model.analysis.tables import fmt_ci, fmt_num, fmt_p, latex_table, markdown_table
+from k1model.analysis.tables import fmt_ci, fmt_p, latex_table, markdown_table
 
 #: what the per-order and sweep tables show
 ORDER_METRICS = ("final_avg_bpb", "forgetting", "bwt", "sparsity_param_fraction")
@@ -191,7 +191,3 @@ def sweep_statistics(params: Params, cfg: AnalysisSettings, results: str | Path,
         notes.append(f"{len(failed)} sweep runs failed or missing (excluded, listed in summary.json sweep.failed)")
     written = _write(tables, "sweep", show, show, "Sensitivity sweep around the profile's settings", notes)
     return doc, tidy, written
-
-
-def fmt_setting(value: Any) -> str:
-    return fmt_num(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
