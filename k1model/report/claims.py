@@ -151,43 +151,66 @@ def _tested(nums: Numbers, claim: Claim, entry: Mapping[str, Any], cfg: Any) -> 
             f"{claim.variant} and {than} are equivalent on {claim.metric} within the declared margin of "
             f"±{m_txt}{unit_s} ({values}; {diff_txt}; Holm-adjusted TOST p {tost}; {tests}), which contradicts the "
             f"claim that {claim.statement} as far as a difference of that size goes.")
+    short_values = f"{short_values}; {short_tests}"
+    return _inconclusive(nums, claim, entry, cfg, f"({values}; {diff_txt}; {tests})", short_values, unit_s, than)
+
+
+def _inconclusive(nums: Numbers, claim: Claim, entry: Mapping[str, Any], cfg: Any, evidence: str, short_values: str,
+                  unit_s: str, than: str) -> tuple[str, str, str]:
+    """No significant difference: what the study could have detected, whether equivalence was shown or testable,
+    how many initialisations the declared margin needs, and when the Wilcoxon test could not have succeeded."""
+    base = ("claims", claim.name)
+    m_txt = nums.q(*base, "equivalence_margin")
     mde_txt = nums.q(*base, "mde")
-    if entry.get("equivalence_margin") is None:
-        eq = ""
-    elif entry.get("equivalence_testable"):
-        eq = (f", and equivalence within ±{m_txt}{unit_s} was not shown either (Holm-adjusted TOST p "
-              f"{_relation(nums.q(*base, 'tost_p_holm', p=True))})")
-    else:
-        eq = (f"; no equivalence test at this n: a TOST within the declared ±{m_txt}{unit_s} would have power "
-              f"{nums.q(*base, 'equivalence_power')} at a true difference of 0 with "
-              f"{nums.q(*base, 'planned_units')} initialisations (80 % needs ±{nums.q(*base, 'margin_for_power')}"
-              f"{unit_s})")
-    need = ""
-    if entry.get("equivalence_margin") is not None:
-        count = entry.get("units_for_margin")
-        need = (f"; about {nums.q(*base, 'units_for_margin')} initialisations" if count is not None else
-                f"; more than {fmt_units(float('inf'))} initialisations") + (
-            f" would detect a difference of the declared ±{m_txt}{unit_s}")
-    extra = ""
-    min_p, min_p_holm = entry.get("wilcoxon_min_p"), entry.get("wilcoxon_min_p_holm")
-    if test == "wilcoxon" and min_p is not None and min_p >= cfg.alpha:
-        extra = (f" With {entry.get('n_units')} paired units the smallest attainable Wilcoxon p is "
-                 f"{nums.q(*base, 'wilcoxon_min_p', p=True)}, so this test could not have reached significance.")
-    elif test == "wilcoxon" and min_p_holm is not None and min_p_holm >= cfg.alpha:
-        extra = (f" With {entry.get('n_units')} paired units and {nums.q(*base, 'family_size')} declared claims the "
-                 f"smallest attainable adjusted Wilcoxon p is {nums.q(*base, 'wilcoxon_min_p_holm', p=True)}, so this "
-                 "test could not have reached significance.")
     if entry.get("mde") is None:  # no variance: no MDE of a t-test; the sign test's floor decides
-        short = f"inconclusive ({short_values}; {short_tests}; no variance)."
+        short = f"inconclusive ({short_values}; no variance)."
         power = "With no variance there is no t-test and no MDE"
     else:
-        short = f"inconclusive ({short_values}; {short_tests}; MDE {mde_txt}{unit_s})."
+        short = f"inconclusive ({short_values}; MDE {mde_txt}{unit_s})."
         power = (f"The study could have detected a difference of {mde_txt}{unit_s} with 80 % power (the same test at "
                  "the worst-case Holm level, the observed standard error)")
     return "inconclusive", short, (
         f"There was no significant difference in {claim.metric} between {claim.variant} and {than} "
-        f"({values}; {diff_txt}; {tests}){eq}. {power}{need}. The claim that {claim.statement} is neither supported "
-        f"nor refuted by these runs.{extra}")
+        f"{evidence}{_equivalence_note(nums, entry, base, m_txt, unit_s)}. {power}"
+        f"{_units_for_margin(nums, entry, base, m_txt, unit_s)}. The claim that {claim.statement} is neither "
+        f"supported nor refuted by these runs.{_wilcoxon_floor(nums, entry, base, cfg)}")
+
+
+def _equivalence_note(nums: Numbers, entry: Mapping[str, Any], base: tuple[str, ...], m_txt: str, unit_s: str) -> str:
+    """Why equivalence was not shown: its TOST failed, or it had too little power to be run at this n."""
+    if entry.get("equivalence_margin") is None:
+        return ""
+    if entry.get("equivalence_testable"):
+        return (f", and equivalence within ±{m_txt}{unit_s} was not shown either (Holm-adjusted TOST p "
+                f"{_relation(nums.q(*base, 'tost_p_holm', p=True))})")
+    return (f"; no equivalence test at this n: a TOST within the declared ±{m_txt}{unit_s} would have power "
+            f"{nums.q(*base, 'equivalence_power')} at a true difference of 0 with "
+            f"{nums.q(*base, 'planned_units')} initialisations (80 % needs ±{nums.q(*base, 'margin_for_power')}"
+            f"{unit_s})")
+
+
+def _units_for_margin(nums: Numbers, entry: Mapping[str, Any], base: tuple[str, ...], m_txt: str, unit_s: str) -> str:
+    """How many initialisations would detect a difference of the declared margin."""
+    if entry.get("equivalence_margin") is None:
+        return ""
+    count = entry.get("units_for_margin")
+    return (f"; about {nums.q(*base, 'units_for_margin')} initialisations" if count is not None else
+            f"; more than {fmt_units(float('inf'))} initialisations") + (
+        f" would detect a difference of the declared ±{m_txt}{unit_s}")
+
+
+def _wilcoxon_floor(nums: Numbers, entry: Mapping[str, Any], base: tuple[str, ...], cfg: Any) -> str:
+    """The Wilcoxon test could not have reached significance with this few paired units (or after Holm)."""
+    test = entry.get("test", cfg.primary_test)
+    min_p, min_p_holm = entry.get("wilcoxon_min_p"), entry.get("wilcoxon_min_p_holm")
+    if test == "wilcoxon" and min_p is not None and min_p >= cfg.alpha:
+        return (f" With {entry.get('n_units')} paired units the smallest attainable Wilcoxon p is "
+                f"{nums.q(*base, 'wilcoxon_min_p', p=True)}, so this test could not have reached significance.")
+    if test == "wilcoxon" and min_p_holm is not None and min_p_holm >= cfg.alpha:
+        return (f" With {entry.get('n_units')} paired units and {nums.q(*base, 'family_size')} declared claims the "
+                f"smallest attainable adjusted Wilcoxon p is {nums.q(*base, 'wilcoxon_min_p_holm', p=True)}, so this "
+                "test could not have reached significance.")
+    return ""
 
 
 #: the sentence of each status (a new status -- e.g. a competence check -- adds its gate in
