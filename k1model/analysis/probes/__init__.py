@@ -116,12 +116,13 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
 
 from k1model.analysis.probes.faults import METHODS, _trial_stats, fault_agent_set, planted_faults, walk_probability
+import k1model.strategies  # noqa: F401  (registers the variants and strategies a params file and a run name)
 from k1model.analysis.probes.model_probes import (_SEED_TAGS, batch_attribution, live_view, randomisation_probe,
                                                   resample_probe)
 from k1model.analysis.probes.steplog import (_agent_matrix, _top_selected, grad_loo_agreement, read_steps,
@@ -132,6 +133,9 @@ from k1model.errors import DataError
 from k1model.io import json_safe, write_json
 from k1model.method.attribution import GradScorer
 from k1model.method.variants import get_variant
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: the defaults of every `analysis.*` key (the probes read rng_seed and the probe keys)
 DEFAULT_ANALYSIS = AnalysisConfig()
@@ -165,62 +169,24 @@ def attribute_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: str 
 
 
 def _probe_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: Path, device: str | None) -> dict[str, Any]:
-    from k1model.data.loading import check_data_section, load_split, read_manifest
-    from k1model.data.sampling import BatchSampler, eval_batches
-    from k1model.train.checkpoint import load_run_model
-    from k1model.train.runtime import resolve_device
-
+    """`attribute_run` in the run folder it owns."""
     t_start, cpu_start = time.perf_counter(), time.process_time()
     data_dir = Path(data_dir)
     params = load_params(params)
-    cfg, train_cfg, model_cfg = params.analysis, params.train, params.model
-    manifest, data_sha256 = read_manifest(data_dir)
-    check_data_section(params.data, manifest, data_dir)
-    dev = resolve_device(device or train_cfg.device)
-    model, metrics = load_run_model(run_dir, params, device=str(dev))
-    if metrics.get("status", "completed") != "completed":
-        raise DataError(f"{run_dir / 'metrics.json'} has status {metrics.get('status')!r}: the run did not finish; "
-                        "rerun `k1 train` for it")
-    recorded = metrics.get("data_manifest_sha256")  # (runs trained before it was recorded have none)
-    if recorded is not None and recorded != data_sha256:
-        raise DataError(f"{run_dir} was trained on other data (its metrics.json records data manifest sha256 "
-                        f"{recorded[:12]}..., {data_dir / 'manifest.json'} has {data_sha256[:12]}...): probing it on "
-                        "this data would measure something else; pass the --data it was trained on")
+    cfg = params.analysis
+    model, metrics, dev = _finished_run(params, run_dir, data_dir, device)
     steps = read_steps(run_dir / "steps.csv.gz")
     variant = get_variant(metrics["variant"])
     run_seed = int(metrics.get("seed", 0))
     seed = [int(cfg["rng_seed"]), int(metrics.get("init_seed", run_seed))]  # a run's own initialisation (issue 31)
-    topo = model.topology
-    names = list(topo.names)
-    # a leaf is an initial leaf or a slot (the chain below it); the step log has no numbers for an agent
-    # while it is not in the live tree (NaN), which the step-log probes leave out
-    leaves = [names[k] for k in range(len(names)) if k >= model.initial_agents or not topo.children[k]
-              or min(topo.children[k]) >= model.initial_agents]
     model.eval()
     timing: dict[str, float] = {}
 
-    # --- step-log probes
     t0 = time.perf_counter()
-    gl = grad_loo_agreement(steps, names)
-    win = window_rank_correlation(_agent_matrix(steps, "score_", names), cfg["windows"], cfg["window_steps"],
-                                  phases=list(steps["phase"]) if "phase" in steps.columns else None)
-    spec = specialisation(steps, names, variant.selector, cfg["permutations"], [*seed, _SEED_TAGS["perm"]],
-                          leaves=leaves)
+    gl, win, spec = _step_log_probes(steps, model, variant, cfg, seed)
     timing["step_log"] = time.perf_counter() - t0
 
-    # --- data for the checkpoint probes
-    phases = metrics.get("phases") or metrics.get("domains") or []
-    if not phases:
-        raise DataError(f"{run_dir / 'metrics.json'} names no phases/domains; rerun `k1 train`")
-    domain = str(phases[-1])
-    T = model_cfg.max_seq_len
-    B = cfg["probe_batch_size"] or train_cfg.batch_size
-    sampler = BatchSampler(load_split(data_dir, domain, "train"), T, B,
-                           seed=int(np.random.default_rng([*seed, _SEED_TAGS["resample"]]).integers(2**31 - 1)))
-    resample_batches = [next(sampler) for _ in range(cfg["resample_batches"])]
-    n_fixed = max(cfg["fault_batches"], cfg["randomisation_batches"])
-    fixed = [(x.to(dev), y.to(dev)) for x, y in eval_batches(load_split(data_dir, domain, "valid"), T, B, n_fixed)]
-
+    domain, B, resample_batches, fixed = _probe_batches(params, data_dir, run_dir, metrics, seed, dev)
     t0 = time.perf_counter()
     res = resample_probe(model, resample_batches, variant.uses_loo, dev)
     timing["resample"] = time.perf_counter() - t0
@@ -238,7 +204,35 @@ def _probe_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: Path, d
 
     fs = faults["summary"]
     live, _ = live_view(model)
-    scalars: dict[str, Any] = {
+    scalars = _scalars(variant, gl, win, res, fs, rnd, spec)
+    timing["total"] = time.perf_counter() - t_start
+    timing["total_cpu"] = time.process_time() - cpu_start
+    result = {
+        "variant": variant.name, "seed": run_seed, "config_hash": metrics.get("config_hash"),
+        "agents": [{"name": live.names[k], "level": live.levels[k], "parent": None if live.parents[k] < 0
+                    else live.names[live.parents[k]]} for k in range(len(live))],  # the live tree
+        "scalars": scalars,
+        "settings": {**{k: cfg[k] for k in AnalysisConfig.probe_keys()}, "probe_batch_size": B,
+                     "seq_len": params.model.max_seq_len, "probe_domain": domain, "device": str(dev),
+                     "variant_scores": "hybrid" if variant.uses_loo else "grad",
+                     "selection_during_training": variant.selector},
+        "conventions": CONVENTIONS,
+        "details": {
+            "grad_loo": gl, "window_stability": win, "resample": res,
+            "faults": faults["faults"], "fault_summary": fs,
+            "randomisation": rnd, "specialisation": spec,
+        },
+        "timing_s": timing,
+    }
+    result = json_safe(result)
+    write_json(run_dir / "attribution.json", result)
+    return result
+
+
+def _scalars(variant: Any, gl: Mapping[str, Any], win: Mapping[str, Any], res: Mapping[str, Any],
+             fs: Mapping[str, Any], rnd: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The probes' numbers the analysis reports for every run (SCALAR_NAMES)."""
+    return {
         "attr_grad_loo_spearman": gl["mean"] if variant.uses_loo and gl["n_loo_steps"] else None,
         "attr_window_rank_corr": win["mean"],
         "attr_resample_path_agreement": res["path_agreement"],
@@ -251,30 +245,75 @@ def _probe_run(params: Mapping[str, Any], data_dir: str | Path, run_dir: Path, d
         "attr_specialisation_nmi": spec["nmi"] if spec.get("defined") else None,
         "attr_specialisation_p": spec["p"] if spec.get("defined") else None,
     }
-    timing["total"] = time.perf_counter() - t_start
-    timing["total_cpu"] = time.process_time() - cpu_start
-    result = {
-        "variant": variant.name, "seed": run_seed, "config_hash": metrics.get("config_hash"),
-        "agents": [{"name": live.names[k], "level": live.levels[k], "parent": None if live.parents[k] < 0
-                    else live.names[live.parents[k]]} for k in range(len(live))],  # the live tree
-        "scalars": scalars,
-        "settings": {**{k: cfg[k] for k in AnalysisConfig.probe_keys()}, "probe_batch_size": B, "seq_len": T, "probe_domain": domain, "device": str(dev),
-                     "variant_scores": "hybrid" if variant.uses_loo else "grad",
-                     "selection_during_training": variant.selector},
-        "conventions": {
-            "blame": "grad: g_k; loo: -Delta_k (Delta_k = loss without k - loss with k); hybrid: "
-                     "g_k * (1 + relu(-Delta_k) / mean|Delta|). Higher = more blamed.",
-            "drill_down": "selection.drill_down with every agent eligible, on the variant's scores",
-            "fault": "W <- W + a * RMS(W) * N(0,1) on attn.proj.weight and out.weight of the damaged agent; a "
-                     "calibrated per fault to raise the loss by fault_loss_increase nats (or a = fault_noise)",
-        },
-        "details": {
-            "grad_loo": gl, "window_stability": win, "resample": res,
-            "faults": faults["faults"], "fault_summary": fs,
-            "randomisation": rnd, "specialisation": spec,
-        },
-        "timing_s": timing,
-    }
-    result = json_safe(result)
-    write_json(run_dir / "attribution.json", result)
-    return result
+
+
+#: how to read attribution.json's numbers (written into every file)
+CONVENTIONS = {
+    "blame": "grad: g_k; loo: -Delta_k (Delta_k = loss without k - loss with k); hybrid: "
+             "g_k * (1 + relu(-Delta_k) / mean|Delta|). Higher = more blamed.",
+    "drill_down": "selection.drill_down with every agent eligible, on the variant's scores",
+    "fault": "W <- W + a * RMS(W) * N(0,1) on attn.proj.weight and out.weight of the damaged agent; a "
+             "calibrated per fault to raise the loss by fault_loss_increase nats (or a = fault_noise)",
+}
+
+
+def _finished_run(params: Params, run_dir: Path, data_dir: Path,
+                  device: str | None) -> tuple[Any, dict[str, Any], Any]:
+    """The run's final model on the device, and its metrics; a run that did not finish, or that was trained on
+    other data than `data_dir` holds, is refused."""
+    from k1model.data.loading import check_data_section, read_manifest
+    from k1model.train.checkpoint import load_run_model
+    from k1model.train.runtime import resolve_device
+
+    manifest, data_sha256 = read_manifest(data_dir)
+    check_data_section(params.data, manifest, data_dir)
+    dev = resolve_device(device or params.train.device)
+    model, metrics = load_run_model(run_dir, params, device=str(dev))
+    if metrics.get("status", "completed") != "completed":
+        raise DataError(f"{run_dir / 'metrics.json'} has status {metrics.get('status')!r}: the run did not finish; "
+                        "rerun `k1 train` for it")
+    recorded = metrics.get("data_manifest_sha256")  # (runs trained before it was recorded have none)
+    if recorded is not None and recorded != data_sha256:
+        raise DataError(f"{run_dir} was trained on other data (its metrics.json records data manifest sha256 "
+                        f"{recorded[:12]}..., {data_dir / 'manifest.json'} has {data_sha256[:12]}...): probing it on "
+                        "this data would measure something else; pass the --data it was trained on")
+    return model, metrics, dev
+
+
+def _step_log_probes(steps: pd.DataFrame, model: Any, variant: Any, cfg: AnalysisConfig,
+                     seed: list[int]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """What the step log says: gradient-LOO agreement, the ranks' stability over windows, specialisation."""
+    topo = model.topology
+    names = list(topo.names)
+    # a leaf is an initial leaf or a slot (the chain below it); the step log has no numbers for an agent
+    # while it is not in the live tree (NaN), which the step-log probes leave out
+    leaves = [names[k] for k in range(len(names)) if k >= model.initial_agents or not topo.children[k]
+              or min(topo.children[k]) >= model.initial_agents]
+    gl = grad_loo_agreement(steps, names)
+    win = window_rank_correlation(_agent_matrix(steps, "score_", names), cfg["windows"], cfg["window_steps"],
+                                  phases=list(steps["phase"]) if "phase" in steps.columns else None)
+    spec = specialisation(steps, names, variant.selector, cfg["permutations"], [*seed, _SEED_TAGS["perm"]],
+                          leaves=leaves)
+    return gl, win, spec
+
+
+def _probe_batches(params: Params, data_dir: Path, run_dir: Path, metrics: Mapping[str, Any], seed: list[int],
+                   dev: Any) -> tuple[str, int, list[Any], list[Any]]:
+    """The checkpoint probes' data, from the run's last domain: (domain, batch size, training batches for the
+    resampling probe, fixed validation batches on the device for the faults and the randomisation)."""
+    from k1model.data.loading import load_split
+    from k1model.data.sampling import BatchSampler, eval_batches
+
+    cfg = params.analysis
+    phases = metrics.get("phases") or metrics.get("domains") or []
+    if not phases:
+        raise DataError(f"{run_dir / 'metrics.json'} names no phases/domains; rerun `k1 train`")
+    domain = str(phases[-1])
+    T = params.model.max_seq_len
+    B = cfg["probe_batch_size"] or params.train.batch_size
+    sampler = BatchSampler(load_split(data_dir, domain, "train"), T, B,
+                           seed=int(np.random.default_rng([*seed, _SEED_TAGS["resample"]]).integers(2**31 - 1)))
+    resample_batches = [next(sampler) for _ in range(cfg["resample_batches"])]
+    n_fixed = max(cfg["fault_batches"], cfg["randomisation_batches"])
+    fixed = [(x.to(dev), y.to(dev)) for x, y in eval_batches(load_split(data_dir, domain, "valid"), T, B, n_fixed)]
+    return domain, B, resample_batches, fixed
