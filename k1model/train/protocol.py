@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,6 +52,7 @@ from k1model.train.memory import check_memory
 from k1model.train.plugins import Phase
 from k1model.train.runfolder import own_run_folder
 from k1model.train.runtime import resolve_device, versions
+from k1model.train.sparsity import SparsityCheck
 from k1model.train.step import Trainer
 
 CHECKPOINT_FORMAT = 4  # 3: one run's rows of a (possibly stacked) model, threads, plugin state; 4: + phase-end snapshots
@@ -133,6 +134,21 @@ def progress_line(label: str, done_now: int, step: int, total: int, phase: int, 
     left = elapsed / done_now * (total - step) if done_now else float("nan")
     return (f"[{label}] step {step}/{total} ({100 * step / total:.0f}%) phase {phase}, "
             f"{elapsed:.0f}s elapsed, ~{left:.0f}s left, loss " + " ".join(f"{v:.3f}" for v in losses))
+
+
+@dataclass
+class _Job:
+    """The runs one call of `RunGroup._train` trains together, in one model: their specs (and places in the
+    group), the model and trainer, each run's data streams and logs, and the runs that failed."""
+
+    members: list[int]
+    specs: list[RunSpec]
+    model: AgentTree
+    trainer: Trainer
+    samplers: list[dict[str, Any]]
+    logs: list[RunLog]
+    resumed: bool
+    failed: dict[int, dict] = field(default_factory=dict)
 
 
 class RunGroup:
@@ -340,137 +356,155 @@ class RunGroup:
 
     def _train(self, members: list[int], blobs: dict[int, dict | None], max_steps: int | None,
                progress: bool | None) -> list[dict | None]:
-        specs = [self.specs[i] for i in members]
-        R, cfg = len(specs), self.train_cfg
-        for s in specs:
-            s.out_dir.mkdir(parents=True, exist_ok=True)
-        model = AgentTree(self.model_cfg, runs=R, attention=self.attention, seeds=[s.rng_seed for s in specs],
-                          run_batching=self.run_batching).to(self.device)
-        print(self._kernels_line(model), flush=True)
-        trainer = Trainer(model, [s.method for s in specs], [s.rng_seed for s in specs], precision=cfg.precision)
-        samplers = [self.samplers(s) for s in specs]
-        logs = [RunLog() for _ in specs]
-        resumed = blobs[members[0]] is not None
-        if resumed:
-            for r, i in enumerate(members):
-                blob = blobs[i]
-                trainer.load_run_state_dict(r, blob["trainer"])
-                for d, sampler in samplers[r].items():
-                    sampler.load_state_dict(blob["samplers"][d])
-                logs[r].load_state_dict(blob["run"])
-            torch.set_rng_state(blobs[members[0]]["torch_rng"].cpu())
-        else:
-            torch.manual_seed(specs[0].rng_seed)  # dropout's stream (unused at dropout 0)
-            test0, valid0 = self._untrained_bpb(model, specs)
-            for r, s in enumerate(specs):
-                logs[r].R0 = [float(test0[d][r]) for d in dict.fromkeys(s.phases)]
-                logs[r].R0_valid = [float(valid0[d][r]) for d in dict.fromkeys(s.phases)]
-                logs[r].snapshots["init"] = snapshot(model, r)
+        """Train the runs `members` (all at the same step) to the end or to `max_steps`: their metrics, None for
+        a run stopped early."""
+        job = self._start(members, blobs)
+        specs, trainer, cfg, R = job.specs, job.trainer, self.train_cfg, len(members)
         total = cfg.steps_per_phase * len(specs[0].phases)
         stop_at = total if max_steps is None else min(total, max_steps)
         start_step = trainer.step_count
-        if resumed:
+        if job.resumed:
             print(f"resuming {R} run(s) at step {start_step}/{total}: {', '.join(str(s.out_dir) for s in specs)}")
         show_bar = sys.stderr.isatty() if progress is None else progress
         label = specs[0].method.variant + (f" +{R - 1} runs" if R > 1 else f" s{specs[0].seed}")
         if self.name:
             label = f"{self.name}: {label}"
         bar = tqdm(total=total, initial=start_step, disable=not show_bar, desc=label)
-        agent_counts = model.agent_parameter_counts()
-        failed: dict[int, dict] = {}
+        agent_counts = job.model.agent_parameter_counts()
         t0 = started = time.perf_counter()
         for step in range(start_step, stop_at):
             phase = step // cfg.steps_per_phase
             trainer.phase = phase
-            xs, ys = [], []
-            for r, s in enumerate(specs):
-                current = self.phase(s, phase)
-                run = trainer.runs[r]
-                if step == current.first_step:
-                    for plugin in run.plugins:
-                        plugin.before_phase(trainer.context(r), current)
-                x, y = next(samplers[r][current.domain])
-                for plugin in run.plugins:
-                    x, y = plugin.batch(trainer.context(r), x, y, current)
-                xs.append(x)
-                ys.append(y)
-            check = step % cfg.sparsity_interval == 0
-            if check:  # the agents of each run's live tree before the step (inactive slots are not counted)
-                live = [model.active_mask(r) for r in range(R)]
-                groups = [[g for g, a in zip(model.run_groups(r)[1:], live[r]) if a] for r in range(R)]
-                live_params = [sum(c for c, a in zip(agent_counts, live[r]) if a) for r in range(R)]
-                before = [[[p.detach().clone() for p in g] for g in run] for run in groups]
-            records = trainer.train_step(torch.stack(xs).to(self.device), torch.stack(ys).to(self.device))
-            if check:  # measured: compare weights (one host sync for every run and agent)
-                flat = torch.stack([sum((p.detach() != b).sum() for p, b in zip(g, bg))
-                                    for run, brun in zip(groups, before) for g, bg in zip(run, brun)]).tolist()
-                ends = np.cumsum([len(run) for run in groups]).tolist()
-                changed = [flat[e - len(run):e] for e, run in zip(ends, groups)]
+            x, y = self._batch(job, step, phase)
+            check = SparsityCheck(job.model, agent_counts) if step % cfg.sparsity_interval == 0 else None
+            records = trainer.train_step(x, y)
+            if check is not None:
+                check.measure()
             end_of_phase = (step + 1) % cfg.steps_per_phase == 0
-            for r, (s, record) in enumerate(zip(specs, records)):
-                run = trainer.runs[r]
-                if record is None:
-                    if r not in failed and run.failure is not None:
-                        if not self.resume_path(s).exists():  # failed before its first checkpoint: keep
-                            self._save(s, members[r], trainer, r, samplers[r], logs[r])  # the unchanged state
-                        failed[r] = self._fail(s, members[r], run.failure, logs[r])
-                    continue
-                if check:
-                    logs[r].sparsity_checks.append({"step": step, "param_fraction": sum(changed[r]) / live_params[r],
-                                                    "agents_changed": sum(c > 0 for c in changed[r]),
-                                                    "agents_scaled": record.updated,
-                                                    **({"agents_active": int(live[r].sum())} if model.has_slots else {})})
-                logs[r].step_rows.append(step_row(record, phase, s.phases[phase]))
+            self._record_step(job, step, phase, records, check)
             bar.update(1)
-            if len(failed) == R:  # nothing left to train (the caller says so)
+            if len(job.failed) == R:  # nothing left to train (the caller says so)
                 break
-            if (step + 1) % cfg.eval_interval == 0 or end_of_phase:
-                curve = self.evaluate(model, self.curve)
-                for r, s in enumerate(specs):
-                    if r in failed:
-                        continue
-                    for d in dict.fromkeys(s.phases):
-                        logs[r].eval_rows.append({"step": step + 1, "phase_index": phase, "phase": s.phases[phase],
-                                                  "domain": d, "bpb": float(curve[d][r]),
-                                                  "end_of_phase": int(end_of_phase)})
-            if end_of_phase:
-                valid = self.evaluate(model, self.valid)
-                for r, s in enumerate(specs):
-                    if r not in failed:
-                        logs[r].R_valid.append([float(valid[d][r]) for d in dict.fromkeys(s.phases)])
-            if end_of_phase:
-                test = self.evaluate(model, self.test)
-                for r, s in enumerate(specs):
-                    if r in failed:
-                        continue
-                    logs[r].R.append([float(test[d][r]) for d in dict.fromkeys(s.phases)])
-                    record_phase_end(logs[r], model, r, phase, len(s.phases))
-                    for plugin in trainer.runs[r].plugins:
-                        plugin.after_phase(trainer.context(r), self.phase(s, phase))
+            self._evaluate(job, step, phase, end_of_phase)
             if not show_bar and ((step + 1) % max(1, total // 20) == 0):
+                losses = [records[r].loss for r in range(R) if r not in job.failed and records[r] is not None]
                 print(progress_line(label, step + 1 - start_step, step + 1, total, phase,
-                                    time.perf_counter() - started,
-                                    [records[r].loss for r in range(R) if r not in failed and records[r] is not None]),
-                      flush=True)
+                                    time.perf_counter() - started, losses), flush=True)
             if (step + 1) % cfg.checkpoint_interval == 0 or end_of_phase or step + 1 == stop_at:
                 elapsed = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                for r, s in enumerate(specs):
-                    if r not in failed:
-                        logs[r].wall_time_s += elapsed / R  # this run's share of the process
-                        self._save(s, members[r], trainer, r, samplers[r], logs[r])
+                self._checkpoint(job, elapsed)
         bar.close()
-        if len(failed) == R:
-            return [failed[r] for r in range(R)]
+        if len(job.failed) == R:
+            return [job.failed[r] for r in range(R)]
         if trainer.step_count < total:
             print(f"stopped at step {trainer.step_count}/{total} (--max-steps); rerun to resume")
-            return [failed.get(r) for r in range(R)]
-        done = [r for r in range(R) if r not in failed]
-        swaps = swap_test(model, done, [{int(j): v for j, v in logs[r].snapshots.items() if j != "init"}
-                                        for r in range(R)], [s.phases for s in specs],
-                          lambda domains: self.evaluate(model, {d: self.test[d] for d in domains}))
-        return [failed[r] if r in failed else self._finish(s, members[r], model, trainer, r, logs[r], swaps[r])
-                for r, s in enumerate(specs)]
+            return [job.failed.get(r) for r in range(R)]
+        return self._complete(job)
+
+    def _start(self, members: list[int], blobs: dict[int, dict | None]) -> "_Job":
+        """The model, trainer, data streams and logs of the runs `members`: resumed from their state, or new
+        with the untrained model's bpb (R0) and its snapshot."""
+        specs = [self.specs[i] for i in members]
+        for s in specs:
+            s.out_dir.mkdir(parents=True, exist_ok=True)
+        model = AgentTree(self.model_cfg, runs=len(specs), attention=self.attention,
+                          seeds=[s.rng_seed for s in specs], run_batching=self.run_batching).to(self.device)
+        print(self._kernels_line(model), flush=True)
+        trainer = Trainer(model, [s.method for s in specs], [s.rng_seed for s in specs],
+                          precision=self.train_cfg.precision)
+        job = _Job(members, specs, model, trainer, [self.samplers(s) for s in specs], [RunLog() for _ in specs],
+                   resumed=blobs[members[0]] is not None)
+        if job.resumed:
+            for r, i in enumerate(members):
+                blob = blobs[i]
+                trainer.load_run_state_dict(r, blob["trainer"])
+                for d, sampler in job.samplers[r].items():
+                    sampler.load_state_dict(blob["samplers"][d])
+                job.logs[r].load_state_dict(blob["run"])
+            torch.set_rng_state(blobs[members[0]]["torch_rng"].cpu())
+            return job
+        torch.manual_seed(specs[0].rng_seed)  # dropout's stream (unused at dropout 0)
+        test0, valid0 = self._untrained_bpb(model, specs)
+        for r, s in enumerate(specs):
+            job.logs[r].R0 = [float(test0[d][r]) for d in dict.fromkeys(s.phases)]
+            job.logs[r].R0_valid = [float(valid0[d][r]) for d in dict.fromkeys(s.phases)]
+            job.logs[r].snapshots["init"] = snapshot(model, r)
+        return job
+
+    def _batch(self, job: "_Job", step: int, phase: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every run's batch of this step ([runs, batch, time] on the device): its own sampler's, through its
+        plugins (which hear first that a phase begins)."""
+        xs, ys = [], []
+        for r, s in enumerate(job.specs):
+            current = self.phase(s, phase)
+            run = job.trainer.runs[r]
+            if step == current.first_step:
+                for plugin in run.plugins:
+                    plugin.before_phase(job.trainer.context(r), current)
+            x, y = next(job.samplers[r][current.domain])
+            for plugin in run.plugins:
+                x, y = plugin.batch(job.trainer.context(r), x, y, current)
+            xs.append(x)
+            ys.append(y)
+        return torch.stack(xs).to(self.device), torch.stack(ys).to(self.device)
+
+    def _record_step(self, job: "_Job", step: int, phase: int, records: Sequence[Any],
+                     check: SparsityCheck | None) -> None:
+        """Log every run's step (and its measured sparsity); a run whose loss stopped being finite is recorded
+        as failed, with its last state kept."""
+        for r, (s, record) in enumerate(zip(job.specs, records)):
+            run = job.trainer.runs[r]
+            if record is None:
+                if r not in job.failed and run.failure is not None:
+                    if not self.resume_path(s).exists():  # failed before its first checkpoint: keep its unchanged state
+                        self._save(s, job.members[r], job.trainer, r, job.samplers[r], job.logs[r])
+                    job.failed[r] = self._fail(s, job.members[r], run.failure, job.logs[r])
+                continue
+            if check is not None:
+                job.logs[r].sparsity_checks.append(check.row(r, step, record))
+            job.logs[r].step_rows.append(step_row(record, phase, s.phases[phase]))
+
+    def _evaluate(self, job: "_Job", step: int, phase: int, end_of_phase: bool) -> None:
+        """The learning curves when due; at a phase's end the R rows (validation, test), where forgetting lives
+        and the plugins' phase-end hooks."""
+        model, live = job.model, [(r, s) for r, s in enumerate(job.specs) if r not in job.failed]
+        if (step + 1) % self.train_cfg.eval_interval == 0 or end_of_phase:
+            curve = self.evaluate(model, self.curve)
+            for r, s in live:
+                for d in dict.fromkeys(s.phases):
+                    job.logs[r].eval_rows.append({"step": step + 1, "phase_index": phase, "phase": s.phases[phase],
+                                                  "domain": d, "bpb": float(curve[d][r]),
+                                                  "end_of_phase": int(end_of_phase)})
+        if not end_of_phase:
+            return
+        valid = self.evaluate(model, self.valid)
+        for r, s in live:
+            job.logs[r].R_valid.append([float(valid[d][r]) for d in dict.fromkeys(s.phases)])
+        test = self.evaluate(model, self.test)
+        for r, s in live:
+            job.logs[r].R.append([float(test[d][r]) for d in dict.fromkeys(s.phases)])
+            record_phase_end(job.logs[r], model, r, phase, len(s.phases))
+            for plugin in job.trainer.runs[r].plugins:
+                plugin.after_phase(job.trainer.context(r), self.phase(s, phase))
+
+    def _checkpoint(self, job: "_Job", elapsed: float) -> None:
+        """Every live run's resumable state, and its share of the process's time since the last checkpoint."""
+        for r, s in enumerate(job.specs):
+            if r not in job.failed:
+                job.logs[r].wall_time_s += elapsed / len(job.specs)  # this run's share of the process
+                self._save(s, job.members[r], job.trainer, r, job.samplers[r], job.logs[r])
+
+    def _complete(self, job: "_Job") -> list[dict | None]:
+        """Finished runs: the swap test, then every run's outputs (a failed run's failure record)."""
+        R, logs = len(job.specs), job.logs
+        done = [r for r in range(R) if r not in job.failed]
+        swaps = swap_test(job.model, done, [{int(j): v for j, v in logs[r].snapshots.items() if j != "init"}
+                                            for r in range(R)], [s.phases for s in job.specs],
+                          lambda domains: self.evaluate(job.model, {d: self.test[d] for d in domains}))
+        return [job.failed[r] if r in job.failed else
+                self._finish(s, job.members[r], job.model, job.trainer, r, logs[r], swaps[r])
+                for r, s in enumerate(job.specs)]
 
     def _save(self, spec: RunSpec, i: int, trainer: Trainer, r: int, samplers: dict, log: RunLog) -> None:
         blob = {"format": CHECKPOINT_FORMAT, "config_hash": self.hashes[i], "threads": torch.get_num_threads(),
