@@ -31,7 +31,7 @@ PARAMS = {
     "model": {"branching": [2], "embed_dim": 16, "num_heads": 2, "hidden_dim": 32, "max_seq_len": 16},
     "method": {"learning_rate": 0.003, "loo_interval": 3},
     "train": {"batch_size": 4, "steps_per_phase": 6, "eval_interval": 3, "eval_batches": 1,
-              "checkpoint_interval": 2, "sparsity_interval": 2, "runs_per_job": 4},
+              "checkpoint_interval": 2, "sparsity_interval": 2},
     "experiment": {"variants": ["k1_full", "dense"], "seeds": [0, 1]},
     "analysis": {"bootstrap_resamples": 50, "resample_batches": 2, "fault_batches": 1, "randomisation_batches": 1,
                  "permutations": 20, "windows": 2},
@@ -290,9 +290,13 @@ def test_a_read_only_output_folder_is_named(data, finished, tmp_path, command):
             "prepare": ["prepare", "--params", str(finished["params"]), "--out", str(locked / "data")],
             "aggregate": ["aggregate", "--params", str(finished["params"]), "--results", str(tmp_path / "results"),
                           "--out", str(locked / "agg")]}[command]
-    if command == "aggregate":  # a results tree whose runs are finished (one job: both variants, both seeds)
-        assert k1(["train", "--params", str(finished["params"]), "--data", str(data), "--runs-root",
-                   str(tmp_path / "results"), "--group", "g0"]) == 0
+    if command == "aggregate":  # a results tree whose runs are finished (both variants, both seeds)
+        from k1model.config import load_params
+        from k1model.study.plan import plan_runs
+
+        for run in plan_runs(load_params(finished["params"])):
+            assert k1(["train", "--params", str(finished["params"]), "--data", str(data), "--runs-root",
+                       str(tmp_path / "results"), "--run", run.path]) == 0
     quoted = shlex.quote(str(locked))
     proc = in_namespace(f"mount --bind {quoted} {quoted}; mount -o remount,bind,ro {quoted}", [K1, *argv])
     assert proc.returncode == 2, proc.stderr[-2000:]

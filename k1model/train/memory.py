@@ -91,4 +91,4 @@ def check_memory(cfg: ModelConfig, train: TrainConfig, runs: int, device: torch.
         f"{agents} agents and {params / 1e6:,.0f}M parameters a run; training {runs} run(s) at batch size "
         f"{train.batch_size} needs at least {need / GIB:,.1f} GiB of memory, but only {max(have[0], 0) / GIB:,.1f} "
         f"GiB is {have[1]}. Use a smaller tree (model.branching) or width (model.embed_dim, model.hidden_dim), "
-        "fewer runs per process (train.runs_per_job), or a machine with more memory")
+        "fewer runs in one `k1 train` (fewer --variant / --seed), or a machine with more memory")

@@ -122,7 +122,6 @@ import numpy as np
 import torch
 
 from k1model.analysis.probes.faults import METHODS, _trial_stats, fault_agent_set, planted_faults, walk_probability
-import k1model.strategies  # noqa: F401  (registers the variants and strategies a params file and a run name)
 from k1model.analysis.probes.model_probes import (_SEED_TAGS, batch_attribution, live_view, randomisation_probe,
                                                   resample_probe)
 from k1model.analysis.probes.steplog import (_agent_matrix, _top_selected, grad_loo_agreement, read_steps,
