@@ -51,7 +51,7 @@ from k1model.train.outputs import RunLog, copy_run, finish_run, record_failure, 
 from k1model.train.memory import check_memory
 from k1model.train.plugins import Phase
 from k1model.train.runfolder import own_run_folder
-from k1model.train.runtime import resolve_device, versions
+from k1model.train.runtime import deterministic_mode, resolve_device, versions
 from k1model.train.sparsity import SparsityCheck
 from k1model.train.step import Trainer
 
@@ -115,16 +115,6 @@ def run_specs(params: Params, variants: Sequence[str], seeds: Sequence[int], out
             specs.append(RunSpec(v, int(s), out_dir, method_config(params.method, v), phases, params.model,
                                  init_seed=params.init_seed_of(int(s), phases)))
     return specs
-
-
-def deterministic_mode() -> None:
-    """Bit-reproducible CUDA: deterministic kernels (an error where torch has none) and a fixed cuBLAS
-    workspace. CPU runs are deterministic without it. Not bit-reproducible even then: runs on a
-    different GPU model, driver or torch version, and `run_batching: batched` runs grouped differently."""
-    import os
-
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
 
 
 def progress_line(label: str, done_now: int, step: int, total: int, phase: int, elapsed: float,

@@ -1,7 +1,9 @@
-"""The machine a run executes on: its device, library versions and thread count (part of a run's identity)."""
+"""The machine a run executes on: its device, library versions, thread count (part of a run's identity) and, on CUDA,
+deterministic kernels when asked for."""
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 
 import torch
@@ -62,3 +64,11 @@ def configure_process(threads: int) -> None:
         raise ConfigError(f"--threads={threads} is not allowed: --threads must be a positive integer")
     torch.set_num_threads(threads)
     keep_freed_memory()
+
+
+def deterministic_mode() -> None:
+    """Bit-reproducible CUDA: deterministic kernels (an error where torch has none) and a fixed cuBLAS
+    workspace. CPU runs are deterministic without it. Not bit-reproducible even then: runs on a
+    different GPU model, driver or torch version, and `run_batching: batched` runs grouped differently."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
