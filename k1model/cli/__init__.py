@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads (default %(default)s)")
     p.set_defaults(func=commands.attribute)
 
+    p = sub.add_parser("floors", help="reference floors: held-out bpb of byte n-gram models of every domain")
+    _add_params(p)
+    p.add_argument("--data", type=Path, required=True, help="directory written by `k1 prepare`")
+    p.add_argument("--out", type=Path, required=True, help="the floors document (e.g. results/floors.json)")
+    p.set_defaults(func=commands.floors)
+
     p = sub.add_parser("aggregate", help="tidy table, statistics and tables across runs")
     _add_params(p)
     p.add_argument("--results", type=Path, required=True,

@@ -127,6 +127,25 @@ def attribute(args: argparse.Namespace) -> int:
     return 0
 
 
+def floors(args: argparse.Namespace) -> int:
+    import k1model.strategies  # noqa: F401  (the params name registered variants)
+    from k1model.analysis.floors import reference_floors
+    from k1model.config import load_params
+    from k1model.io import write_json
+
+    params = load_params(args.params)
+    doc = reference_floors(args.data, params.analysis.floor_orders)
+    write_json(args.out, doc)
+    names = doc["orders"]
+    print(f"held-out bpb of byte n-gram models fitted on each training split ({args.data}):")
+    print(f"{'domain':<12}{'split':<7}" + "".join(f"{n:>9}" for n in names))
+    for domain, d in doc["domains"].items():
+        for split in ("valid", "test"):
+            print(f"{domain:<12}{split:<7}" + "".join(f"{d[split][n]:9.3f}" for n in names))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def aggregate(args: argparse.Namespace) -> int:
     """The tidy table, statistics and tables of a results tree."""
     from k1model.analysis.aggregate import aggregate as run_aggregate

@@ -21,6 +21,8 @@ _POSITIVE = Nullable(Number(0.0, open_low=True))
 METRIC = Text(r"[a-z0-9_]+", "a metric name")
 #: equivalence margins used when a params file declares none (bits per byte): a difference of 0.05 bpb
 #: in average bpb or forgetting is about 1 % of a byte model's bpb, below what the study calls a change
+#: the reference floors by name (k1model.analysis.ngram: n = 1 .. 7)
+FLOOR_NAMES = ("unigram", "bigram", "trigram", "4-gram", "5-gram", "6-gram", "7-gram")
 DEFAULT_EQUIVALENCE_MARGINS = {"final_avg_bpb": 0.05, "forgetting": 0.05, "bwt": 0.05}
 
 
@@ -58,6 +60,12 @@ class AnalysisConfig(Section):
                                        "bpb; the benchmark forgets when the reference's mean forgetting is at least "
                                        "this with its interval above 0; otherwise forgetting claims are "
                                        "'untestable on this benchmark'")
+    competence_floor: str = setting("trigram", OneOf(FLOOR_NAMES),
+                                    "the n-gram floor the reference (forgetting_reference) must reach on every "
+                                    "domain right after its phase (R[j][j], interval at or below the floor's "
+                                    "held-out bpb); otherwise every claim of the profile is 'not competent'")
+    floor_orders: int = setting(5, Integer(1, 7), "k1 floors: byte n-gram reference floors of orders 1 to this, "
+                                "fitted on each domain's training split (held-out bpb on valid and test)")
     # --- attribution probes (k1 attribute)
     probe_batch_size: int | None = setting(None, Nullable(Integer(1)), "null = train.batch_size", group=PROBES)
     resample_batches: int = setting(12, Integer(2), "fresh batches for the resampling stability of the culprit path",
@@ -80,6 +88,9 @@ class AnalysisConfig(Section):
     permutations: int = setting(1000, Integer(1), "permutations of the specialisation test", group=PROBES)
 
     def validate(self) -> None:
+        if FLOOR_NAMES.index(self.competence_floor) + 1 > self.floor_orders:
+            raise self.invalid("competence_floor", f"a floor of order <= analysis.floor_orders "
+                                                   f"({self.floor_orders}): raise floor_orders or pick a lower floor")
         if self.fault_loss_increase is None and self.fault_noise is None:
             raise self.invalid("fault_loss_increase", "a number > 0 when analysis.fault_noise is null: with both "
                                                       "null no fault can be planted (fault_loss_increase calibrates "
