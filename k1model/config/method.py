@@ -39,6 +39,10 @@ class MethodConfig(ExtensibleSection):
     top_k: int | None = setting(None, Nullable(Integer(1)), "flat_topk's K; null = tree depth")
     scale_mode: str = setting("fixed", OneOf(("fixed", "gradient")),
                               "fixed: path_scales; gradient: scales proportional to the path agents' scores")
+    throttle_share: float = setting(0.1, Number(0.0, 1.0),
+                                    "throttled control: the share of steps on which its agents are updated (all "
+                                    "of them, like dense); set to K-1's agent update rate (1 - its idle step "
+                                    "fraction); 1.0 = dense")
     reset_moments_on_return: bool = setting(False, Boolean(),
                                             "reset an agent's Adam moments when it returns from cooldown")
     grad_clip: float | None = setting(None, Nullable(Number(0.0, open_low=True)),

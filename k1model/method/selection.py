@@ -96,11 +96,22 @@ def select_all(topo: Topology, scores: np.ndarray, eligible: np.ndarray, method:
     return [], np.ones(len(topo))
 
 
+def select_throttled(topo: Topology, scores: np.ndarray, eligible: np.ndarray, method: MethodConfig,
+                     rng: np.random.Generator) -> Selection:
+    """Control: dense, but the agents are updated only on a random share of steps (`throttle_share`, one
+    Bernoulli draw per step from the run's own selection generator): K-1's rate of agent updates without its
+    choice of agents. At share 1.0 no step is skipped, so the run is `dense` bit for bit."""
+    if method.throttle_share >= 1.0 or rng.random() < method.throttle_share:
+        return [], np.ones(len(topo))
+    return [], np.zeros(len(topo))
+
+
 SELECTORS: dict[str, Selector] = {
     "drilldown": select_drilldown,
     "topk": select_topk,
     "all": select_all,
     "random_path": select_random_path,
+    "throttled": select_throttled,
 }
 
 
@@ -110,6 +121,7 @@ SELECTOR_KEYS: dict[str, tuple[str, ...]] = {
     "random_path": ("path_scales", "scale_mode"),
     "topk": ("top_k",),
     "all": (),
+    "throttled": ("throttle_share",),
 }
 
 

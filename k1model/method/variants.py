@@ -66,4 +66,7 @@ CORE_VARIANTS = (
     Variant("dense", "all", "gradient", False, (), "every agent at scale 1 every step: ordinary backprop"),
     Variant("random_path", "random_path", "gradient", True, (),
             "control: a uniformly random eligible child at each level, same scales and trust as k1_full"),
+    Variant("throttled", "throttled", "gradient", False, (),
+            "control: dense whose agents are all updated on a random share of steps (method.throttle_share, "
+            "K-1's agent update rate), the shared weights as in K-1: K-1's rate of updates without its choice"),
 )
