@@ -31,6 +31,7 @@ __all__ = [
     "forward_transfer_per_domain",
     "forward_transfer",
     "forgetting_summary",
+    "plasticity",
     "update_frequency",
     "sparsity_summary",
     "divergence",
@@ -127,16 +128,23 @@ def forward_transfer(R: Sequence[Sequence[float]] | np.ndarray, R0: Sequence[flo
     return float(np.mean(forward_transfer_per_domain(R, R0)))
 
 
+def plasticity(R: Sequence[Sequence[float]] | np.ndarray) -> float:
+    """Mean R[j, j]: how well each domain was learned, measured right after its own phase (lower = learned
+    better). The x axis of a stability-plasticity frontier: a method that learns less can forget less for
+    that reason alone (DESIGN.md §12)."""
+    return float(np.mean(np.diag(_as_R(R))))
+
+
 def forgetting_summary(
     R: Sequence[Sequence[float]] | np.ndarray, R0: Sequence[float] | np.ndarray | None = None
 ) -> dict[str, float | None]:
     """The flat scalars `k1 train` stores under `metrics.json["scalars"]`.
 
-    Keys: final_avg_bpb, forgetting, bwt, fwt (None without R0). With a single phase the
+    Keys: final_avg_bpb, plasticity, forgetting, bwt, fwt (None without R0). With a single phase the
     transfer metrics are undefined and reported as None rather than 0.
     """
     arr = _as_R(R)
-    out: dict[str, float | None] = {"final_avg_bpb": final_average_bpb(arr)}
+    out: dict[str, float | None] = {"final_avg_bpb": final_average_bpb(arr), "plasticity": plasticity(arr)}
     if arr.shape[0] < 2:
         out.update(forgetting=None, bwt=None, fwt=None)
         return out

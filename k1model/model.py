@@ -458,12 +458,14 @@ class AgentTree(nn.Module):
             logits, loss = (None if logits is None else logits[0]), (None if loss is None else loss[0])
         return logits, loss, outs
 
-    def token_losses_of(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """`token_losses(self(idx)[0], targets)` ([R, n]); under loop batching from the per-run logits (the native
-        cross-entropy never stacks them over the runs)."""
+    def token_losses_of(self, idx: torch.Tensor, targets: torch.Tensor, bypass: Iterable[str | int] = ()
+                        ) -> torch.Tensor:
+        """`token_losses(self(idx, bypass=bypass)[0], targets)` ([R, n]); under loop batching from the per-run
+        logits (the native cross-entropy never stacks them over the runs)."""
         if self.batched:
-            return self.token_losses(self(idx)[0], targets)
-        return self.kernels.token_losses_of_runs(self._loop_pass(idx, ())[1], targets)
+            return self.token_losses(self(idx, bypass=bypass)[0], targets)
+        skip = {self.topology.index(b) if isinstance(b, str) else int(b) for b in bypass}
+        return self.kernels.token_losses_of_runs(self._loop_pass(idx, skip)[1], targets)
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int = 50, temperature: float = 1.0,

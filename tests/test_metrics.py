@@ -49,10 +49,11 @@ def test_no_forgetting_gives_negative_bwt_and_zero_forgetting():
 def test_forgetting_summary_keys_and_undefined_values():
     s = M.forgetting_summary(R, R0)
     assert s == pytest.approx({"final_avg_bpb": (2.8 + 3.2 + 3.5) / 3, "forgetting": 0.55,
-                               "bwt": 0.5, "fwt": -3.8})
+                               "bwt": 0.5, "fwt": -3.8, "plasticity": (2.0 + 3.0 + 3.5) / 3})
     assert M.forgetting_summary(R)["fwt"] is None
     one = M.forgetting_summary([[2.5]])
     assert one["final_avg_bpb"] == 2.5 and one["forgetting"] is None and one["bwt"] is None
+    assert one["plasticity"] == 2.5
 
 
 def test_bits_per_byte():

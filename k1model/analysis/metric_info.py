@@ -18,6 +18,9 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "forgetting": MetricInfo("lower", "final minus best earlier bpb, mean over all but the last domain (positive = forgetting)", "bpb", "forgetting"),
     "bwt": MetricInfo("lower", "backward transfer, mean R[T,j] − R[j,j] (positive = forgetting)", "bpb", "forgetting"),
     "fwt": MetricInfo("lower", "forward transfer, mean R[j−1,j] − R0[j] (negative = earlier phases helped)", "bpb", "forgetting"),
+    "plasticity": MetricInfo("lower", "how well each domain was learned: mean R[j,j], the bpb on domain j right after its own phase", "bpb", "forgetting"),
+    "agents_gain": MetricInfo("higher", "bpb the agents carry after the last phase: bpb with every agent bypassed (embedding -> final norm -> head) minus the tree's, mean over domains", "bpb", "lm"),
+    "agents_gain_own_phase": MetricInfo("higher", "bpb the agents carry on each domain right after its own phase (bypassed minus tree, mean over domains)", "bpb", "lm"),
     "final_train_loss": MetricInfo("lower", "training loss over the last 5% of steps", "bits/byte", "lm"),
     "diverged": MetricInfo("none", "1 if the run diverged (a loss not finite, a held-out bpb of a trained domain above its untrained value, or the training loss at the end above its start; train/outputs.py), else 0", "flag", "other"),
     # sparsity

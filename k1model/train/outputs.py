@@ -46,8 +46,8 @@ def step_row(record: StepRecord, phase: int, domain: str) -> dict[str, Any]:
 class RunLog:
     """Everything besides the trainer that a resumed run needs to continue identically."""
 
-    FIELDS = ("step_rows", "eval_rows", "R", "R0", "R_valid", "R0_valid", "sparsity_checks", "wall_time_s",
-              "snapshots", "drift")
+    FIELDS = ("step_rows", "eval_rows", "R", "R0", "R_valid", "R0_valid", "R_shared", "sparsity_checks",
+              "wall_time_s", "snapshots", "drift")
 
     def __init__(self) -> None:
         self.step_rows: list[dict[str, Any]] = []
@@ -56,6 +56,9 @@ class RunLog:
         self.R0: list[float] = []
         self.R_valid: list[list[float]] = []  # validation bpb after each phase (for tuning)
         self.R0_valid: list[float] = []
+        # test bpb after each phase with every agent bypassed (embedding -> final norm -> head): R_shared - R is
+        # what the agents carry
+        self.R_shared: list[list[float]] = []
         self.sparsity_checks: list[dict[str, float]] = []
         self.wall_time_s = 0.0
         # the forgetting decomposition (train/decomposition.py): weights at phase ends ("init" = before the
@@ -67,8 +70,8 @@ class RunLog:
         return {k: getattr(self, k) for k in self.FIELDS}
 
     def load_state_dict(self, state: dict) -> None:
-        for k in self.FIELDS:
-            setattr(self, k, state[k])
+        for k in self.FIELDS:  # R_shared is absent from the state of runs started before it was recorded
+            setattr(self, k, state[k] if k != "R_shared" else state.get(k, []))
 
 
 def write_run_outputs(out_dir: Path, log: RunLog) -> pd.DataFrame:
@@ -132,6 +135,17 @@ def _mean_or_none(column: pd.Series | None) -> float | None:
     return float(column.dropna().mean())
 
 
+def agents_gain(R: list[list[float]], R_shared: list[list[float]]) -> dict[str, float | None]:
+    """How much the agents carry: bpb with every agent bypassed minus the tree's bpb, on every domain after the
+    last phase (`agents_gain`) and on each domain right after its own phase (`agents_gain_own_phase`); means
+    over domains. Near 0: the shared embedding and head alone do what the tree does (a byte-statistics model)."""
+    if len(R_shared) != len(R):  # a run started before R_shared was recorded
+        return {"agents_gain": None, "agents_gain_own_phase": None}
+    tree, alone = np.asarray(R, dtype=float), np.asarray(R_shared, dtype=float)
+    return {"agents_gain": float((alone[-1] - tree[-1]).mean()),
+            "agents_gain_own_phase": float((np.diag(alone) - np.diag(tree)).mean())}
+
+
 def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], agents: list[dict[str, Any]],
                 update_counts: dict[str, int], n_agents: int, agent_params: int, shared_params: int,
                 extra: dict[str, Any], more_scalars: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -158,6 +172,7 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
     scalars: dict[str, Any] = dict(forgetting_summary(log.R, log.R0))
     for d, bpb in zip(domains, log.R[-1]):
         scalars[f"final_bpb_{d}"] = bpb
+    scalars.update(agents_gain(log.R, log.R_shared))
     total = len(steps)
     scalars.update({
         "sparsity_param_fraction": sparsity["sparsity_param_fraction"],
@@ -176,7 +191,7 @@ def run_metrics(log: RunLog, steps: pd.DataFrame, *, identity: dict[str, Any], a
     })
     return {
         "status": "completed", **identity, "agents": agents,
-        "R": log.R, "R0": log.R0, "R_valid": log.R_valid, "R0_valid": log.R0_valid,
+        "R": log.R, "R0": log.R0, "R_valid": log.R_valid, "R0_valid": log.R0_valid, "R_shared": log.R_shared,
         # validation-split numbers are kept out of `scalars` (what the analysis reports): choices such
         # as tuning read only these, never the test split
         "validation": forgetting_summary(log.R_valid, log.R0_valid),

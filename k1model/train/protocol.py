@@ -220,9 +220,10 @@ class RunGroup:
                      domain_tokens={d: self.train_tokens[d] for d in dict.fromkeys(spec.phases)})
 
     @torch.no_grad()
-    def evaluate(self, model: AgentTree, which: dict[str, list]) -> dict[str, np.ndarray]:
+    def evaluate(self, model: AgentTree, which: dict[str, list], bypass: Sequence[int] = ()) -> dict[str, np.ndarray]:
         """Bits per byte of every run on every domain's batches (the same windows for every run): total
-        nats over every scored byte (targets -100 are not scored), / ln 2."""
+        nats over every scored byte (targets -100 are not scored), / ln 2. `bypass`: agents whose blocks
+        are skipped (every agent: the shared weights alone, embedding -> final norm -> head)."""
         was = model.training
         model.eval()
         out = {}
@@ -232,7 +233,7 @@ class RunGroup:
             count = 0
             for x, y in batches:
                 x, y = x.to(self.device), y.to(self.device)
-                ce = model.token_losses_of(x.expand(R, *x.shape), y.expand(R, *y.shape))  # 0 for targets -100
+                ce = model.token_losses_of(x.expand(R, *x.shape), y.expand(R, *y.shape), bypass)  # 0 for targets -100
                 nats += ce.sum(1, dtype=torch.float64)
                 count += int((y != -100).sum())
             out[d] = (nats / count / math.log(2)).cpu().numpy()
@@ -472,8 +473,10 @@ class RunGroup:
         for r, s in live:
             job.logs[r].R_valid.append([float(valid[d][r]) for d in dict.fromkeys(s.phases)])
         test = self.evaluate(model, self.test)
+        alone = self.evaluate(model, self.test, bypass=range(len(model.agents)))  # what the agents carry
         for r, s in live:
             job.logs[r].R.append([float(test[d][r]) for d in dict.fromkeys(s.phases)])
+            job.logs[r].R_shared.append([float(alone[d][r]) for d in dict.fromkeys(s.phases)])
             record_phase_end(job.logs[r], model, r, phase, len(s.phases))
             for plugin in job.trainer.runs[r].plugins:
                 plugin.after_phase(job.trainer.context(r), self.phase(s, phase))
