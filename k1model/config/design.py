@@ -104,6 +104,45 @@ def grid_points(method: MethodConfig, grid: Mapping[str, Iterable[Any]], where: 
     return points
 
 
+def frontier_points(params: Any) -> dict[str, list[Point]]:
+    """Per frontier method: its base and every knob value alone around `params.method`, validated. The frontier's
+    seeds must be evaluation seeds and its methods and claims' variants in the main comparison (the base point
+    is the main comparison's run). Whether the method reads each knob is checked with the run plan
+    (`k1model.study.plan`: a knob it does not read would repeat its base run)."""
+    frontier, exp = params.frontier, params.experiment
+    if not frontier.seeds:
+        raise ConfigError("frontier.seeds is empty; give the frontier some evaluation seeds, e.g. the first three "
+                          "of experiment.seeds")
+    outside = [s for s in frontier.seeds if s not in exp.seeds]
+    if outside:
+        raise ConfigError(f"frontier.seeds {outside} are not evaluation seeds (experiment.seeds {list(exp.seeds)}): "
+                          "a frontier's base point is the main comparison's run of the same seed and order")
+    for key in ("method", "reference"):
+        name = getattr(frontier, key)
+        if name is not None and name not in frontier.knobs:
+            raise ConfigError(f"frontier.{key}: {name!r} has no knobs; add frontier.knobs.{name} or set "
+                              f"frontier.{key} to one of {', '.join(frontier.knobs)}")
+    out: dict[str, list[Point]] = {}
+    for variant, knobs in frontier.knobs.items():
+        if variant not in exp.variants:
+            raise ConfigError(f"frontier.knobs.{variant}: not in experiment.variants; its base point is its main "
+                              "comparison run, so add it there")
+        points, seen = [Point("base", ())], {(): "base"}
+        base = dataclasses.replace(params.method, variant=variant)
+        for key, values in knobs.items():
+            for value in values:
+                where = f"frontier point {variant}/{point_name(((key, value),))}"
+                overrides = _normalised(base, ((key, value),), where)
+                if getattr(base, key) == overrides[0][1]:
+                    continue  # the profile's own value: the base point
+                if overrides in seen:
+                    raise ConfigError(f"frontier.knobs.{variant}.{key}: {format_value(value)} is listed twice")
+                seen[overrides] = point_name(overrides)
+                points.append(Point(point_name(overrides), overrides, key))
+        out[variant] = points
+    return out
+
+
 def tuned_variants(params: Any) -> list[str]:
     """The variants `params.tuning` tunes; its candidates may only name them (or 'default')."""
     tuning = params.tuning

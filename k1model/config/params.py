@@ -16,6 +16,7 @@ from k1model.config.analysis import AnalysisConfig
 from k1model.config.checks import Nested, Section, setting
 from k1model.config.data import DataConfig
 from k1model.config.experiment import ExperimentConfig, OrderDraw, SweepConfig, TuningConfig, init_seed
+from k1model.config.frontier import FrontierConfig
 from k1model.config.method import MethodConfig
 from k1model.config.model import ModelConfig
 from k1model.config.train import TrainConfig
@@ -42,6 +43,8 @@ class Params(Section):
                                        doc=AnalysisConfig.DESCRIPTION)
     sweep: SweepConfig = setting(check=Nested(SweepConfig), factory=SweepConfig, doc=SweepConfig.DESCRIPTION)
     tuning: TuningConfig = setting(check=Nested(TuningConfig), factory=TuningConfig, doc=TuningConfig.DESCRIPTION)
+    frontier: FrontierConfig = setting(check=Nested(FrontierConfig), factory=FrontierConfig,
+                                       doc=FrontierConfig.DESCRIPTION)
 
     @classmethod
     def prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -91,12 +94,17 @@ class Params(Section):
                 raise ConfigError(f"tuning.seeds {shared} are also evaluation seeds (experiment.seeds); choices must "
                                   "be made on seeds the evaluation never uses: pick other tuning seeds")
             check_tuning(self)
+        if self.frontier.active:
+            from k1model.config.design import frontier_points
+
+            frontier_points(self)
 
     def run_variants(self) -> list[str]:
         """Every variant the params run: the main comparison's, the sweep's and the tuned ones."""
         names = list(self.experiment.variants)
         names += list(self.sweep.variants) if self.sweep.active else []
         names += list(self.tuning.variants or ()) if self.tuning.active else []
+        names += list(self.frontier.knobs) if self.frontier.active else []
         return list(dict.fromkeys(names))
 
     def validate(self) -> None:
@@ -112,7 +120,7 @@ class Params(Section):
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params))
-REQUIRED_SECTIONS: tuple[str, ...] = tuple(s for s in SECTIONS if s not in ("sweep", "tuning"))
+REQUIRED_SECTIONS: tuple[str, ...] = tuple(s for s in SECTIONS if s not in ("sweep", "tuning", "frontier"))
 
 
 def _order_problem(order: Any, domains: list[str]) -> str | None:
