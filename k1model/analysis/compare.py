@@ -254,7 +254,7 @@ def compare_table(cmp: Comparison, a: Path, b: Path, source: str, label: str, fi
 def run_folders(results: Path) -> set[Path]:
     """Every run folder of a results tree (relative): runs/, sweep/, tuning/, tuned/ ... /metrics.json."""
     rels = (p.parent.relative_to(results) for p in results.glob("*/**/metrics.json"))
-    return {r for r in rels if r.parts and r.parts[0] in ("runs", "sweep", "tuning", "tuned")}
+    return {r for r in rels if r.parts and r.parts[0] in ("runs", "sweep", "tuning", "tuned", "frontier")}
 
 
 def compare_runs(cmp: Comparison, metrics: set[str]) -> None:

@@ -30,8 +30,9 @@ from k1model.config.checks import plain
 from k1model.errors import ConfigError
 from k1model.method.variants import get_variant
 from k1model.study.design import Overrides, restrict, sweep_points, tuning_candidates, with_overrides
+from k1model.study.frontier import frontier_cells
 
-PARTS = ("runs", "sweep", "tuning", "tuned")
+PARTS = ("runs", "sweep", "tuning", "tuned", "frontier")
 
 
 def order_name(order: tuple[str, ...] | list[str]) -> str:
@@ -99,6 +100,10 @@ def _runs_of(params: Params) -> tuple[list[PlannedRun], list[SweepCell]]:
                                     f"tuning/{v}/{point.name}/seed{s}") for s in params.tuning.seeds]
         runs += [PlannedRun("tuned", v, s, o, "tuned", (), f"tuned/{order_name(o)}/{v}/seed{s}")
                  for o in params.orders for v in candidates for s in exp.seeds]
+    for cell in frontier_cells(params, main_run_path):
+        if cell.own_run:
+            runs.append(PlannedRun("frontier", cell.variant, cell.seed, cell.order, cell.point,
+                                   ((cell.knob, cell.value),), cell.path))
     return runs, cells
 
 
