@@ -3,6 +3,8 @@ initialisation as the unit of analysis (order as a block, or the seed when seeds
 claims as the one Holm family, design constants measured not tested, and diverged runs flagged and kept."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from pathlib import Path
@@ -59,8 +61,8 @@ def test_the_legacy_setting_keeps_every_committed_runs_config_hash():
     spec = planned_specs(params, [run], "/tmp/x")[0]
     assert spec.init_seed is None and spec.rng_seed == 3
     assert run_hash(params.model, spec, identity, manifest) == "1cba35be061a77fd"  # the code before issue 31
-    legacy = config_hash(params.model, method_config(params.method, "k1_full"), identity, list(params.orders[1]), 3,
-                         manifest)
+    legacy = config_hash(params.model, method_config(params.method, "k1_full").hash_dict(), identity,
+                         list(params.orders[1]), 3, manifest)
     assert run_hash(params.model, spec, identity, manifest) == legacy
     raw = yaml.safe_load(Path("params/forgetting.yaml").read_text())
     raw["experiment"]["init_seed"] = "per_order"
@@ -68,6 +70,9 @@ def test_the_legacy_setting_keeps_every_committed_runs_config_hash():
     spec2 = planned_specs(fresh, [run], "/tmp/x")[0]
     assert spec2.init_seed == init_seed(3, params.orders[1], "per_order")
     assert run_hash(fresh.model, spec2, identity, manifest) != legacy
+    # a key added later (the throttled control's share) stays out of the hash at its default, and in it otherwise
+    throttled = dataclasses.replace(spec, method=dataclasses.replace(spec.method, throttle_share=0.5))
+    assert run_hash(params.model, throttled, identity, manifest) != legacy
 
 
 def _draw_params(draw) -> dict:

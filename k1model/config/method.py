@@ -55,6 +55,18 @@ class MethodConfig(ExtensibleSection):
     # the settings of the strategies (EWC, replay, structural plasticity, ...) follow: each strategy declares
     # its own in its declaration (k1model/strategies/*.py), and `registered()` collects them from the registry
 
+    #: keys added after runs were committed: left out of a run's config hash while at their default, so adding
+    #: them kept every earlier run's hash (and its completeness and resume) unchanged
+    HASH_OMITTED_AT_DEFAULT = ("throttle_share",)
+
+    def hash_dict(self) -> dict[str, Any]:
+        """What a run's config hash covers: every setting but the later keys that sit at their default."""
+        out = self.to_dict()
+        for key in self.HASH_OMITTED_AT_DEFAULT:
+            if out.get(key) == getattr(type(self)(), key):
+                del out[key]
+        return out
+
     @classmethod
     def registered(cls) -> Mapping[str, Any]:
         """The settings the registered strategies add (ewc_lambda, replay_fraction, ...)."""

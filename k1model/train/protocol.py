@@ -81,7 +81,7 @@ def run_hash(model: ModelConfig, spec: RunSpec, identity: dict[str, Any], manife
     """The run's config hash. A run with a derived init seed hashes it as one more part; a run seeded by its
     seed alone (`experiment.init_seed: shared`) hashes exactly what it did before the option existed, so the
     runs trained then stay complete for their params."""
-    parts: list[Any] = [model, spec.method, identity, list(spec.phases), spec.seed, manifest]
+    parts: list[Any] = [model, spec.method.hash_dict(), identity, list(spec.phases), spec.seed, manifest]
     if spec.init_seed is not None:
         parts.append({"init_seed": spec.init_seed})
     return config_hash(*parts)
