@@ -83,3 +83,36 @@ def test_a_floor_above_the_fitted_orders_is_refused(tmp_path):
     params.write_text(text)
     with pytest.raises(ConfigError, match="analysis.competence_floor"):
         load_params(params)
+
+
+@pytest.mark.parametrize("trigram, competent", [(3.0, True), (2.0, False)])
+def test_aggregate_checks_competence_and_gates_every_claim(tmp_path, trigram, competent):
+    """Synthetic runs learn every domain to ~2.6 bpb: competent against a 3.0 floor; against a 2.0 floor the
+    profile is not competent and every declared claim reads so (not just the forgetting claims)."""
+    from fake_runs import DOMAINS, write_fake_runs, write_params
+    from k1model.analysis.aggregate import aggregate, read_summary
+
+    write_fake_runs(tmp_path / "results" / "runs", steps_per_phase=10, eval_interval=5, attribution=False)
+    params = write_params(tmp_path / "params.yaml", primary_test="ttest_paired")
+    floors = {"format": "k1-floors/1", "domains": {d: {"test": {"trigram": trigram}} for d in DOMAINS}}
+    (tmp_path / "floors.json").write_text(json.dumps(floors))
+    aggregate(params, tmp_path / "results", floors=tmp_path / "floors.json")
+    summary = read_summary(tmp_path / "results")
+    assert summary["competence"]["checked"] is True and summary["competence"]["competent"] is competent
+    statuses = {e["status"] for e in summary["claims"].values()}
+    if competent:
+        assert "not competent" not in statuses
+    else:
+        assert statuses <= {"not competent", "not measured"} and "not competent" in statuses
+        assert summary["claim_family"]["size"] == 0  # nothing was tested
+
+
+def test_without_floors_the_check_is_not_made_and_says_why(tmp_path):
+    from fake_runs import write_fake_runs, write_params
+    from k1model.analysis.aggregate import aggregate, read_summary
+
+    write_fake_runs(tmp_path / "results" / "runs", steps_per_phase=10, eval_interval=5, attribution=False)
+    params = write_params(tmp_path / "params.yaml", primary_test="ttest_paired")
+    aggregate(params, tmp_path / "results")
+    doc = read_summary(tmp_path / "results")["competence"]
+    assert doc["checked"] is False and "k1 floors" in doc["reason"]

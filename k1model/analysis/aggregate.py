@@ -41,10 +41,27 @@ def _provenance(records: Sequence[RunRecord]) -> dict[str, Any]:
         "total_wall_time_s": float(sum(float(r.metrics.get("wall_time_s") or 0.0) for r in records)),
     }
 
-def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: str | Path | None = None
-              ) -> dict[str, Any]:
+def competence_doc(records: Sequence[RunRecord], floors_path: Path | None, cfg: Any) -> dict[str, Any]:
+    """The competence check of the main comparison (`competence.py`) against the floors `k1 floors` wrote; without
+    a floors file the check is not made, and summary.json says so (the paper prints it at the top)."""
+    from k1model.analysis.competence import competence_check
+
+    a = cfg.params.analysis
+    if floors_path is None or not Path(floors_path).is_file():
+        return {"checked": False, "reference": a.forgetting_reference, "floor": a.competence_floor,
+                "reason": f"no reference floors ({floors_path or 'none given'}): run `k1 floors` and pass --floors"}
+    floors = _read_json(Path(floors_path))
+    doc = competence_check(records, floors, reference=a.forgetting_reference, floor=a.competence_floor,
+                           confidence=cfg.confidence)
+    return {"checked": True, **doc}
+
+
+def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: str | Path | None = None,
+              floors: str | Path | None = None) -> dict[str, Any]:
     """Read every run of the plan under `results`, compute every statistic, and write into `out`
     (default `results`): tidy.csv, tables/, summary.json, comparisons.json and metrics.json (DVC).
+    `floors`: the reference floors of the data (`k1 floors`; default `results`/floors.json when present), for
+    the competence check.
 
     Parts: the main comparison ("as specified"), per domain order when there are several, the
     tuned comparison and the sweep when the params define them. Returns the summary.json
@@ -80,6 +97,10 @@ def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: 
                       for m in dict.fromkeys(summary.metric)}
     doc.update(by_variant(summary, cfg.variants))
     doc["validity"] = validity
+    floors_path = Path(floors) if floors is not None else Path(results) / "floors.json"
+    if floors_path.is_file():
+        doc["floors"] = _read_json(floors_path)
+    doc["competence"] = competence_doc(records, floors_path if floors_path.is_file() else floors, cfg)
     doc["decomposition"] = decomposition_tests(tidy, cfg)
     doc["failed_runs"] = failed
     doc["missing_attribution"] = missing_attr
@@ -105,6 +126,11 @@ def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: 
         doc["sweep"], tidy_s, written_s = sweep_statistics(p, cfg, results, out / "tables")
         tidy_all.append(tidy_s)
         written += written_s
+    if p.frontier.active:
+        from k1model.analysis.frontier_stats import frontier_statistics
+
+        doc["frontier"], written_f = frontier_statistics(p, cfg.confidence, results, out / "tables")
+        written += written_f
     full = pd.concat(tidy_all, ignore_index=True)[["part", "point", "variant", "order", "seed", "metric", "value"]]
     write_csv(out / "tidy.csv", full)
     doc = json_safe(doc)

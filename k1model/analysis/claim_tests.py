@@ -10,6 +10,8 @@ Each claim passes the *gates* first (`GATES`, in order); a gate that applies giv
 and keeps it out of the family:
 
 - "not measured": a variant, the reference or the metric is absent;
+- "not competent": the profile's reference did not learn its domains (`competence.py`: its bpb right after
+  each domain's phase does not reach the declared n-gram floor), so every claim is about byte statistics;
 - "untestable": a forgetting claim on a benchmark whose reference does not forget (`validity.py`).
 
 A claim of kind "property" states a design constant (K-1 changes fewer weights per step than dense: true
@@ -42,7 +44,8 @@ from k1model.analysis.units import paired_units, planned_units
 from k1model.analysis.validity import FORGETTING_METRICS
 
 #: every status a claim can have, in the order the paper counts them
-STATUSES = ("supported", "contradicted", "equivalent", "inconclusive", "measured", "untestable", "not measured")
+STATUSES = ("supported", "contradicted", "equivalent", "inconclusive", "measured", "not competent", "untestable",
+            "not measured")
 #: the statuses of a claim that was tested (a member of the Holm family)
 TESTED = ("supported", "contradicted", "equivalent", "inconclusive")
 
@@ -58,6 +61,7 @@ class Part:
     scheme: str  # experiment.init_seed
     planned: tuple[int, int]  # (units, blocks) per variant as the params plan them
     chance: float | None  # the chance level of a claim against "chance"
+    competence: Mapping[str, Any] | None = None  # the profile's competence check (competence.py), if made
 
 
 Gate = Callable[[Any, Part], "dict[str, Any] | None"]
@@ -81,6 +85,14 @@ def not_measured(claim: Any, part: Part) -> dict[str, Any] | None:
     return None
 
 
+def not_competent(claim: Any, part: Part) -> dict[str, Any] | None:
+    """Any claim of a profile whose reference did not reach the declared floor on every domain."""
+    c = part.competence
+    if not c or not c.get("checked") or c.get("competent"):
+        return None
+    return {"status": "not competent", "reason": "competence", "short_of_floor": list(c.get("short_of_floor") or [])}
+
+
 def untestable(claim: Any, part: Part) -> dict[str, Any] | None:
     """A forgetting claim on a benchmark whose reference does not forget (the validity check)."""
     v = part.validity
@@ -90,7 +102,7 @@ def untestable(claim: Any, part: Part) -> dict[str, Any] | None:
 
 
 #: checked in order before a claim is tested; the first that applies decides its status
-GATES: list[Gate] = [not_measured, untestable]
+GATES: list[Gate] = [not_measured, not_competent, untestable]
 
 
 def gate(claim: Any, part: Part) -> dict[str, Any] | None:
@@ -203,9 +215,10 @@ def without_runs(tidy: pd.DataFrame, runs: Iterable[tuple[str, str, int]]) -> pd
 
 
 def part_for(name: str, tidy: pd.DataFrame, variants: Sequence[str], validity: Mapping[str, Any] | None,
-             params: Any, chance: float | None, n_orders: int | None = None) -> Part:
+             params: Any, chance: float | None, n_orders: int | None = None,
+             competence: Mapping[str, Any] | None = None) -> Part:
     """A Part with the planned design of the params (`n_orders`: the orders it spans, default all)."""
     scheme = params.experiment.init_seed
     orders = len(params.orders) if n_orders is None else n_orders
     return Part(name, tidy, variants, validity, scheme, planned_units(len(params.experiment.seeds), orders, scheme),
-                chance)
+                chance, competence)

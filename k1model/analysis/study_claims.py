@@ -64,10 +64,12 @@ def claims_doc(doc: dict[str, Any], params: Any, cfg: Any, tidy: pd.DataFrame, t
     divergence block and the measured interval coverage; returns the claim entries by part."""
     claims = declared_claims()
     chance = 1.0 / params.model.num_agents
-    parts = [part_for("as_specified", tidy, cfg.variants, doc.get("validity"), params, chance)]
+    competence = doc.get("competence")  # one profile, one check: it gates every part
+    parts = [part_for("as_specified", tidy, cfg.variants, doc.get("validity"), params, chance, competence=competence)]
     if tidy_tuned is not None and "tuned" in doc:
         tuned_variants = [v for v in cfg.variants if v in set(tidy_tuned.variant)]
-        parts.append(part_for("tuned", tidy_tuned, tuned_variants, doc["tuned"].get("validity"), params, chance))
+        parts.append(part_for("tuned", tidy_tuned, tuned_variants, doc["tuned"].get("validity"), params, chance,
+                              competence=competence))
     by_part, family = claim_parts(parts, claims, cfg)
     doc["claims"] = by_part["as_specified"]
     if "tuned" in by_part:
@@ -75,7 +77,7 @@ def claims_doc(doc: dict[str, Any], params: Any, cfg: Any, tidy: pd.DataFrame, t
     doc["claim_family"] = family
     if "by_order" in doc:  # secondary: the claims within each order, a family of their own
         order_parts = [part_for(f"order {o}", tidy[tidy.order == o], cfg.variants, doc["by_order"][o].get("validity"),
-                                params, chance, n_orders=1) for o in doc["by_order"]]
+                                params, chance, n_orders=1, competence=competence) for o in doc["by_order"]]
         by_order, order_family = claim_parts(order_parts, claims, cfg)
         for o in doc["by_order"]:
             doc["by_order"][o]["claims"] = by_order[f"order {o}"]
@@ -102,7 +104,7 @@ def divergence_doc(parts: Sequence[Part], claims: Sequence[Any], cfg: Any, by_pa
         return out
     reduced = [Part(p.name, without_runs(p.tidy, [(r["variant"], r["order"], r["seed"]) for r in kept
                                                   if r["part"] == p.name]),
-                    p.variants, p.validity, p.scheme, p.planned, p.chance) for p in parts]
+                    p.variants, p.validity, p.scheme, p.planned, p.chance, p.competence) for p in parts]
     again, family = claim_parts(reduced, claims, cfg)
     for part in parts:
         touched = {r["variant"] for r in kept if r["part"] == part.name}

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, required=True,
                    help="results directory holding the plan's runs (runs/<order>/<variant>/seed<k>, tuned/, sweep/)")
     p.add_argument("--out", type=Path, default=None, help="where tables/, summary.json, tidy.csv go (default --results)")
+    p.add_argument("--floors", type=Path, default=None,
+                   help="reference floors (`k1 floors`) for the competence check (default RESULTS/floors.json)")
     p.set_defaults(func=commands.aggregate)
 
     p = sub.add_parser("tune", help="choose every variant's settings on the validation split of the tuning runs")

@@ -150,7 +150,7 @@ def aggregate(args: argparse.Namespace) -> int:
     """The tidy table, statistics and tables of a results tree."""
     from k1model.analysis.aggregate import aggregate as run_aggregate
 
-    result = run_aggregate(args.params, args.results, args.out)
+    result = run_aggregate(args.params, args.results, args.out, floors=args.floors)
     for path in result["written"]:
         print(path)
     if result["failed_runs"]:

@@ -84,6 +84,17 @@ def _untestable(nums: Numbers, claim: Claim) -> tuple[str, str, str]:
         f"less than it. (The comparison itself is in the tables; it is not read as evidence either way.)")
 
 
+def _not_competent(nums: Numbers, claim: Claim, entry: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The competence check: the reference did not learn every domain beyond the declared n-gram floor."""
+    c = nums.get("competence") or {}
+    short_of = ", ".join(entry.get("short_of_floor") or c.get("short_of_floor") or []) or "its domains"
+    why = (f"{c.get('reference', 'the reference')} did not reach the {c.get('floor', 'declared')} floor right after "
+           f"its phase on {short_of}")
+    return "not competent", f"not competent ({why}).", (
+        f"The claim that {claim.statement} is not read: {why}, so what this profile's models learn and forget is "
+        "closer to byte statistics than to the language of the domains (the comparison is in the tables).")
+
+
 def _not_measured(nums: Numbers, claim: Claim, entry: Mapping[str, Any]) -> tuple[str, str, str]:
     reason = entry.get("reason") or "the claim's variants or metric are absent"
     return "not measured", f"{reason}, so this could not be tested.", (
@@ -218,6 +229,7 @@ def _wilcoxon_floor(nums: Numbers, entry: Mapping[str, Any], base: tuple[str, ..
 SENTENCES: dict[str, Callable[..., tuple[str, str, str]]] = {
     "not measured": lambda nums, claim, entry, cfg: _not_measured(nums, claim, entry),
     "untestable": lambda nums, claim, entry, cfg: _untestable(nums, claim),
+    "not competent": lambda nums, claim, entry, cfg: _not_competent(nums, claim, entry),
     "measured": lambda nums, claim, entry, cfg: _measured(nums, claim, entry),
     **{status: _tested for status in ("supported", "contradicted", "equivalent", "inconclusive")},
 }
