@@ -74,6 +74,7 @@ def frontier_statistics(params: Params, confidence: float, results: str | Path, 
     fr = params.frontier
     doc: dict[str, Any] = {"method": fr.method, "reference": fr.reference, "seeds": list(fr.seeds),
                            "knobs": {v: {k: list(vals) for k, vals in knobs.items()} for v, knobs in fr.knobs.items()},
+                           "base_values": {v: {k: getattr(params.method, k) for k in knobs} for v, knobs in fr.knobs.items()},
                            "settings": int(len(table)), "problems": problems,
                            "table": table.replace({np.nan: None}).to_dict("records")}
     if fr.method and fr.reference:

@@ -39,10 +39,11 @@ def _fits(text: str, width_pt: float, size_pt: float) -> bool:
     return len(text) * 0.6 * size_pt <= width_pt
 
 
-def learning_curves(evals: pd.DataFrame, variants: Sequence[str], orders: Sequence[str], confidence: float
-                    ) -> Figure | None:
+def learning_curves(evals: pd.DataFrame, variants: Sequence[str], orders: Sequence[str], confidence: float,
+                    floors: Mapping[str, Any] | None = None, floor: str = "trigram") -> Figure | None:
     """Rows: domain orders; columns: held-out domains. Mean bpb across seeds with its interval band,
-    phase boundaries dashed, the phase trained written above each stretch."""
+    phase boundaries dashed, the phase trained written above each stretch; `floors` (`k1 floors`' document):
+    each domain's `floor` n-gram bpb (test split) as a dotted reference line."""
     if evals.empty:
         return None
     orders = [o for o in orders if o in set(evals.order)]
@@ -74,6 +75,9 @@ def learning_curves(evals: pd.DataFrame, variants: Sequence[str], orders: Sequen
                 mark_beyond(ax, step, mean, limits, color=st.color, label=False)
             for b in ends.to_numpy()[:-1]:
                 ax.axvline(b, color="0.45", ls="--", lw=0.6)
+            level = ((floors or {}).get("domains", {}).get(domain, {}).get("test") or {}).get(floor)
+            if level is not None:
+                ax.axhline(level, color="0.2", ls=":", lw=0.8, zorder=1)
             bounds = [step0] + list(ends.to_numpy(float))
             width_pt = panel_pt / max(len(phases), 1)
             for k, name in enumerate(phases):

@@ -396,7 +396,8 @@ def order_handles(orders: Sequence[str]) -> list[Line2D]:
 
 
 def xy_intervals(ax: Any, points: pd.DataFrame, *, method: str = "method", setting: str | None = "setting",
-                 x: str = "x", y: str = "y", connect: bool = True, label_points: bool = True) -> None:
+                 x: str = "x", y: str = "y", connect: bool = True, label_points: bool = True,
+                 placed: list[Any] | None = None) -> None:
     """x ± CI against y ± CI: per method (a variant: its `variant_style`) one line through its points in
     the table's row order (e.g. along a knob), each point with its x and y intervals, labelled by its
     setting. `points`: one row per (method, setting) with columns `method`, `setting`, `x`, `x_low`,
@@ -407,7 +408,8 @@ def xy_intervals(ax: Any, points: pd.DataFrame, *, method: str = "method", setti
     `new_figure` (legend: `figure_legend(fig, variant_handles(methods))`); the stability–plasticity
     figure (`cl_figures.stability_plasticity`) calls it with one setting per method. Set the axis limits
     (if not the automatic ones) before calling: labels are placed beside their point, on the first of
-    six sides where they overlap no label already placed, once the figure's layout is drawn."""
+    six sides where they overlap no label already placed, once the figure's layout is drawn (`placed`: the
+    boxes of labels placed by earlier calls on the same figure, extended here; an empty setting gets no label)."""
     for name, sub in points.groupby(method, sort=False):
         st = variant_style(str(name))
         xs, ys = sub[x].to_numpy(float), sub[y].to_numpy(float)
@@ -432,9 +434,11 @@ def xy_intervals(ax: Any, points: pd.DataFrame, *, method: str = "method", setti
     ax.autoscale_view()
     fig.draw_without_rendering()  # the layout the labels are placed in
     renderer = fig.canvas.get_renderer()
-    placed: list[Any] = []
+    placed = [] if placed is None else placed
     for _, row in points.iterrows():
         px, py, text = float(row[x]), float(row[y]), str(row[setting])
+        if not text:
+            continue
         colour = variant_style(str(row[method])).color
         for dx, dy in ((4, 3), (4, -8), (-4, 3), (-4, -8), (0, 7), (0, -11)):
             t = ax.annotate(text, (px, py), xytext=(dx, dy), textcoords="offset points", fontsize=5.5, color=colour,

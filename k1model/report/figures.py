@@ -239,8 +239,9 @@ BEYOND = (" A triangle on an axis' edge marks runs (or a mean one of them dragge
 CAPTIONS = {
     "learning_curves": "Held-out bpb per domain (columns) during training, one row per domain order ({orders}): "
                        "mean over seeds with its {ci} interval band (cut at 0 bpb); dashed lines: phase "
-                       "boundaries, with the domain trained in each phase written above it. Means beyond the "
-                       "axis (a diverged run) are marked ▲ on its edge.",
+                       "boundaries, with the domain trained in each phase written above it; dotted: the domain's "
+                       "{floor} floor (held-out bpb of a {floor} byte model of its training split, `k1 floors`), "
+                       "where the profile has one. Means beyond the axis (a diverged run) are marked ▲ on its edge.",
     "r_matrices": "Mean R matrix per variant, domain order {order}: held-out bpb on each domain (columns) after "
                   "each phase (rows), domains in training order (mean over seeds); one colour scale for all "
                   "panels, set by the cells but the outlying ones, which saturate (their numbers are written).",
@@ -255,6 +256,11 @@ CAPTIONS = {
                             "(right); faint markers: the runs of every order ({orders}); crosses: each variant's "
                             "mean with {ci} intervals in both directions. mean R[j][j] = final average bpb − "
                             "(T − 1)/T · BWT." + BEYOND,
+    "frontier": "Stability–plasticity frontiers: every method along each of its knobs (one line per knob, through "
+                "the method's own setting, the large marker: the main comparison, all seeds × orders; other settings: "
+                "the frontier seeds), forgetting (left) and final average bpb (right) against plasticity (mean "
+                "R[j][j]); mean and {ci} t-interval in both directions; thick grey: each method's frontier, the "
+                "settings no other of its settings beats on both plasticity and forgetting.",
     "forgetting_updates": "Forgetting against the number of agent updates per run (Σ over agents of the steps in "
                           "which the agent was updated; a log axis where the counts span an order of magnitude): "
                           "the runs of every order ({orders}; faint) and each variant's mean with {ci} intervals."
@@ -296,8 +302,8 @@ def caption(name: str, **fields: str) -> str:
     return CAPTIONS[_kind(name)].format(**fields)
 
 
-def run_figures(runs: list[tuple[Any, Path]], cfg: AnalysisConfig, notes: list[str]
-                ) -> dict[str, tuple[Figure | None, dict[str, str]]]:
+def run_figures(runs: list[tuple[Any, Path]], cfg: AnalysisConfig, notes: list[str],
+                floors: Mapping[str, Any] | None = None) -> dict[str, tuple[Figure | None, dict[str, str]]]:
     """The figures drawn from the run directories: curves, R matrices, trees, structure."""
     from k1model.method.variants import VARIANTS
     from k1model.report import cl_figures as CL
@@ -307,7 +313,9 @@ def run_figures(runs: list[tuple[Any, Path]], cfg: AnalysisConfig, notes: list[s
     orders = ["-".join(o) for o in cfg.params.orders]
     variants, conf = list(cfg.variants), cfg.confidence
     figs: dict[str, tuple[Figure | None, dict[str, str]]] = {}
-    figs["learning_curves"] = (CL.learning_curves(load_evals(runs, notes), variants, orders, conf), {})
+    floor = cfg.params.analysis.competence_floor
+    figs["learning_curves"] = (CL.learning_curves(load_evals(runs, notes), variants, orders, conf, floors, floor),
+                               {"floor": floor})
     for order in orders:
         mats, domains = CL.mean_r_matrices(run_metrics, variants, order, notes)
         figs[f"r_matrices_{order}"] = (CL.r_matrix_figure(mats, domains, order, diverging=False) if mats else None,
@@ -352,6 +360,10 @@ def table_figures(results: Path, summary: Mapping[str, Any], tidy: pd.DataFrame,
     else:
         notes.append(f"forgetting matrices: no {phases_csv} (written by `k1 aggregate`)")
     figs["stability_plasticity"] = (CL.stability_plasticity(tidy, variants, conf), {})
+    if summary.get("frontier"):
+        from k1model.report.frontier_figures import frontier_figure
+
+        figs["frontier"] = (frontier_figure(summary["frontier"]), {})
     figs["forgetting"] = (metric_points(summary, tidy, FORGETTING_METRICS, cfg, notes, "forgetting"), {})
     figs["sparsity"] = (metric_points(summary, tidy, SPARSITY_METRICS, cfg, notes, "sparsity"), {})
     attr = sorted(set(tidy.metric[tidy.metric.str.startswith("attr_")]))
@@ -381,7 +393,7 @@ def table_figures(results: Path, summary: Mapping[str, Any], tidy: pd.DataFrame,
 
 
 #: the order figures are listed in (figures.json, the paper): the continual-learning figures first
-FIGURE_ORDER = ("learning_curves", "r_matrices", "forgetting_matrices", "seen_bpb", "stability_plasticity",
+FIGURE_ORDER = ("learning_curves", "r_matrices", "forgetting_matrices", "seen_bpb", "stability_plasticity", "frontier",
                 "forgetting_updates", "forgetting", "forgetting_domains", "decomposition", "sparsity",
                 "update_frequency", "attribution_stability", "planted_faults", "responsibility_tree", "structure",
                 "sensitivity", "tuned_vs_specified")
@@ -413,7 +425,7 @@ def make_figures(params: str | Path | Mapping[str, Any], results: str | Path, ou
     with figure_style():
         figs = table_figures(results, summary, tidy, cfg, notes)
         if any(d.is_dir() for _, d in runs):
-            figs.update(run_figures(runs, cfg, notes))
+            figs.update(run_figures(runs, cfg, notes, summary.get("floors")))
         else:
             notes.append(f"no run directories under {results / 'runs'}: the figures drawn from the runs (learning "
                          "curves, R matrices, average bpb over the domains seen, forgetting against agent updates, "
