@@ -24,7 +24,7 @@ PARAMS = {
     "experiment": {"variants": ["k1_full", "dense"], "seeds": [0, 1, 2], "orders": [["prose", "code"], ["code", "prose"]]},
     "frontier": {"knobs": {"dense": {"learning_rate": [0.0001, 0.0003, 0.001]},
                            "k1_full": {"trust_increase": [0.05, 0.2]}},
-                 "seeds": [0, 1, 2], "method": "k1_full", "reference": "dense"},
+                 "replicates": 3, "method": "k1_full", "reference": "dense"},
     "analysis": {"primary_test": "ttest_paired", "bootstrap_resamples": 200},
 }
 #: synthetic truth: dense along its learning rate trades plasticity x for forgetting 4 - x; K-1 forgets 0.3 less
@@ -84,3 +84,18 @@ def test_the_frontier_figure_is_drawn_with_a_clean_layout(study, tmp_path):
     out = make_figures(params, results, tmp_path / "figures")
     assert "frontier" in out["figures"] and (tmp_path / "figures" / "frontier.png").is_file()
     assert not [n for n in out["notes"] if n.startswith("frontier:")]  # no overlapping or cut-off text
+
+
+def test_frontier_replicates_pair_with_the_main_comparisons_first_initialisations(tmp_path):
+    from k1model.errors import ConfigError
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    runs = [r for r in plan_runs(load_params(params)) if r.part == "frontier" and r.variant == "dense"
+            and r.overrides == (("learning_rate", 0.0001),)]
+    assert [(r.seed, r.order) for r in runs] == [(0, ("prose", "code")), (0, ("code", "prose")), (1, ("prose", "code"))]
+    assert runs[1].path == "frontier/learning_rate~0.0001/dense/code-prose/seed0"
+    too_many = {**PARAMS, "frontier": {**PARAMS["frontier"], "replicates": 7}}
+    params.write_text(yaml.safe_dump(too_many, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"frontier.replicates 7 > the main comparison's 6 initialisations"):
+        plan_runs(load_params(params))

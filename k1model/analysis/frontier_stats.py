@@ -1,7 +1,7 @@
 """The frontier part of a study (DESIGN.md §12): its runs into points, the frontier table, the claims.
 
 A method's base point is its main comparison (every evaluation seed × order); every other point is the
-frontier's own runs at one knob value (`frontier.seeds`). The claims are those of `frontier.method`
+frontier's own runs at one knob value (`frontier.replicates` of the main comparison's initialisations). The claims are those of `frontier.method`
 against `frontier.reference` (analysis/frontier.py has the definitions). Verdicts on top of these numbers
 (competence, whether the benchmark forgets) are the claims layer's.
 """
@@ -72,7 +72,7 @@ def frontier_statistics(params: Params, confidence: float, results: str | Path, 
     cells, problems = frontier_runs(params, results)
     table = frontier_table(cells, confidence)
     fr = params.frontier
-    doc: dict[str, Any] = {"method": fr.method, "reference": fr.reference, "seeds": list(fr.seeds),
+    doc: dict[str, Any] = {"method": fr.method, "reference": fr.reference, "replicates": fr.replicates,
                            "knobs": {v: {k: list(vals) for k, vals in knobs.items()} for v, knobs in fr.knobs.items()},
                            "base_values": {v: {k: getattr(params.method, k) for k in knobs} for v, knobs in fr.knobs.items()},
                            "settings": int(len(table)), "problems": problems,
@@ -90,7 +90,7 @@ def frontier_statistics(params: Params, confidence: float, results: str | Path, 
                           "on frontier": "yes" if r["on_forgetting_frontier"] else ""}
                          for r in doc["table"]])
     notes = [f"cells: mean [{confidence:.0%} t-interval] over the setting's runs; base = the main comparison "
-             f"(every evaluation seed x order), other settings: frontier seeds {list(fr.seeds)}",
+             f"(every evaluation seed x order), other settings: the first {fr.replicates} of its initialisations",
              "on frontier: not beaten on both plasticity and forgetting by another setting of the same method"]
     notes += [f"{p['variant']}/{p['point']}/seed{p['seed']}: {p['status']}" for p in problems]
     tables.mkdir(parents=True, exist_ok=True)

@@ -106,17 +106,15 @@ def grid_points(method: MethodConfig, grid: Mapping[str, Iterable[Any]], where: 
 
 def frontier_points(params: Any) -> dict[str, list[Point]]:
     """Per frontier method: its base and every knob value alone around `params.method`, validated. The frontier's
-    seeds must be evaluation seeds and its methods and claims' variants in the main comparison (the base point
+    replicates must be main-comparison initialisations and its methods and claims' variants in the main comparison (the base point
     is the main comparison's run). Whether the method reads each knob is checked with the run plan
     (`k1model.study.plan`: a knob it does not read would repeat its base run)."""
     frontier, exp = params.frontier, params.experiment
-    if not frontier.seeds:
-        raise ConfigError("frontier.seeds is empty; give the frontier some evaluation seeds, e.g. the first three "
-                          "of experiment.seeds")
-    outside = [s for s in frontier.seeds if s not in exp.seeds]
-    if outside:
-        raise ConfigError(f"frontier.seeds {outside} are not evaluation seeds (experiment.seeds {list(exp.seeds)}): "
-                          "a frontier's base point is the main comparison's run of the same seed and order")
+    available = len(params.orders) * len(exp.seeds)
+    if frontier.replicates > available:
+        raise ConfigError(f"frontier.replicates {frontier.replicates} > the main comparison's {available} "
+                          f"initialisations ({len(params.orders)} orders x {len(exp.seeds)} seeds): a frontier run "
+                          "pairs with a main-comparison run; lower it or add seeds")
     for key in ("method", "reference"):
         name = getattr(frontier, key)
         if name is not None and name not in frontier.knobs:

@@ -90,7 +90,7 @@ def frontier_section(nums: Numbers) -> str:
     lines = ["### Stability–plasticity frontiers\n",
              "A method that learns less can forget less for that reason alone. Every method was therefore run "
              f"along its knobs, one at a time around the profile's settings ({knobs}; {f['settings']} settings in "
-             f"all, frontier seeds {f['seeds']}, the base setting being the main comparison). A method's frontier is "
+             f"all, {f['replicates']} runs per setting, each paired with a main-comparison run's initialisation and order, the base setting being the main comparison). A method's frontier is "
              "its settings that no other setting of it beats on both plasticity (mean R[j][j], bpb right after "
              "each domain's phase) and forgetting.\n"]
     claims = f.get("claims") or {}

@@ -258,7 +258,7 @@ CAPTIONS = {
                             "(T − 1)/T · BWT." + BEYOND,
     "frontier": "Stability–plasticity frontiers: every method along each of its knobs (one line per knob, through "
                 "the method's own setting, the large marker: the main comparison, all seeds × orders; other settings: "
-                "the frontier seeds), forgetting (left) and final average bpb (right) against plasticity (mean "
+                "the frontier's replicates), forgetting (left) and final average bpb (right) against plasticity (mean "
                 "R[j][j]); mean and {ci} t-interval in both directions; thick grey: each method's frontier, the "
                 "settings no other of its settings beats on both plasticity and forgetting.",
     "forgetting_updates": "Forgetting against the number of agent updates per run (Σ over agents of the steps in "
