@@ -67,7 +67,7 @@ def frontier_statistics(params: Params, confidence: float, results: str | Path, 
                         ) -> tuple[dict[str, Any], list[Path]]:
     """summary.json's `frontier` (the table, the gap at the method's plasticity and dominance, for forgetting
     and for final average bpb) and tables/frontier.{csv,md,tex}."""
-    from k1model.report.tables import fmt_ci, latex_table, markdown_table
+    from k1model.analysis.tables import fmt_ci, latex_table, markdown_table
 
     cells, problems = frontier_runs(params, results)
     table = frontier_table(cells, confidence)

@@ -128,7 +128,6 @@ def attribute(args: argparse.Namespace) -> int:
 
 
 def floors(args: argparse.Namespace) -> int:
-    import k1model.strategies  # noqa: F401  (the params name registered variants)
     from k1model.analysis.floors import reference_floors
     from k1model.config import load_params
     from k1model.io import write_json

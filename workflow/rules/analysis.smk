@@ -2,8 +2,27 @@
 # tables from every run named by experiment.variants x seeds; `k1 figures` draws them.
 
 
+rule floors:
+    """Reference floors: held-out bpb of smoothed byte n-gram models of every domain (the competence check's)."""
+    input:
+        manifest=f"{PREPARED}/manifest.json",
+    output:
+        floors=f"{RESULTS}/floors.json",
+    log:
+        f"{LOGS}/floors.log",
+    params:
+        file=PARAMS_FILE,
+        floors_cfg=fingerprint("analysis.floor_orders"),
+        data=lambda wildcards, input: Path(input.manifest).parent,
+    conda:
+        "../envs/k1.yaml"
+    shell:
+        "k1 floors --params {params.file:q} --data {params.data:q} --out {output.floors:q} > {log:q} 2>&1"
+
+
 rule aggregate:
     input:
+        floors=f"{RESULTS}/floors.json",
         metrics=[f for part in PARTS if part != "tuning" for f in run_files("metrics.json", part)],
         attribution=run_files("attribution.json"),
         choice=[CHOICE] if "tuning" in PARTS else [],
@@ -22,12 +41,12 @@ rule aggregate:
         f"{LOGS}/aggregate.log",
     params:
         file=PARAMS_FILE,
-        analysis_cfg=fingerprint("experiment", "analysis", "sweep", "tuning"),
+        analysis_cfg=fingerprint("experiment", "analysis", "sweep", "tuning", "frontier"),
         results=lambda wildcards, output: Path(output.summary).parent,
     conda:
         "../envs/k1.yaml"
     shell:
-        "k1 aggregate --params {params.file:q} --results {params.results:q} > {log:q} 2>&1"
+        "k1 aggregate --params {params.file:q} --results {params.results:q} --floors {input.floors:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -47,7 +66,7 @@ rule figures:
         f"{LOGS}/figures.log",
     params:
         file=PARAMS_FILE,
-        figure_cfg=fingerprint("experiment", "analysis", "sweep", "tuning"),
+        figure_cfg=fingerprint("experiment", "analysis", "sweep", "tuning", "frontier"),
         results=lambda wildcards, input: Path(input.summary).parent,
     conda:
         "../envs/k1.yaml"
