@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from k1model.analysis.cl_metrics import plasticity
+from k1model.cl_metrics import plasticity
 from k1model.analysis.frontier import FRONTIER_METRICS, PointStats, dominance, frontier_gap, frontier_table, point_stats
 from k1model.analysis.runs import read_run_file
 from k1model.config import Params

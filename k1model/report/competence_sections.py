@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from k1model.report.claims import Numbers
-from k1model.report.tables import fmt_num
+from k1model.analysis.tables import fmt_num
 
 
 def competence_banner(nums: Numbers) -> str:
     """The line at the top of a paper whose reference did not learn its domains (empty otherwise)."""
     c = nums.get("competence")
-    if not c or c.get("competent"):
+    if not c or not c.get("checked") or c.get("competent"):
         return ""
     short = ", ".join(c.get("short_of_floor") or []) or "every domain (no floors)"
     return (f"> **Not competent.** {c['reference']} did not reach the {c['floor']} floor right after its own phase "
@@ -40,6 +40,8 @@ def competence_section(nums: Numbers) -> str:
     c = nums.get("competence")
     if not c:
         return ""
+    if not c.get("checked"):
+        return f"### What the networks learned\n\nThe competence check was not made: {c.get('reason')}.\n"
     lines = ["### What the networks learned\n",
              f"The rule, fixed in the params file (`analysis.competence_floor`): the profile is competent when "
              f"{c['rule'].split('competent when ', 1)[-1]}. "
@@ -90,7 +92,8 @@ def frontier_section(nums: Numbers) -> str:
     lines = ["### Stability–plasticity frontiers\n",
              "A method that learns less can forget less for that reason alone. Every method was therefore run "
              f"along its knobs, one at a time around the profile's settings ({knobs}; {f['settings']} settings in "
-             f"all, {f['replicates']} runs per setting, each paired with a main-comparison run's initialisation and order, the base setting being the main comparison). A method's frontier is "
+             f"all, {f['replicates']} runs per setting, each from the initialisation and in the order of a main-comparison "
+             "run, the base setting being the main comparison). A method's frontier is "
              "its settings that no other setting of it beats on both plasticity (mean R[j][j], bpb right after "
              "each domain's phase) and forgetting.\n"]
     claims = f.get("claims") or {}
