@@ -104,7 +104,14 @@ def test_aggregate_checks_competence_and_gates_every_claim(tmp_path, trigram, co
         assert "not competent" not in statuses
     else:
         assert statuses <= {"not competent", "not measured"} and "not competent" in statuses
-        assert summary["claim_family"]["size"] == 0  # nothing was tested
+        # the verdict is withheld, not the evidence: the claims are still tested, in the Holm family, and each
+        # keeps the status it would have had
+        withheld = [e for e in summary["claims"].values() if e["status"] == "not competent"]
+        assert all(e.get("verdict_if_competent") in ("supported", "contradicted", "equivalent", "inconclusive",
+                                                      "measured") for e in withheld)
+        tested = [e for e in withheld if e["verdict_if_competent"] != "measured"]
+        assert tested and summary["claim_family"]["size"] == len(tested)
+        assert all(e["p_holm"] >= e["p"] for e in tested)
 
 
 def test_without_floors_the_check_is_not_made_and_says_why(tmp_path):

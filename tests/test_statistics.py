@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from fake_runs import ORDER, run_path, write_fake_runs, write_params
 from k1model.analysis import stats as S
@@ -200,11 +201,30 @@ def test_missing_runs_are_all_named(runs, tmp_path):
     assert not (tmp_path / "results" / "summary.json").exists()
 
 
-def test_fewer_than_two_seeds_is_an_error(runs, tmp_path):
+def test_fewer_than_two_initialisations_is_an_error(runs, tmp_path):
     _, runs_dir = runs
     params = write_params(tmp_path / "one.yaml", seeds=[0])
-    with pytest.raises(K1Error, match="at least 2 seeds"):
+    with pytest.raises(K1Error, match=r"1 initialisation\(s\) per variant; across-run statistics need at least 2"):
         aggregate(params, runs_dir.parent, tmp_path / "results")
+
+
+def test_drawn_orders_are_not_blocks_so_one_seed_per_order_is_a_design():
+    """Listed orders are blocks (df = n - orders); drawn orders are a sample of the permutations, not blocks, so
+    4 orders x 1 seed keep 3 degrees of freedom (with blocks they would keep none)."""
+    from k1model.analysis.stats import paired_difference
+    from k1model.analysis.units import orders_are_blocks, planned_units
+    from k1model.config import load_params
+
+    base = {"data": {"source": "synthetic", "domains": ["a", "b", "c"]}, "experiment": {"seeds": [0]}}
+    drawn = load_params({**base, "experiment": {"seeds": [0], "orders": {"draw": 4, "seed": 1}}}, required=())
+    listed = load_params({**base, "experiment": {"seeds": [0], "orders": [list(o) for o in drawn.orders]}}, required=())
+    assert not orders_are_blocks(drawn) and orders_are_blocks(listed)
+    assert planned_units(1, 4, "per_order", blocked=False) == (4, 1)
+    assert planned_units(1, 4, "per_order", blocked=True) == (4, 4)
+    d, orders = np.array([0.3, 0.5, 0.1, 0.4]), ["o1", "o2", "o3", "o4"]
+    assert paired_difference(d, orders)["diff_df"] != paired_difference(d, orders)["diff_df"]  # NaN: no df left
+    free = paired_difference(d, None)
+    assert free["diff_df"] == 3 and free["p"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
 
 
 def test_failed_runs_fail_unless_allowed_and_are_listed(runs, tmp_path):

@@ -40,7 +40,7 @@ from k1model.analysis.intervals import mean_interval
 from k1model.analysis.metric_info import metric_info
 from k1model.analysis.power import power_summary
 from k1model.analysis.stats import _cell_rng, compare, holm
-from k1model.analysis.units import paired_units, planned_units
+from k1model.analysis.units import orders_are_blocks, paired_units, planned_units
 from k1model.analysis.validity import FORGETTING_METRICS
 
 #: every status a claim can have, in the order the paper counts them
@@ -62,6 +62,7 @@ class Part:
     planned: tuple[int, int]  # (units, blocks) per variant as the params plan them
     chance: float | None  # the chance level of a claim against "chance"
     competence: Mapping[str, Any] | None = None  # the profile's competence check (competence.py), if made
+    blocked: bool = True  # the order is a block of the paired comparisons (units.orders_are_blocks)
 
 
 Gate = Callable[[Any, Part], "dict[str, Any] | None"]
@@ -86,11 +87,14 @@ def not_measured(claim: Any, part: Part) -> dict[str, Any] | None:
 
 
 def not_competent(claim: Any, part: Part) -> dict[str, Any] | None:
-    """Any claim of a profile whose reference did not reach the declared floor on every domain."""
+    """Any claim of a profile whose reference did not reach the declared floor on every domain. The verdict is
+    withheld, not the evidence: the claim is still tested (and counted in the Holm family), and the status it
+    would have had is kept as `verdict_if_competent`."""
     c = part.competence
     if not c or not c.get("checked") or c.get("competent"):
         return None
-    return {"status": "not competent", "reason": "competence", "short_of_floor": list(c.get("short_of_floor") or [])}
+    return {"status": "not competent", "reason": "competence", "short_of_floor": list(c.get("short_of_floor") or []),
+            "withhold": True}
 
 
 def untestable(claim: Any, part: Part) -> dict[str, Any] | None:
@@ -120,11 +124,14 @@ def claim_entry(claim: Any, part: Part, cfg: Any) -> dict[str, Any]:
                              "reference": claim.reference, "metric": claim.metric, "direction": info.direction,
                              "kind": getattr(claim, "kind", "test"), "status": None, "reason": ""}
     found = gate(claim, part)
-    if found is not None:
+    if found is not None and not found.get("withhold"):
         entry.update(found)
         return entry
+    if found is not None:  # tested, its verdict withheld after the family (apply_family)
+        entry.update({k: v for k, v in found.items() if k not in ("status", "withhold")},
+                     withheld_status=found["status"])
     ref: str | float = part.chance if claim.reference == "chance" else claim.reference
-    units = paired_units(part.tidy, claim.variant, ref, claim.metric, part.scheme)
+    units = paired_units(part.tidy, claim.variant, ref, claim.metric, part.scheme, blocked=part.blocked)
     rng = _cell_rng(cfg.rng_seed, "claim", part.name, claim.name)
     res = compare(units.x, units.y, info.direction, units.x_paired, units.y_paired, rng, cfg.bootstrap_resamples,
                   cfg.confidence, units.blocks)
@@ -142,6 +149,8 @@ def claim_entry(claim: Any, part: Part, cfg: Any) -> dict[str, Any]:
             lo, hi = mean_interval(values, cfg.confidence)
             entry.update({f"{side}_ci_low": lo, f"{side}_ci_high": hi})
         entry["status"] = "measured"
+        if entry.get("withheld_status"):  # a property is not tested: its status is withheld here
+            entry["verdict_if_competent"], entry["status"] = "measured", entry.pop("withheld_status")
     return entry
 
 
@@ -164,6 +173,8 @@ def apply_family(entries: Iterable[dict[str, Any]], cfg: Any) -> dict[str, Any]:
     for e in members:
         e.setdefault("tost_p_holm", math.nan)
         e["status"] = decide(e, cfg.alpha)
+        if e.get("withheld_status"):  # a gate that withholds the verdict, not the test (not_competent)
+            e["verdict_if_competent"], e["status"] = e["status"], e.pop("withheld_status")
     return {"members": [f"{e['part']}/{e['claim']}" for e in members], "size": size, "power_alpha": alpha_m,
             "equivalence_tests": len(tost), "test": cfg.primary_test, "alpha": cfg.alpha,
             "rule": "Holm over the declared claims tested (as specified and tuned together); equivalence tests "
@@ -220,5 +231,6 @@ def part_for(name: str, tidy: pd.DataFrame, variants: Sequence[str], validity: M
     """A Part with the planned design of the params (`n_orders`: the orders it spans, default all)."""
     scheme = params.experiment.init_seed
     orders = len(params.orders) if n_orders is None else n_orders
-    return Part(name, tidy, variants, validity, scheme, planned_units(len(params.experiment.seeds), orders, scheme),
-                chance, competence)
+    blocked = orders_are_blocks(params)
+    return Part(name, tidy, variants, validity, scheme,
+                planned_units(len(params.experiment.seeds), orders, scheme, blocked), chance, competence, blocked)

@@ -45,11 +45,12 @@ def frontier_runs(params: Params, results: str | Path) -> tuple[pd.DataFrame, li
     for variant, point, knob, value, seed, order, path in wanted:
         file = Path(results) / path / "metrics.json"
         if not file.is_file():
-            problems.append({"variant": variant, "point": point, "seed": seed, "path": path, "status": "missing"})
+            problems.append({"variant": variant, "point": point, "seed": seed, "order": "-".join(order), "path": path,
+                             "status": "missing"})
             continue
         metrics = read_run_file(file)
         if metrics.get("status", "completed") != "completed":
-            problems.append({"variant": variant, "point": point, "seed": seed, "path": path,
+            problems.append({"variant": variant, "point": point, "seed": seed, "order": "-".join(order), "path": path,
                              "status": str(metrics.get("status"))})
             continue
         rows.append({"variant": variant, "point": point, "knob": knob, "value": value, "seed": seed,
@@ -92,7 +93,7 @@ def frontier_statistics(params: Params, confidence: float, results: str | Path, 
     notes = [f"cells: mean [{confidence:.0%} t-interval] over the setting's runs; base = the main comparison "
              f"(every evaluation seed x order), other settings: the first {fr.replicates} of its initialisations",
              "on frontier: not beaten on both plasticity and forgetting by another setting of the same method"]
-    notes += [f"{p['variant']}/{p['point']}/seed{p['seed']}: {p['status']}" for p in problems]
+    notes += [f"{p['path']}: {p['status']}" for p in problems]
     tables.mkdir(parents=True, exist_ok=True)
     write_csv(tables / "frontier.csv", table)
     caption = "Stability-plasticity frontiers: every method along its knobs"

@@ -29,6 +29,13 @@ class AnalysisSettings:
         """experiment.init_seed: what makes a unit of analysis (`units.py`)."""
         return self.params.experiment.init_seed
 
+    @property
+    def order_blocks(self) -> bool:
+        """Whether paired comparisons block on the order: listed orders yes, drawn orders no (`units.py`)."""
+        from k1model.analysis.units import orders_are_blocks
+
+        return orders_are_blocks(self.params)
+
     def __getattr__(self, key: str) -> Any:  # rng_seed, bootstrap_resamples, confidence, alpha, references, ...
         if key.startswith("__"):
             raise AttributeError(key)
@@ -58,8 +65,10 @@ def load_analysis_config(params: str | Path | Mapping[str, Any] | Params) -> Ana
     """The analysis view of a params file (path, mapping or Params); at least 2 seeds are needed."""
     p = load_params(params, required=("experiment", "analysis"))
     seeds = p.experiment.seeds
-    if len(seeds) < 2:
+    units = len(seeds) * (len(p.orders) if p.experiment.init_seed == "per_order" else 1)
+    if units < 2:
         raise K1Error(
-            f"params: experiment.seeds has {len(seeds)} seed(s) ({list(seeds)}); across-run statistics "
-            "need at least 2 seeds per variant (3 in the default profile, ≥ 10 for the paper)")
+            f"params: experiment.seeds has {len(seeds)} seed(s) ({list(seeds)}) in {len(p.orders)} order(s) "
+            f"(init_seed {p.experiment.init_seed}): {units} initialisation(s) per variant; across-run statistics "
+            "need at least 2 (3 seeds in the default profile, ≥ 10 initialisations for the paper)")
     return AnalysisSettings(p)

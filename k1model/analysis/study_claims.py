@@ -13,7 +13,7 @@ from k1model.cl_metrics import DIVERGENCE_RULE
 from k1model.analysis.claim_tests import Part, claim_parts, part_for, without_runs
 from k1model.analysis.claims import all_claims
 from k1model.analysis.intervals import INTERVAL_METHODS, coverage
-from k1model.analysis.units import describe_units, planned_units, unit_kind
+from k1model.analysis.units import orders_are_blocks, describe_units, planned_units, unit_kind
 
 #: the simulation behind summary.json `interval_coverage` (a fraction of a second per distribution)
 COVERAGE_REPS = 20000
@@ -28,7 +28,8 @@ def design_doc(params: Any) -> dict[str, Any]:
     """What a unit is and how many the params plan: every reported n is a number of initialisations."""
     scheme, orders = params.experiment.init_seed, params.orders
     n_seeds = len(params.experiment.seeds)
-    units, blocks = planned_units(n_seeds, len(orders), scheme)
+    blocked = orders_are_blocks(params)
+    units, blocks = planned_units(n_seeds, len(orders), scheme, blocked)
     kind = unit_kind(scheme, len(orders))
     drawn = params.experiment.orders
     return {"init_seed": scheme, "unit": kind, "units_per_variant": units, "blocks": blocks,
@@ -38,7 +39,10 @@ def design_doc(params: Any) -> dict[str, Any]:
             "units_text": describe_units(kind, units, n_seeds * len(orders)),
             "analysis": ("the runs are the units (each its own initialisation) and the order is a block: the mean "
                          "of the order means, with the pooled within-order variance, df = n - orders"
-                         if kind == "run" and len(orders) > 1 else
+                         if kind == "run" and len(orders) > 1 and blocked else
+                         "the runs are the units (each its own initialisation); the orders, drawn at random from the "
+                         "permutations, are a sample of them, not blocks: their effect is part of the variation "
+                         "between units, df = n - 1" if kind == "run" and len(orders) > 1 else
                          "the seeds are the units, each the mean of its runs across the orders (in a balanced "
                          "design the test of a mixed model with a random intercept per initialisation and the "
                          "order as a fixed effect)" if kind == "seed" else
@@ -104,7 +108,7 @@ def divergence_doc(parts: Sequence[Part], claims: Sequence[Any], cfg: Any, by_pa
         return out
     reduced = [Part(p.name, without_runs(p.tidy, [(r["variant"], r["order"], r["seed"]) for r in kept
                                                   if r["part"] == p.name]),
-                    p.variants, p.validity, p.scheme, p.planned, p.chance, p.competence) for p in parts]
+                    p.variants, p.validity, p.scheme, p.planned, p.chance, p.competence, p.blocked) for p in parts]
     again, family = claim_parts(reduced, claims, cfg)
     for part in parts:
         touched = {r["variant"] for r in kept if r["part"] == part.name}

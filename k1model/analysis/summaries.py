@@ -79,7 +79,7 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[
     ref_list = list(cfg.references if references is None else references)
     var_list = list(cfg.variants if variants is None else variants)
     n_orders = tidy["order"].nunique() if not tidy.empty else 1
-    planned = planned_units(len(set(tidy["seed"])) if not tidy.empty else 0, n_orders, cfg.scheme)
+    planned = planned_units(len(set(tidy["seed"])) if not tidy.empty else 0, n_orders, cfg.scheme, cfg.order_blocks)
     rows, plans = [], []
     refs = [r for r in ref_list if r in var_list]
     for r in ref_list:
@@ -96,7 +96,7 @@ def comparisons(tidy: pd.DataFrame, cfg: AnalysisSettings, references: Sequence[
                 info, _ = metric_info(metric)
                 if info.direction == "none":  # descriptive (e.g. a tree's size): reported, not tested
                     continue
-                units = paired_units(by_metric[metric], variant, ref, metric, cfg.scheme, orders)
+                units = paired_units(by_metric[metric], variant, ref, metric, cfg.scheme, orders, cfg.order_blocks)
                 res = compare(units.x, units.y, info.direction, units.x_paired, units.y_paired,
                               _cell_rng(cfg.rng_seed, "compare", ref, variant, metric), cfg.bootstrap_resamples,
                               cfg.confidence, units.blocks)
@@ -173,7 +173,8 @@ def decomposition_tests(tidy: pd.DataFrame, cfg: AnalysisSettings) -> dict[str, 
         if mine.empty:
             continue
         pair = mine.assign(variant=mine.metric).drop(columns="metric").assign(metric="forgetting")
-        units = paired_units(pair, "forgetting_shared", "forgetting_agents", "forgetting", cfg.scheme)
+        units = paired_units(pair, "forgetting_shared", "forgetting_agents", "forgetting", cfg.scheme,
+                             blocked=cfg.order_blocks)
         if units.x_paired.size < 2:
             continue
         res = paired_difference(units.x_paired - units.y_paired, units.blocks, cfg.confidence)

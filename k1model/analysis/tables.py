@@ -207,7 +207,9 @@ def claim_rows(entries: Mapping[str, Mapping[str, Any]], part: str) -> list[dict
                         else e["status"]})
             rows.append(row)
             continue
-        if e["status"] == "measured":
+        if e.get("verdict_if_competent"):  # tested, its verdict withheld by the competence check
+            row["status"] = f"{e['status']} (would read: {e['verdict_if_competent']})"
+        if "measured" in (e["status"], e.get("verdict_if_competent")):
             row.update({"n": str(e["n_units"]), "difference [CI]": fmt_ci(e["mean_diff"], e["diff_ci_low"],
                                                                           e["diff_ci_high"]),
                         "p": "(not tested: a design property)", "p (Holm)": "", "MDE": "", "equivalence": ""})

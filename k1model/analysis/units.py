@@ -15,6 +15,11 @@ A run's initial weights and data stream come from its init seed (`experiment.ini
   effect (`tests/test_design.py` checks it against statsmodels' MixedLM).
 
 With one domain order both rules give the same units: a seed's one run.
+
+Orders listed in the params are fixed: they are blocks (fixed effects). Orders drawn at random from the
+permutations (`experiment.orders: {draw: k}`) are a sample of them: their effect is part of the unit-to-unit
+variation the claims generalise over, so the units are not blocked (`orders_are_blocks`), and a design with one
+seed per drawn order keeps its degrees of freedom.
 """
 from __future__ import annotations
 
@@ -64,12 +69,20 @@ class PairedUnits:
     labels: list[str] = field(default_factory=list)  # the paired units, in order
 
 
+def orders_are_blocks(params: Any) -> bool:
+    """Whether a paired comparison blocks on the order: yes for listed orders, no for drawn ones (module doc)."""
+    from k1model.config.experiment import OrderDraw
+
+    return not isinstance(params.experiment.orders, OrderDraw)
+
+
 def paired_units(tidy: pd.DataFrame, variant: str, reference: str | float, metric: str, scheme: str,
-                 orders: Sequence[str] | None = None) -> PairedUnits:
+                 orders: Sequence[str] | None = None, blocked: bool = True) -> PairedUnits:
     """The units of `variant` against `reference` on `metric` (a variant name, or a number: a fixed level such
     as chance, compared with every unit of the variant). Runs are paired by (order, seed); with `shared` init
     seeds only seeds paired in every order count, averaged over the orders. `orders`: the study's orders (default:
-    those of `tidy`; give them when `tidy` is already one metric's rows)."""
+    those of `tidy`; give them when `tidy` is already one metric's rows). `blocked`: the order is a block
+    (`orders_are_blocks`)."""
     orders = list(dict.fromkeys(tidy["order"])) if orders is None else list(orders)
     kind = unit_kind(scheme, len(orders))
     sub = tidy[tidy["metric"].to_numpy() == metric]
@@ -86,7 +99,7 @@ def paired_units(tidy: pd.DataFrame, variant: str, reference: str | float, metri
     common = sorted(set(xs) & set(ys), key=lambda k: (rank.get(k[0], len(rank)), k[1]))
     y_all = np.array(list(ys.values()), dtype=float) if isinstance(reference, str) else np.array([], dtype=float)
     if kind == "run":
-        blocks = [o for o, _ in common] if len(orders) > 1 else None
+        blocks = [o for o, _ in common] if len(orders) > 1 and blocked else None
         return PairedUnits(kind, np.array(list(xs.values()), dtype=float), y_all,
                            np.array([xs[k] for k in common]), np.array([ys[k] for k in common]), blocks, len(common),
                            [f"{o}/seed{s}" for o, s in common])
@@ -106,11 +119,12 @@ def paired_units(tidy: pd.DataFrame, variant: str, reference: str | float, metri
                        [f"seed{s}" for s in complete])
 
 
-def planned_units(n_seeds: int, n_orders: int, scheme: str) -> tuple[int, int]:
+def planned_units(n_seeds: int, n_orders: int, scheme: str, blocked: bool = True) -> tuple[int, int]:
     """(units, blocks) the params plan per variant: seeds × orders runs of their own initialisation in
-    `n_orders` blocks, or `n_seeds` initialisations (shared seeds, one block: the orders are averaged)."""
+    `n_orders` blocks (one when the orders are not blocks), or `n_seeds` initialisations (shared seeds, one
+    block: the orders are averaged)."""
     if unit_kind(scheme, n_orders) == "run":
-        return n_seeds * n_orders, n_orders
+        return n_seeds * n_orders, (n_orders if blocked else 1)
     return n_seeds, 1
 
 

@@ -89,10 +89,17 @@ def _not_competent(nums: Numbers, claim: Claim, entry: Mapping[str, Any]) -> tup
     c = nums.get("competence") or {}
     short_of = ", ".join(entry.get("short_of_floor") or c.get("short_of_floor") or []) or "its domains"
     why = (f"{c.get('reference', 'the reference')} did not reach the {c.get('floor', 'declared')} floor right after "
-           f"its phase on {short_of}")
-    return "not competent", f"not competent ({why}).", (
-        f"The claim that {claim.statement} is not read: {why}, so what this profile's models learn and forget is "
-        "closer to byte statistics than to the language of the domains (the comparison is in the tables).")
+           f"its phase on {short_of}, by the declared rule: the upper end of its interval")
+    would = entry.get("verdict_if_competent")
+    record = ""
+    if would:
+        base = ("claims", claim.name)
+        record = (f" For the record, its test (counted in the Holm family) would read {would}: difference "
+                  f"{nums.q(*base, 'mean_diff')} [{nums.q(*base, 'diff_ci_low')}, {nums.q(*base, 'diff_ci_high')}], "
+                  f"Holm p {_relation(nums.q(*base, 'p_holm', p=True))}, n = {entry.get('n_units')}.")
+    return "not competent", f"not competent ({why})" + (f"; the test would read {would}." if would else "."), (
+        f"The claim that {claim.statement} is not read: {why}, so the declared check cannot vouch that this "
+        f"profile's models learned the language of every domain (the comparison is in the tables).{record}")
 
 
 def _not_measured(nums: Numbers, claim: Claim, entry: Mapping[str, Any]) -> tuple[str, str, str]:
