@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from k1model.analysis.stats import describe
 from k1model.report.drawing import (COLUMN_IN, PAGE_IN, figure_legend, fmt_value, kept_means, mark_beyond, new_figure,
@@ -92,7 +93,10 @@ def learning_curves(evals: pd.DataFrame, variants: Sequence[str], orders: Sequen
                 ax.set_xlabel("training step")
     axes[0, 0].set_ylim(*limits)
     axes[0, 0].set_xlim(step0, float(evals.step.max()))
-    figure_legend(fig, variant_handles(shown), ncol=6)
+    handles = variant_handles(shown)
+    if floors and floors.get("domains"):
+        handles.append(Line2D([], [], color="0.2", ls=":", lw=0.8, label=f"{floor} floor (held-out)"))
+    figure_legend(fig, handles, ncol=6)
     return fig
 
 

@@ -272,12 +272,23 @@ def variant_handles(variants: Sequence[str], *, lines: bool = True) -> list[Line
             for v in variants]
 
 
-def figure_legend(fig: Figure, handles: Sequence[Any], *, title: str | None = None, ncol: int | None = None) -> Any:
-    """One legend for the whole figure, below the panels (constrained layout makes room for it)."""
+def legend_columns(width_in: float, handles: Sequence[Any], ncol: int | None = None) -> int:
+    """How many columns of `handles` fit a figure `width_in` inches wide (at most `ncol`)."""
     size = float(matplotlib.rcParams["legend.fontsize"])
     widest = max((len(h.get_label()) * 0.55 * size + 3.2 * size for h in handles), default=1.0) / 72.0  # inches
-    fits = max(1, int((fig.get_size_inches()[0] - 0.2) / widest))
-    ncol = max(1, min(len(handles), fits, ncol or fits))
+    fits = max(1, int((width_in - 0.2) / widest))
+    return max(1, min(len(handles), fits, ncol or fits))
+
+
+def legend_rows_height(width_in: float, handles: Sequence[Any]) -> float:
+    """The height (inches) a figure legend's rows beyond the first take: what a figure adds for a long legend."""
+    rows = math.ceil(len(handles) / legend_columns(width_in, handles)) if handles else 1
+    return 0.16 * max(0, rows - 1)
+
+
+def figure_legend(fig: Figure, handles: Sequence[Any], *, title: str | None = None, ncol: int | None = None) -> Any:
+    """One legend for the whole figure, below the panels (constrained layout makes room for it)."""
+    ncol = legend_columns(fig.get_size_inches()[0], handles, ncol)
     return fig.legend(handles=list(handles), loc="outside lower center", ncol=ncol, frameon=False, title=title,
                       columnspacing=1.2, handletextpad=0.5)
 

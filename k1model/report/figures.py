@@ -32,9 +32,9 @@ from k1model.analysis.settings import AnalysisSettings as AnalysisConfig
 from k1model.analysis.settings import load_analysis_config
 from k1model.errors import DataError, K1Error
 from k1model.io import read_output_table, rerun_hint, write_json
-from k1model.report.drawing import (COLUMN_IN, PAGE_IN, Estimate, draw_tree, figure_legend, forest_height,
-                                    figure_style, forest_panel, metric_title, new_figure, order_handles, save_figure, short_name, tree_layout,
-                                    unit_label)
+from k1model.report.drawing import (COLUMN_IN, PAGE_IN, Estimate, draw_tree, figure_legend, figure_style,
+                                    forest_height, forest_panel, legend_rows_height, metric_title, new_figure,
+                                    order_handles, save_figure, short_name, tree_layout, unit_label)
 from k1model.report.text_layout import describe_size, layout_problems
 
 __all__ = [
@@ -115,7 +115,8 @@ def metric_points(summary: Mapping[str, Any], tidy: pd.DataFrame, metrics: Seque
     ncols = min(4, len(present))
     nrows = math.ceil(len(present) / ncols)
     width = PAGE_IN if ncols > 2 else COLUMN_IN
-    fig = new_figure(width, forest_height(len(rows), nrows))
+    handles = [_estimate_handle(f"mean, {cfg.confidence:.0%} interval")] + order_handles(orders)
+    fig = new_figure(width, forest_height(len(rows), nrows) + legend_rows_height(width, handles))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     main = tidy[(tidy.get("part", "as_specified") == "as_specified") & tidy.value.notna()]
     for k, (ax, m) in enumerate(zip(axes.ravel(), present)):
@@ -128,7 +129,7 @@ def metric_points(summary: Mapping[str, Any], tidy: pd.DataFrame, metrics: Seque
                      floor=0.0 if metric_info(m)[0].unit == "bpb" and m not in ("bwt", "fwt", "forgetting") else None)
     for ax in axes.ravel()[len(present):]:
         ax.set_visible(False)
-    figure_legend(fig, [_estimate_handle(f"mean, {cfg.confidence:.0%} interval")] + order_handles(orders))
+    figure_legend(fig, handles)
     return fig
 
 

@@ -32,11 +32,15 @@ def forgetting_domains(domains: pd.DataFrame, variants: Sequence[str], margin: f
     orders = [o for o in orders if o in present] + [o for o in present if o not in orders]
     variants = [v for v in variants if v in set(final.variant)]
     n_domains = final.groupby("order").domain.nunique().max()
-    side_by_side = len(orders) <= 4 and n_domains * len(variants) * len(orders) <= 24  # else one row per order
+    # two panels a row while a panel's bars fit half a page (every order a panel), else one per row
+    ncols = min(2, len(orders)) if n_domains * len(variants) <= 12 else 1
+    nrows = math.ceil(len(orders) / ncols)
     legend = 0.17 * math.ceil(len(variants) / 6)
-    fig = new_figure(PAGE_IN, 0.5 + (2.0 if side_by_side else 1.75 * len(orders)) + legend)
-    axes = (fig.subplots(1, len(orders), squeeze=False, sharey=True)[0] if side_by_side else
-            fig.subplots(len(orders), 1, squeeze=False)[:, 0])
+    fig = new_figure(PAGE_IN, 0.5 + 1.9 * nrows + legend)
+    grid = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    axes = list(grid.ravel())
+    for ax in axes[len(orders):]:
+        ax.set_visible(False)
     # (means and intervals only, no runs here) every mean, the intervals as far as half the means' span beyond
     limits = robust_limits([], keep=list(final.forgetting) + [0.0] + ([margin] if margin is not None else []),
                            reach=list(final.forgetting_ci_low) + list(final.forgetting_ci_high))
@@ -66,12 +70,12 @@ def forgetting_domains(domains: pd.DataFrame, variants: Sequence[str], margin: f
             ax.axhline(margin, color="0.4", linestyle="--", linewidth=0.7)
         for b in np.arange(len(names) - 1) + 0.5:
             ax.axvline(b, color="0.85", lw=0.5)
-        ax.set_xticks(np.arange(len(names)), [f"{n} (phase {k + 1})" for k, n in enumerate(names)])
+        ax.set_xticks(np.arange(len(names)), [f"{n}\n(phase {k + 1})" for k, n in enumerate(names)])
         ax.set_xlim(-0.5, len(names) - 0.5)
         ax.grid(axis="x", visible=False)
         ax.set_ylim(*limits)
         ax.set_title(f"domain order {order.replace('-', ' → ')}", fontsize=7)
-        if ax is axes[0] or not side_by_side:
+        if axes.index(ax) % ncols == 0:
             ax.set_ylabel("forgetting (bpb)\nfinal − best earlier")
     handles = variant_handles(variants, lines=False)
     if margin is not None:
