@@ -129,7 +129,8 @@ def aggregate(params: str | Path | Mapping[str, Any], results: str | Path, out: 
     if p.frontier.active:
         from k1model.analysis.frontier_stats import frontier_statistics
 
-        doc["frontier"], written_f = frontier_statistics(p, cfg.confidence, results, out / "tables")
+        doc["frontier"], written_f = frontier_statistics(p, cfg.confidence, results, out / "tables", cfg.alpha,
+                                                         doc["competence"])
         written += written_f
     full = pd.concat(tidy_all, ignore_index=True)[["part", "point", "variant", "order", "seed", "metric", "value"]]
     write_csv(out / "tidy.csv", full)

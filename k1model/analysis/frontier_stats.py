@@ -17,6 +17,7 @@ import pandas as pd
 from k1model.cl_metrics import plasticity
 from k1model.analysis.frontier import FRONTIER_METRICS, PointStats, dominance, frontier_gap, frontier_table, point_stats
 from k1model.analysis.runs import read_run_file
+from k1model.analysis.stats import holm
 from k1model.config import Params
 from k1model.io import write_csv, write_text
 
@@ -64,10 +65,30 @@ def _gap_doc(cells: pd.DataFrame, method: str, reference: str, y: str, confidenc
     return frontier_gap(ref, PointStats.of("base", rows["plasticity"], rows[y]), confidence)
 
 
-def frontier_statistics(params: Params, confidence: float, results: str | Path, tables: Path
-                        ) -> tuple[dict[str, Any], list[Path]]:
-    """summary.json's `frontier` (the table, the gap at the method's plasticity and dominance, for forgetting
-    and for final average bpb) and tables/frontier.{csv,md,tex}."""
+def gap_verdicts(claims: dict[str, Any], alpha: float, competence: dict[str, Any] | None = None) -> None:
+    """A verdict on each gap claim ("at the method's plasticity the reference forgets more / ends worse"), as
+    the declared claims have: Holm over the gap claims tested (their own family), supported when the reference
+    is significantly worse there, contradicted when it is significantly better, inconclusive otherwise,
+    untestable when the method's plasticity lies outside the reference's frontier. A profile that fails the
+    competence check withholds the verdict (`verdict_if_competent`), not the test."""
+    gaps = [claims[y]["gap"] for y in claims]
+    tested = [g for g in gaps if g.get("status") == "ok" and g.get("p") is not None and math.isfinite(g["p"])]
+    for g, p in zip(tested, holm([g["p"] for g in tested])):
+        g["p_holm"], g["family_size"] = float(p), len(tested)
+        g["verdict"] = ("inconclusive" if p >= alpha else "supported" if g["gap"] > 0 else "contradicted")
+    withhold = bool(competence and competence.get("checked") and not competence.get("competent"))
+    for g in gaps:
+        g.setdefault("verdict", "untestable" if g.get("status") == "outside" else "inconclusive")
+    for y in claims:
+        for item in (claims[y]["gap"], claims[y]["dominance"]):
+            if withhold:
+                item["verdict_if_competent"], item["verdict"] = item["verdict"], "not competent"
+
+
+def frontier_statistics(params: Params, confidence: float, results: str | Path, tables: Path, alpha: float = 0.05,
+                        competence: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """summary.json's `frontier` (the table, the gap at the method's plasticity with its verdict, and dominance,
+    for forgetting and for final average bpb) and tables/frontier.{csv,md,tex}."""
     from k1model.analysis.tables import fmt_ci, latex_table, markdown_table
 
     cells, problems = frontier_runs(params, results)
@@ -82,6 +103,7 @@ def frontier_statistics(params: Params, confidence: float, results: str | Path, 
         doc["claims"] = {y: {"gap": _gap_doc(cells, fr.method, fr.reference, y, confidence),
                              "dominance": dominance(cells, fr.method, fr.reference, y, confidence)}
                          for y in ("forgetting", "final_avg_bpb")}
+        gap_verdicts(doc["claims"], alpha, competence)
     show = pd.DataFrame([{"method": r["variant"], "setting": r["point"], "n": r["n"],
                           "plasticity (mean R[j][j])": fmt_ci(r["plasticity_mean"], r["plasticity_ci_low"],
                                                               r["plasticity_ci_high"]),

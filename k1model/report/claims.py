@@ -92,7 +92,11 @@ def _not_competent(nums: Numbers, claim: Claim, entry: Mapping[str, Any]) -> tup
            f"its phase on {short_of}, by the declared rule: the upper end of its interval")
     would = entry.get("verdict_if_competent")
     record = ""
-    if would:
+    if would == "measured":  # a design property: its values, no test
+        base = ("claims", claim.name)
+        record = (f" For the record: {claim.variant} {nums.q(*base, 'mean_variant')}, {claim.reference} "
+                  f"{nums.q(*base, 'mean_reference')} (a design property, measured, not tested).")
+    elif would:
         base = ("claims", claim.name)
         record = (f" For the record, its test (counted in the Holm family) would read {would}: difference "
                   f"{nums.q(*base, 'mean_diff')} [{nums.q(*base, 'diff_ci_low')}, {nums.q(*base, 'diff_ci_high')}], "

@@ -33,8 +33,12 @@ def validity_section(nums: Numbers, title: str = "Does the benchmark forget?") -
         for order, by_domain in by_order.items():
             for domain, d in by_domain.items():
                 key = ("validity", "domains", order, domain)
-                cell = f"{nums.q(*key, 'mean')} [{nums.q(*key, 'ci_low')}, {nums.q(*key, 'ci_high')}]"
-                lines.append(f"| {order} | {domain} ({d['position'] + 1}) | {cell} | {'yes' if d['forgets'] else 'no'} |")
+                if d.get("n", 2) < 2:  # one run in this order: a value, no interval, no verdict
+                    cell, forgets = f"{nums.q(*key, 'mean')} (1 run)", "n/a (one run)"
+                else:
+                    cell = f"{nums.q(*key, 'mean')} [{nums.q(*key, 'ci_low')}, {nums.q(*key, 'ci_high')}]"
+                    forgets = "yes" if d["forgets"] else "no"
+                lines.append(f"| {order} | {domain} ({d['position'] + 1}) | {cell} | {forgets} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 

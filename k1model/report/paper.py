@@ -60,6 +60,7 @@ STUDY_TABLES: tuple[tuple[str, str], ...] = (
     ("tuned", "Tuned comparison"),
     ("orders", "Per domain order"),
     ("sweep", "Sensitivity sweep"),
+    ("frontier", "Stability-plasticity frontiers"),
 )
 
 
