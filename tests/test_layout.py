@@ -97,9 +97,9 @@ def test_dvc_params_are_what_the_library_says_each_stage_reads():
     assert declared("data") == ["data", "model.max_seq_len"]
     runs = declared("runs")
     assert [k for k in runs if not k.startswith("analysis.")] == ["model", "method", "train", "experiment", "sweep",
-                                                                  "tuning"]
+                                                                  "tuning", "frontier"]
     assert [k.removeprefix("analysis.") for k in runs if k.startswith("analysis.")] == AnalysisConfig.probe_keys()
-    assert declared("analysis") == ["experiment", "analysis", "sweep", "tuning"]
+    assert declared("analysis") == ["experiment", "analysis", "sweep", "tuning", "frontier"]
 
 
 def test_no_module_is_a_monolith():

@@ -281,7 +281,8 @@ OTHER_VALUES = {"learning_rate": 0.01, "weight_decay": 0.1, "betas": (0.8, 0.9),
                 "reset_moments_on_return": True, "grad_clip": 0.5, "ewc_lambda": 7.0, "ewc_gamma": 0.5,
                 "fisher_batches": 1, "replay_buffer": 20, "replay_fraction": 0.125, "grow_window": 3,
                 "grow_share": 0.3, "prune_threshold": 0.5, "prune_rounds": 1, "merge_similarity": -0.5,
-                "merge_rounds": 1, "structure_tolerance": 0.5, "shared_update": "with_agents"}
+                "merge_rounds": 1, "structure_tolerance": 0.5, "shared_update": "with_agents",
+                "throttle_share": 0.3}
 
 
 def test_keys_a_variant_does_not_read_cannot_change_its_run(tmp_path):

@@ -38,6 +38,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from k1model.io import atomic_path
 
@@ -446,16 +447,20 @@ def xy_intervals(ax: Any, points: pd.DataFrame, *, method: str = "method", setti
     fig.draw_without_rendering()  # the layout the labels are placed in
     renderer = fig.canvas.get_renderer()
     placed = [] if placed is None else placed
-    for _, row in points.iterrows():
+    pt = fig.dpi / 72.0  # display pixels per point
+    marks = [ax.transData.transform((float(r[x]), float(r[y]))) for _, r in points.iterrows()]
+    marks = [Bbox.from_extents(cx - 4.5 * pt, cy - 4.5 * pt, cx + 4.5 * pt, cy + 4.5 * pt) for cx, cy in marks]
+    for i, (_, row) in enumerate(points.iterrows()):
         px, py, text = float(row[x]), float(row[y]), str(row[setting])
         if not text:
             continue
         colour = variant_style(str(row[method])).color
-        for dx, dy in ((4, 3), (4, -8), (-4, 3), (-4, -8), (0, 7), (0, -11)):
+        others = placed + [m for k, m in enumerate(marks) if k != i]  # other labels and the other points' markers
+        for dx, dy in ((5, 3), (5, -9), (-5, 3), (-5, -9), (0, 8), (0, -12)):
             t = ax.annotate(text, (px, py), xytext=(dx, dy), textcoords="offset points", fontsize=5.5, color=colour,
                             ha="left" if dx > 0 else "right" if dx < 0 else "center")
             box = t.get_window_extent(renderer)
-            if not any(box.overlaps(b) for b in placed):
+            if not any(box.padded(1.0 * pt).overlaps(b) for b in others):
                 break
             t.remove()
         else:  # no free side: the first one (the label matters more than the overlap, which the figure test reports)
