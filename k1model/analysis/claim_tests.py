@@ -128,6 +128,11 @@ def claim_entry(claim: Any, part: Part, cfg: Any) -> dict[str, Any]:
         entry.update(found)
         return entry
     if found is not None:  # tested, its verdict withheld after the family (apply_family)
+        later = [g(claim, part) for g in GATES[GATES.index(not_competent) + 1:]]
+        later = next((g for g in later if g is not None), None)
+        if later is not None:  # a later gate decides what it would read (e.g. untestable): nothing to test
+            entry.update({k: v for k, v in found.items() if k != "withhold"}, verdict_if_competent=later["status"])
+            return entry
         entry.update({k: v for k, v in found.items() if k not in ("status", "withhold")},
                      withheld_status=found["status"])
     ref: str | float = part.chance if claim.reference == "chance" else claim.reference

@@ -203,7 +203,8 @@ def claim_rows(entries: Mapping[str, Mapping[str, Any]], part: str) -> list[dict
                "status": e["status"]}
         if e.get("n_units") is None:
             row.update({"n": "", "difference [CI]": "", "p": "", "p (Holm)": "", "MDE": "", "equivalence": "",
-                        "status": f"{e['status']} ({e.get('reason')})" if e.get("reason") not in ("", None, "validity")
+                        "status": f"{e['status']} (would read: {e['verdict_if_competent']})" if e.get("verdict_if_competent")
+                        else f"{e['status']} ({e.get('reason')})" if e.get("reason") not in ("", None, "validity")
                         else e["status"]})
             rows.append(row)
             continue

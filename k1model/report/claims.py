@@ -92,7 +92,9 @@ def _not_competent(nums: Numbers, claim: Claim, entry: Mapping[str, Any]) -> tup
            f"its phase on {short_of}, by the declared rule: the upper end of its interval")
     would = entry.get("verdict_if_competent")
     record = ""
-    if would == "measured":  # a design property: its values, no test
+    if would == "untestable":  # the validity check: the reference does not forget, nothing was tested
+        record = " Had it been competent it would read untestable: the benchmark's reference does not forget."
+    elif would == "measured":  # a design property: its values, no test
         base = ("claims", claim.name)
         record = (f" For the record: {claim.variant} {nums.q(*base, 'mean_variant')}, {claim.reference} "
                   f"{nums.q(*base, 'mean_reference')} (a design property, measured, not tested).")
