@@ -52,7 +52,9 @@ def learning_curves(evals: pd.DataFrame, variants: Sequence[str], orders: Sequen
     shown = [v for v in variants if v in set(evals.variant)]
     fig = new_figure(PAGE_IN, 0.55 + 1.5 * len(orders) + 0.18 * math.ceil(len(shown) / 6))
     axes = fig.subplots(len(orders), len(domains), sharex=True, sharey=True, squeeze=False)
-    limits = robust_limits(evals.bpb, groups=evals[["variant", "order", "domain", "step"]], floor=0.0)
+    levels = [((floors or {}).get("domains", {}).get(d, {}).get("test") or {}).get(floor) for d in domains]
+    limits = robust_limits(evals.bpb, groups=evals[["variant", "order", "domain", "step"]], floor=0.0,
+                           keep=[x for x in levels if x is not None])  # every domain's floor line in view
     band_alpha = 0.13 if len(shown) <= 4 else 0.07  # many overlapping bands: lighter, or they turn to mud
     panel_pt = 72.0 * (PAGE_IN - 0.6) / len(domains)
     for r, order in enumerate(orders):
